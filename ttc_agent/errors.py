@@ -1,0 +1,31 @@
+"""Typed errors raised by ttc-agent. Every one names the value that caused it."""
+
+from __future__ import annotations
+
+
+class TTCError(Exception):
+    """Base class of every error ttc-agent raises on purpose."""
+
+
+class InvalidRequestError(TTCError, ValueError):
+    """A generation request, strategy spec or setting has a bad value."""
+
+
+class ModelLoadError(TTCError):
+    """A model could not be found or loaded."""
+
+
+class BackendError(TTCError):
+    """A backend failed to produce a generation."""
+
+
+class BackendUnavailableError(BackendError):
+    """A model server could not be reached, or kept failing until retries ran out."""
+
+
+class BackendResponseError(BackendError):
+    """A model server answered with something that is not a valid completion."""
+
+
+class BackendTimeoutError(BackendError):
+    """A generation did not finish within its time limit."""
