@@ -44,6 +44,8 @@ def test_real_server_samples_continuation_and_raw_prompts(vllm_server):
     partial = CHAT + [{"role": "assistant", "content": "Step 1:"}]
     assert backend.render(partial).endswith("Step 1:")
     cont = backend.generate([partial, partial], max_tokens=8, stop=["\n"])
+    numbers = backend.generate("Count: 1, 2, 3, 4,", max_tokens=12, stop=[","])
+    assert numbers.completions[0].stop_string == ","
     assert len(cont.results) == 2 and cont.results[0].prompt_tokens == backend.count_tokens(partial)
     text = asyncio.run(backend.agenerate("The capital of France is", max_tokens=6))
     assert text.prompt_tokens == backend.count_tokens("The capital of France is")

@@ -51,7 +51,7 @@ def test_greedy_logprobs_are_the_argmax_of_raw_distribution(tf_backend):
 def test_stop_strings_cut_text_and_report_stop(tf_backend):
     gen = tf_backend.generate("Count: 1, 2, 3, 4, 5,", max_tokens=30, stop=[","])
     c = gen.completions[0]
-    assert "," not in c.text and c.finish_reason == "stop"
+    assert "," not in c.text and c.finish_reason == "stop" and c.stop_string == ","
     assert c.num_tokens < 30
 
 

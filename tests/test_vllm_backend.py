@@ -39,6 +39,8 @@ def test_partial_turn_batch_and_stop(vllm_backend):
     gen = vllm_backend.generate([partial, partial], n=2, temperature=0.8, max_tokens=20, stop=["\n"], seed=2)
     assert len(gen.results) == 2
     assert all("\n" not in c.text for r in gen.results for c in r.completions)
+    assert all(c.stop_string in ("\n", None) for r in gen.results for c in r.completions)
+    assert any(c.stop_string == "\n" for r in gen.results for c in r.completions)
     assert gen.results[0].prompt_tokens == vllm_backend.count_tokens(partial)
 
 

@@ -89,6 +89,7 @@ class Completion:
 
     ``finish_reason`` is ``"stop"`` (end of turn or a stop string, which is not included in
     ``text``), ``"length"`` (``max_tokens`` reached) or ``"deadline"`` (``max_seconds`` reached).
+    ``stop_string`` names the stop string that ended it (``None`` at end of turn or a limit).
     ``token_logprobs`` holds each generated token's log-probability under the model's raw
     distribution (before temperature and top-p), when logprobs were asked for.
     """
@@ -97,6 +98,7 @@ class Completion:
     finish_reason: str
     num_tokens: int
     token_logprobs: tuple[float, ...] | None = None
+    stop_string: str | None = None
 
     @property
     def cumulative_logprob(self) -> float | None:

@@ -150,8 +150,10 @@ class TransformersBackend(LockedSyncBackend):
         end = next((k for k, t in enumerate(tokens) if t in self._end_ids), None)
         body = tokens if end is None else tokens[:end]
         text = self.tokenizer.decode(body, skip_special_tokens=True)
-        cut = _first_stop(text, params.stop)
-        if cut is not None:
+        hit = _first_stop(text, params.stop)
+        stop_string = None
+        if hit is not None:
+            cut, stop_string = hit
             text, count, reason = text[:cut], len(body), "stop"
         elif end is not None:
             count, reason = end + 1, "stop"  # the end-of-turn token was generated: count it
@@ -159,11 +161,12 @@ class TransformersBackend(LockedSyncBackend):
             count = len(tokens)
             reason = "length" if count >= max_new else "deadline"
         lp = tuple(logprobs[:count]) if logprobs is not None else None
-        return Completion(text=text, finish_reason=reason, num_tokens=count, token_logprobs=lp)
+        return Completion(text=text, finish_reason=reason, num_tokens=count, token_logprobs=lp, stop_string=stop_string)
 
 
-def _first_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+def _first_stop(text: str, stops: tuple[str, ...]) -> tuple[int, str] | None:
+    """Where the earliest stop string starts in ``text``, and which one it is."""
+    hits = [(i, s) for s in stops if (i := text.find(s)) >= 0]
     return min(hits) if hits else None
 
 

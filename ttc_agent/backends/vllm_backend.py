@@ -186,7 +186,14 @@ def _completion(out: Any, params: SamplingParams, timed_out: bool) -> Completion
     logprobs = None
     if params.logprobs and out.logprobs is not None:
         logprobs = tuple(float(step[tok].logprob) for tok, step in zip(out.token_ids, out.logprobs, strict=False))
-    return Completion(text=out.text, finish_reason=reason, num_tokens=len(out.token_ids), token_logprobs=logprobs)
+    stop_string = out.stop_reason if isinstance(out.stop_reason, str) else None
+    return Completion(
+        text=out.text,
+        finish_reason=reason,
+        num_tokens=len(out.token_ids),
+        token_logprobs=logprobs,
+        stop_string=stop_string,
+    )
 
 
 def _is_cpu_build() -> bool:

@@ -1,0 +1,49 @@
+"""Dataset loaders read ../shared/data; the arithmetic task is graded and reproducible."""
+
+import json
+
+import pytest
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.evaluation.datasets import arithmetic, load_dataset, load_gsm8k, load_math500
+
+
+def test_gsm8k_answers_come_from_the_hash_line():
+    problems = load_gsm8k("test", limit=5)
+    assert len(problems) == 5
+    assert problems[0].answer == "18"  # Janet's ducks
+    assert all(p.answer and p.source == "gsm8k" for p in problems)
+    assert len(load_gsm8k("train")) == 7473
+
+
+def test_math500_has_levels():
+    problems = load_math500()
+    assert len(problems) == 500
+    assert {p.level for p in problems} == {1, 2, 3, 4, 5}
+
+
+def test_arithmetic_is_graded_and_seeded():
+    a = arithmetic(per_level=5, levels=(1, 2, 3), seed=3)
+    assert [p.level for p in a] == [1] * 5 + [2] * 5 + [3] * 5
+    assert a == arithmetic(per_level=5, levels=(1, 2, 3), seed=3)
+    assert a != arithmetic(per_level=5, levels=(1, 2, 3), seed=4)
+    for p in a:
+        x, op, y = p.question.removeprefix("What is ").removesuffix("?").split()
+        assert int(p.answer) == int(x) + int(y)
+    assert p.is_correct(p.answer) and not p.is_correct(str(int(p.answer) + 1))
+
+
+def test_bad_dataset_arguments(tmp_path):
+    with pytest.raises(InvalidRequestError, match="nope"):
+        load_dataset("nope")
+    with pytest.raises(InvalidRequestError, match="per_level"):
+        arithmetic(per_level=0)
+    with pytest.raises(InvalidRequestError, match=r"\[9\]"):
+        arithmetic(levels=(9,))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"q": "x"}) + "\n")
+    with pytest.raises(InvalidRequestError, match="question"):
+        load_dataset(str(bad))
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"question": "1+1?", "answer": 2}) + "\n")
+    assert load_dataset(str(good))[0].answer == "2"

@@ -1,0 +1,1 @@
+"""Datasets, trace collection and offline evaluation."""

@@ -1,0 +1,181 @@
+"""Problems to run strategies on: GSM8K and MATH-500 from disk, and a graded arithmetic task.
+
+Data is read from ``$TTC_AGENT_DATA`` or from ``../shared/data`` beside the working directory
+or beside the ttc-agent checkout; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ttc_agent.answers import Scope, answers_equal, extract_answer
+from ttc_agent.errors import InvalidRequestError
+
+STEP_BY_STEP = "Solve it step by step, then give the final answer as 'The answer is N.'"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One question with its gold answer.
+
+    ``level`` grades difficulty (1 = easiest); ``scope`` says where the answer sits in a model's
+    reply (see `ttc_agent.answers.extract_answer`).
+    """
+
+    id: str
+    question: str
+    answer: str
+    source: str
+    level: int = 0
+    scope: Scope = "all"
+    instruction: str = ""
+
+    def messages(self) -> list[dict[str, str]]:
+        """The chat prompt for this problem."""
+        content = f"{self.question}\n{self.instruction}" if self.instruction else self.question
+        return [{"role": "user", "content": content}]
+
+    def extract(self, text: str) -> str | None:
+        """The answer stated in a model's reply to this problem."""
+        return extract_answer(text, self.scope)
+
+    def is_correct(self, answer: str | None) -> bool:
+        """True when ``answer`` equals the gold answer."""
+        return answers_equal(answer, self.answer)
+
+
+def data_dir() -> Path:
+    """Folder holding ``gsm8k/`` and ``math500/``."""
+    candidates = [Path(os.environ["TTC_AGENT_DATA"])] if os.environ.get("TTC_AGENT_DATA") else []
+    candidates += [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
+    for c in candidates:
+        if (c / "gsm8k").is_dir():
+            return c.resolve()
+    raise InvalidRequestError(
+        f"no data folder with gsm8k/ found; looked in {[str(c) for c in candidates]}; set TTC_AGENT_DATA"
+    )
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    if not path.is_file():
+        raise InvalidRequestError(f"no such data file: {path}")
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InvalidRequestError(f"{path}:{n} is not valid JSON: {exc}") from exc
+
+
+def load_gsm8k(split: str = "test", limit: int | None = None) -> list[Problem]:
+    """GSM8K problems (``split`` is ``"train"`` or ``"test"``); the gold answer follows ``####``."""
+    if split not in ("train", "test"):
+        raise InvalidRequestError(f"GSM8K split must be 'train' or 'test', got {split!r}")
+    rows = _read_jsonl(data_dir() / "gsm8k" / f"{split}.jsonl")
+    problems = [
+        Problem(
+            id=f"gsm8k-{split}-{i}",
+            question=r["question"],
+            answer=extract_answer(r["answer"]) or "",
+            source="gsm8k",
+            instruction=STEP_BY_STEP,
+        )
+        for i, r in enumerate(rows)
+    ]
+    return problems[:limit]
+
+
+def load_math500(limit: int | None = None) -> list[Problem]:
+    """MATH-500 problems, with their difficulty level (1-5)."""
+    rows = _read_jsonl(data_dir() / "math500" / "test.jsonl")
+    problems = [
+        Problem(
+            id=r["unique_id"],
+            question=r["problem"],
+            answer=r["answer"],
+            source="math500",
+            level=int(r["level"]),
+            instruction="Solve it step by step and put the final answer in \\boxed{}.",
+        )
+        for r in rows
+    ]
+    return problems[:limit]
+
+
+# Difficulty levels of the arithmetic task: (operation, range of a, range of b).
+ARITHMETIC_LEVELS: dict[int, tuple[str, tuple[int, int], tuple[int, int]]] = {
+    1: ("+", (1, 9), (1, 9)),
+    2: ("+", (10, 49), (10, 49)),
+    3: ("+", (50, 999), (50, 999)),
+    4: ("*", (11, 99), (3, 9)),
+}
+
+
+def arithmetic(per_level: int = 20, levels: tuple[int, ...] = (1, 2, 3), seed: int = 0) -> list[Problem]:
+    """A graded arithmetic task: ``per_level`` questions "What is a + b?" at each level.
+
+    Level 1 adds one-digit numbers (the embedded model gets most right), level 2 two-digit
+    numbers from 10 to 49, level 3 numbers from 50 to 999, level 4 multiplies a two-digit by a
+    one-digit number (the embedded model rarely gets levels 3 and 4 right).
+    """
+    if not isinstance(per_level, int) or per_level < 1:
+        raise InvalidRequestError(f"per_level must be an integer >= 1, got {per_level!r}")
+    unknown = [lv for lv in levels if lv not in ARITHMETIC_LEVELS]
+    if unknown:
+        raise InvalidRequestError(f"unknown arithmetic level(s) {unknown}; known: {sorted(ARITHMETIC_LEVELS)}")
+    rng = random.Random(seed)
+    problems = []
+    for level in levels:
+        op, (a_lo, a_hi), (b_lo, b_hi) = ARITHMETIC_LEVELS[level]
+        for i in range(per_level):
+            a, b = rng.randint(a_lo, a_hi), rng.randint(b_lo, b_hi)
+            value = a + b if op == "+" else a * b
+            problems.append(
+                Problem(
+                    id=f"arith-s{seed}-l{level}-{i}",
+                    question=f"What is {a} {op} {b}?",
+                    answer=str(value),
+                    source="arithmetic",
+                    level=level,
+                    scope="first_result",
+                )
+            )
+    return problems
+
+
+def load_dataset(name: str, limit: int | None = None, **kwargs) -> list[Problem]:
+    """Problems by name: ``arithmetic``, ``gsm8k``, ``gsm8k-train``, ``math500``, or a JSONL file
+    with ``question`` and ``answer`` fields."""
+    if name == "arithmetic":
+        return arithmetic(**kwargs)[:limit]
+    if name in ("gsm8k", "gsm8k-test"):
+        return load_gsm8k("test", limit)
+    if name == "gsm8k-train":
+        return load_gsm8k("train", limit)
+    if name == "math500":
+        return load_math500(limit)
+    path = Path(name)
+    if path.suffix == ".jsonl":
+        problems = []
+        for i, r in enumerate(_read_jsonl(path)):
+            if "question" not in r or "answer" not in r:
+                raise InvalidRequestError(f"{path}: row {i} needs 'question' and 'answer' fields, has {sorted(r)}")
+            problems.append(
+                Problem(
+                    id=str(r.get("id", f"{path.stem}-{i}")),
+                    question=r["question"],
+                    answer=str(r["answer"]),
+                    source=path.stem,
+                    level=int(r.get("level", 0)),
+                )
+            )
+        return problems[:limit]
+    raise InvalidRequestError(
+        f"unknown dataset {name!r}; expected arithmetic, gsm8k, gsm8k-train, math500 or a .jsonl file"
+    )

@@ -1,0 +1,26 @@
+"""Decoding strategies the policy chooses between: `Greedy`, `BestOfN`, `BeamSearch`.
+
+Each has ``run(query, backend, verifier=None)`` and ``arun(...)`` returning an `Outcome` with
+the chosen text and answer, every candidate with its score, and the exact `Cost`.
+"""
+
+from ttc_agent.strategies.base import Candidate, Cost, Outcome, Query, Strategy, as_query
+from ttc_agent.strategies.beam_search import BeamSearch
+from ttc_agent.strategies.best_of_n import BestOfN
+from ttc_agent.strategies.greedy import Greedy
+from ttc_agent.strategies.selection import SELECTIONS
+from ttc_agent.strategies.spec import parse_strategy
+
+__all__ = [
+    "SELECTIONS",
+    "BeamSearch",
+    "BestOfN",
+    "Candidate",
+    "Cost",
+    "Greedy",
+    "Outcome",
+    "Query",
+    "Strategy",
+    "as_query",
+    "parse_strategy",
+]

@@ -1,0 +1,282 @@
+"""What every strategy shares: queries, costs, outcomes, and the drivers that run them.
+
+A strategy's algorithm is a generator that yields `GenerateCall` and `ScoreCall` requests and
+receives their results. `Strategy.run` executes those requests synchronously and `Strategy.arun`
+asynchronously, so each algorithm is written once, and both drivers account for its cost in the
+same way: exact tokens from the backend and verifier, sequential rounds, wall-clock seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ttc_agent.answers import extract_answer
+from ttc_agent.backends.base import Backend, Generation, Prompt, SamplingParams, normalize_prompts
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.verifiers import LogprobVerifier, Verifier, as_verifier, check_scores
+from ttc_agent.verifiers.base import Scores
+
+
+@dataclass(frozen=True)
+class Query:
+    """A question to answer: the prompt the model sees, the question text verifiers see, and
+    how to read the final answer out of a reply."""
+
+    prompt: Prompt
+    question: str
+    extract: Callable[[str], str | None] = extract_answer
+
+    def continued(self, partial: str) -> Prompt:
+        """The prompt with ``partial`` as the start of the assistant's reply."""
+        if isinstance(self.prompt, str):
+            return self.prompt + partial
+        if not partial:
+            return self.prompt
+        return [*self.prompt, {"role": "assistant", "content": partial}]
+
+
+def as_query(query: Any) -> Query:
+    """A `Query` from a `Query`, a question string, chat messages, or a dataset `Problem`."""
+    if isinstance(query, Query):
+        return query
+    if hasattr(query, "messages") and hasattr(query, "extract") and hasattr(query, "question"):
+        return Query(prompt=query.messages(), question=query.question, extract=query.extract)
+    if isinstance(query, str):
+        normalize_prompts(query)  # raises on an empty question
+        return Query(prompt=[{"role": "user", "content": query}], question=query)
+    messages = normalize_prompts(query)[0].messages
+    if not messages:
+        raise InvalidRequestError(f"not a query: {query!r}")
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return Query(prompt=list(messages), question=users[-1] if users else messages[-1]["content"])
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a strategy spent: exact tokens, sequential rounds and wall-clock seconds."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    verifier_tokens: int = 0
+    rounds: int = 0
+    seconds: float = 0.0
+    verifier_seconds: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt, completion and verifier tokens together."""
+        return self.prompt_tokens + self.completion_tokens + self.verifier_tokens
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.verifier_tokens + other.verifier_tokens,
+            self.rounds + other.rounds,
+            self.seconds + other.seconds,
+            self.verifier_seconds + other.verifier_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate solution, its extracted answer and its verifier score (if any)."""
+
+    text: str
+    answer: str | None
+    score: float | None
+    num_tokens: int
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A strategy's result: the chosen solution, every candidate, and the exact cost.
+
+    ``answer`` is ``None`` when no candidate stated an extractable answer ("no answer").
+    """
+
+    strategy: str
+    text: str
+    answer: str | None
+    candidates: tuple[Candidate, ...]
+    cost: Cost
+
+    @property
+    def has_answer(self) -> bool:
+        return self.answer is not None
+
+
+@dataclass(frozen=True)
+class GenerateCall:
+    """A request for one batched backend call."""
+
+    prompts: list[Prompt]
+    params: SamplingParams
+
+
+@dataclass(frozen=True)
+class ScoreCall:
+    """A request to score solutions with the strategy's verifier."""
+
+    question: str
+    solutions: list[str]
+    logprobs: list[Sequence[float] | None] | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What an algorithm returns: the chosen candidate and all candidates."""
+
+    chosen: Candidate
+    candidates: tuple[Candidate, ...]
+
+
+Algorithm = Generator[GenerateCall | ScoreCall, Any, Choice]
+
+
+@dataclass
+class _Meter:
+    cost: Cost = field(default_factory=Cost)
+
+    def generated(self, gen: Generation) -> Generation:
+        self.cost = replace(
+            self.cost,
+            prompt_tokens=self.cost.prompt_tokens + gen.prompt_tokens,
+            completion_tokens=self.cost.completion_tokens + gen.completion_tokens,
+            rounds=self.cost.rounds + 1,
+        )
+        return gen
+
+    def scored(self, call: ScoreCall, scores: Scores, name: str) -> Scores:
+        values = check_scores(name, scores.values, len(call.solutions))
+        self.cost = replace(
+            self.cost,
+            verifier_tokens=self.cost.verifier_tokens + scores.tokens,
+            verifier_seconds=self.cost.verifier_seconds + scores.seconds,
+        )
+        return replace(scores, values=values)
+
+
+class Strategy(ABC):
+    """A decoding strategy: one method with its budget (e.g. best-of-8 by majority vote).
+
+    Sampling settings (``temperature``, ``top_p``, ``max_tokens``, ``seed``) are the strategy's
+    own; ``run`` may lower ``max_tokens`` and set a deadline (``max_seconds``) for one call, which
+    is how a budget manager caps a call.
+    """
+
+    uses_verifier = False
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        max_tokens: int = 256,
+        seed: int | None = None,
+        verifier: Any = None,
+    ) -> None:
+        self.sampling = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+        self.verifier = as_verifier(verifier)
+
+    @property
+    @abstractmethod
+    def spec(self) -> str:
+        """The strategy as a spec string, e.g. ``best_of_n(8, select=majority)``."""
+
+    @abstractmethod
+    def _algorithm(self, query: Query, verifier: Verifier | None, params: SamplingParams) -> Algorithm:
+        """The strategy's steps, as a generator of requests."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.spec}>"
+
+    def _prepare(
+        self, query: Any, verifier: Any, max_tokens: int | None, max_seconds: float | None
+    ) -> tuple[Query, Verifier | None, SamplingParams]:
+        q = as_query(query)
+        v = as_verifier(verifier) or self.verifier
+        if self.uses_verifier and v is None:
+            v = LogprobVerifier()
+        params = self.sampling
+        if max_tokens is not None:
+            params = params.with_(max_tokens=min(max_tokens, params.max_tokens))
+        if max_seconds is not None:
+            params = params.with_(max_seconds=max_seconds)
+        return q, (v if self.uses_verifier else None), params
+
+    def run(
+        self,
+        query: Any,
+        backend: Backend,
+        verifier: Any = None,
+        *,
+        max_tokens: int | None = None,
+        max_seconds: float | None = None,
+    ) -> Outcome:
+        """Answer ``query`` on ``backend``; ``verifier`` overrides the strategy's own."""
+        q, v, params = self._prepare(query, verifier, max_tokens, max_seconds)
+        meter, started = _Meter(), time.perf_counter()
+        algo = self._algorithm(q, v, params)
+        reply: Any = None
+        try:
+            while True:
+                call = algo.send(reply)
+                if isinstance(call, GenerateCall):
+                    p = _with_deadline(call.params, params.max_seconds, started)
+                    reply = meter.generated(backend.generate(call.prompts, p))
+                else:
+                    reply = meter.scored(
+                        call, v.score(call.question, call.solutions, logprobs=call.logprobs, backend=backend), v.name
+                    )
+        except StopIteration as stop:
+            return _outcome(self.spec, stop.value, meter.cost, time.perf_counter() - started)
+
+    async def arun(
+        self,
+        query: Any,
+        backend: Backend,
+        verifier: Any = None,
+        *,
+        max_tokens: int | None = None,
+        max_seconds: float | None = None,
+    ) -> Outcome:
+        """Async ``run``: backend and verifier calls are awaited, so many queries interleave."""
+        q, v, params = self._prepare(query, verifier, max_tokens, max_seconds)
+        meter, started = _Meter(), time.perf_counter()
+        algo = self._algorithm(q, v, params)
+        reply: Any = None
+        try:
+            while True:
+                call = algo.send(reply)
+                if isinstance(call, GenerateCall):
+                    p = _with_deadline(call.params, params.max_seconds, started)
+                    reply = meter.generated(await backend.agenerate(call.prompts, p))
+                else:
+                    scores = await v.ascore(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
+                    reply = meter.scored(call, scores, v.name)
+        except StopIteration as stop:
+            return _outcome(self.spec, stop.value, meter.cost, time.perf_counter() - started)
+
+
+def _with_deadline(params: SamplingParams, max_seconds: float | None, started: float) -> SamplingParams:
+    """Give each round what is left of the call's deadline (at least a few milliseconds)."""
+    if max_seconds is None:
+        return params
+    left = max(max_seconds - (time.perf_counter() - started), 0.005)
+    return params.with_(max_seconds=left)
+
+
+def _outcome(spec: str, choice: Choice, cost: Cost, seconds: float) -> Outcome:
+    return Outcome(
+        strategy=spec,
+        text=choice.chosen.text,
+        answer=choice.chosen.answer,
+        candidates=choice.candidates,
+        cost=replace(cost, seconds=seconds),
+    )

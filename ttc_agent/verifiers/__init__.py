@@ -1,0 +1,56 @@
+"""Verifiers score whole and partial solutions; strategies use them to select and prune.
+
+- `LogprobVerifier`: the generator's own token probabilities (free).
+- `JudgeVerifier`: P("Yes") of a judge prompt on any backend.
+- `PRMVerifier`: a process reward model loaded with transformers.
+- `CallableVerifier`: any function ``(question, partial_solution) -> float``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ttc_agent.verifiers.base import BaseVerifier, CallableVerifier, Scores, Verifier, VerifierError, check_scores
+from ttc_agent.verifiers.judge import JudgeVerifier
+from ttc_agent.verifiers.logprob import LogprobVerifier
+
+__all__ = [
+    "BaseVerifier",
+    "CallableVerifier",
+    "JudgeVerifier",
+    "LogprobVerifier",
+    "PRMVerifier",
+    "Scores",
+    "Verifier",
+    "VerifierError",
+    "as_verifier",
+    "check_scores",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRMVerifier":
+        from ttc_agent.verifiers.prm import PRMVerifier
+
+        return PRMVerifier
+    raise AttributeError(f"module 'ttc_agent.verifiers' has no attribute {name!r}")
+
+
+def as_verifier(obj: Verifier | Callable[[str, str], float] | str | None) -> Verifier | None:
+    """A verifier from a verifier, a function, or a name (``logprob``, ``logprob:min``, ``judge``)."""
+    if obj is None or isinstance(obj, Verifier):
+        return obj
+    if isinstance(obj, str):
+        if obj == "logprob":
+            return LogprobVerifier()
+        if obj.startswith("logprob:"):
+            return LogprobVerifier(obj.split(":", 1)[1])
+        if obj == "judge":
+            return JudgeVerifier()
+        raise VerifierError(
+            f"unknown verifier {obj!r}; expected 'logprob', 'logprob:min', 'judge', a Verifier or a function"
+        )
+    if callable(obj):
+        return CallableVerifier(obj)
+    raise VerifierError(f"not a verifier: {obj!r}")
