@@ -13,6 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+# Tests never reach a model hub: every model is a local folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 CHAT = [{"role": "user", "content": "What is 23 + 19? Answer with a number."}]
 
 

@@ -1,0 +1,114 @@
+"""Backend speed on this machine: model load time, greedy tokens/s, n=8 sampling tokens/s.
+
+Runs the embedded SmolLM2-135M-Instruct on each backend (transformers, in-process vLLM, and a
+`vllm serve` process through OpenAIBackend), prints a table and writes
+benchmarks/results/backends.json.
+
+    .venv/bin/python benchmarks/backends.py [--max-tokens 64] [--skip vllm,server]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_results  # noqa: E402
+
+PROMPTS = [
+    [{"role": "user", "content": "Write a short story about a lighthouse keeper."}],
+    [{"role": "user", "content": "Explain how photosynthesis works."}],
+    [{"role": "user", "content": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?"}],
+]
+
+
+def measure(backend, max_tokens: int) -> dict:
+    """Greedy and n=8 throughput over the prompts, after one warm-up call."""
+    backend.generate(PROMPTS[0], max_tokens=8)
+    out = {}
+    for label, kwargs in (("greedy", {}), ("n8", {"n": 8, "temperature": 0.8, "seed": 0})):
+        tokens = seconds = 0.0
+        for p in PROMPTS:
+            gen = backend.generate(p, max_tokens=max_tokens, **kwargs)
+            tokens += gen.completion_tokens
+            seconds += gen.seconds
+        out[f"{label}_tokens"] = int(tokens)
+        out[f"{label}_seconds"] = round(seconds, 3)
+        out[f"{label}_tokens_per_s"] = round(tokens / seconds, 2)
+    return out
+
+
+def start_server(model_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+        "--served-model-name", "smollm2", "--enforce-eager", "--dtype", "float32",
+        "--kv-cache-memory-bytes", str(2**30), "--host", "127.0.0.1", "--port", str(port),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while time.perf_counter() - started < 300:
+        if proc.poll() is not None:
+            raise RuntimeError("vllm serve exited during start-up")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return proc, time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("vllm serve did not start in 300 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--skip", default="", help="comma-separated: transformers, vllm, server")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    from ttc_agent.backends import OpenAIBackend, TransformersBackend, VLLMBackend
+    from ttc_agent.backends.embedded import embedded_model_dir
+
+    model_dir = embedded_model_dir()
+    rows: dict[str, dict] = {}
+    console = Console()
+    if "transformers" not in skip:
+        with console.status("transformers..."):
+            b = TransformersBackend(model_dir)
+            rows["transformers"] = {"load_seconds": round(b.load_seconds, 2), **measure(b, args.max_tokens)}
+            del b
+    if "vllm" not in skip:
+        with console.status("in-process vLLM..."):
+            b = VLLMBackend(model_dir)
+            rows["vllm"] = {"load_seconds": round(b.load_seconds, 2), **measure(b, args.max_tokens)}
+            b.llm.llm_engine.engine_core.shutdown()
+            del b
+    if "server" not in skip:
+        with console.status("vllm serve + OpenAIBackend..."):
+            proc, ready = start_server(model_dir, 8799)
+            try:
+                b = OpenAIBackend("http://127.0.0.1:8799/v1", timeout=120)
+                rows["openai (vllm serve)"] = {"load_seconds": round(ready, 2), **measure(b, args.max_tokens)}
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    table = Table(title=f"Backends on the embedded model ({len(PROMPTS)} prompts, max_tokens={args.max_tokens})")
+    for col in ("backend", "load s", "greedy tok/s", "n=8 tok/s", "n=8 / greedy s"):
+        table.add_column(col, justify="right")
+    for name, r in rows.items():
+        ratio = r["n8_seconds"] / r["greedy_seconds"]
+        r["n8_over_greedy_seconds"] = round(ratio, 2)
+        table.add_row(name, f"{r['load_seconds']:.1f}", f"{r['greedy_tokens_per_s']:.1f}", f"{r['n8_tokens_per_s']:.1f}", f"{ratio:.2f}x")
+    console.print(table)
+    path = write_results("backends", {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32)", "max_tokens": args.max_tokens, "prompts": len(PROMPTS), "backends": rows})
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Workflow budgets: `WorkflowBudget`, the spend ledger and budget managers (issue #8)."""
