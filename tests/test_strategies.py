@@ -80,11 +80,12 @@ def beam_backend():
 def test_beam_search_rounds_batching_and_pruning():
     backend = beam_backend()
     scorer = lambda q, s: float(s.count("-1")) + 0.01 * len(s)  # noqa: E731
-    out = BeamSearch(width=2, expand=3, max_steps=5).run("q?", backend, verifier=scorer)
+    out = BeamSearch(width=2, expand=3, max_steps=5, seed=10).run("q?", backend, verifier=scorer)
     first, second = backend.calls[0], backend.calls[1]
     assert first[1].n == 6 and len(first[0]) == 1, "round 1 samples width*expand first steps in one request"
     assert second[1].n == 3 and len(second[0]) == 2, "later rounds expand each of the width beams"
     assert all(p.continues_assistant for p in second[0])
+    assert [call[1].seed for call in backend.calls] == [10, 11, 12], "each round draws fresh noise"
     assert out.cost.rounds == len(backend.calls) == 3
     assert out.text.startswith("step0-1\n\nstep1-1\n\nso = ")
     assert len(out.candidates) >= 2 and out.candidates[0].score >= out.candidates[-1].score

@@ -32,7 +32,7 @@ def _cost_row(table: Table, name: str, outcome) -> None:
 def _cost_table(title: str) -> Table:
     table = Table(title=title)
     for col in ("strategy", "answer", "prompt tok", "completion tok", "verifier tok", "rounds", "seconds"):
-        table.add_column(col, justify="left" if col in ("strategy", "answer") else "right")
+        table.add_column(col, justify="left" if col in ("strategy", "answer") else "right", no_wrap=col == "strategy")
     return table
 
 

@@ -285,6 +285,11 @@ def _parse_choice(choice: Any, chat: bool, keep_logprobs: bool) -> Completion:
         text = choice.text
         logprobs = tuple(float(x) for x in choice.logprobs.token_logprobs)
     reason = "length" if choice.finish_reason == "length" else "stop"
+    stop_reason = (choice.model_extra or {}).get("stop_reason")  # vLLM's extension field
     return Completion(
-        text=text, finish_reason=reason, num_tokens=len(logprobs), token_logprobs=logprobs if keep_logprobs else None
+        text=text,
+        finish_reason=reason,
+        num_tokens=len(logprobs),
+        token_logprobs=logprobs if keep_logprobs else None,
+        stop_string=stop_reason if isinstance(stop_reason, str) else None,
     )

@@ -77,7 +77,8 @@ class BeamSearch(Strategy):
             n = self.width * self.expand if round_no == 0 else self.expand
             # No beam may pass max_tokens: the round's cap is what the longest beam has left.
             room = budget - max(b.tokens for b in active)
-            params_now = step.with_(n=n, max_tokens=max(1, min(step.max_tokens, room)))
+            seed = None if step.seed is None else step.seed + round_no  # fresh noise each round
+            params_now = step.with_(n=n, max_tokens=max(1, min(step.max_tokens, room)), seed=seed)
             gen = yield GenerateCall([query.continued(b.text) for b in active], params_now)
             children = []
             for beam, result in zip(active, gen.results, strict=True):

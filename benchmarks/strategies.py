@@ -1,0 +1,177 @@
+"""Strategies on real data with the embedded model: accuracy, pass@N, tokens, seconds, rounds.
+
+Runs greedy, best-of-4/8/16 and beam search (width 2 and 4) on arithmetic questions (by
+level) and GSM8K test questions, one query at a time. Each (problem, strategy) run is
+appended to benchmarks/results/strategies-runs.jsonl as it finishes, so an interrupted run
+resumes where it stopped. Best-of-N samples are drawn once per N and all three selection rules
+(verifier = mean logprob, majority, weighted majority) are applied to the same samples, so
+they share one cost. Prints a table, writes benchmarks/results/strategies.json and the
+markdown table into docs/benchmarks.md.
+
+    .venv/bin/python benchmarks/strategies.py [--per-level 20] [--gsm8k 30] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_results  # noqa: E402
+
+RUNS = RESULTS / "strategies-runs.jsonl"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+SELECTIONS = ("verifier", "majority", "weighted_majority")
+
+
+def menu(dataset: str, seed: int):
+    """The strategies compared, sampling with ``seed`` (one per problem, for reproducibility)."""
+    from ttc_agent.strategies import BeamSearch, BestOfN, Greedy
+
+    tokens = 64 if dataset == "arithmetic" else 192
+    step = 48 if dataset == "arithmetic" else 64
+    return [
+        Greedy(max_tokens=tokens),
+        BestOfN(4, max_tokens=tokens, seed=seed),
+        BestOfN(8, max_tokens=tokens, seed=seed),
+        BestOfN(16, max_tokens=tokens, seed=seed),
+        BeamSearch(width=2, expand=2, max_steps=6, max_step_tokens=step, max_tokens=tokens, seed=seed),
+        BeamSearch(width=4, expand=4, max_steps=6, max_step_tokens=step, max_tokens=tokens, seed=seed),
+    ]
+
+
+def problems(per_level: int, gsm8k: int):
+    from ttc_agent.evaluation.datasets import arithmetic, load_gsm8k
+
+    return arithmetic(per_level=per_level, levels=(1, 2, 3), seed=1) + (load_gsm8k("test", limit=gsm8k) if gsm8k else [])
+
+
+def collect(per_level: int, gsm8k: int) -> None:
+    from ttc_agent.backends import TransformersBackend
+    from ttc_agent.evaluation.records import outcome_record
+
+    done = {(r["problem_id"], r["strategy"]) for r in load_runs()}
+    todo = [(p, s) for i, p in enumerate(problems(per_level, gsm8k)) for s in menu(p.source, seed=i) if (p.id, s.spec) not in done]
+    if not todo:
+        return
+    backend = TransformersBackend()
+    with Progress() as progress, RUNS.open("a") as out:
+        task = progress.add_task("strategies", total=len(todo))
+        for problem, strategy in todo:
+            outcome = strategy.run(problem, backend)
+            out.write(json.dumps(outcome_record(problem, outcome)) + "\n")
+            out.flush()
+            progress.advance(task)
+
+
+def load_runs() -> list[dict]:
+    if not RUNS.exists():
+        return []
+    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+
+
+def label(spec: str, rule: str | None) -> str:
+    if spec.startswith("best_of_n"):
+        return f"best-of-{re.search(r'\((\d+)', spec).group(1)} ({rule})"
+    if spec.startswith("beam"):
+        w, e = re.search(r"width=(\d+), expand=(\d+)", spec).groups()
+        return f"beam w={w} x{e}"
+    return spec
+
+
+def summarise(runs: list[dict]) -> dict:
+    from ttc_agent.evaluation.records import reselect
+
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in runs:
+        group = f"{r['dataset']} L{r['level']}" if r["dataset"] == "arithmetic" else r["dataset"]
+        groups[(group, r["strategy"])].append(r)
+        if r["dataset"] == "arithmetic":
+            groups[("arithmetic all", r["strategy"])].append(r)
+    rows = []
+    for (group, spec), rs in sorted(groups.items()):
+        rules = SELECTIONS if spec.startswith("best_of_n") else (None,)
+        for rule in rules:
+            correct = [reselect(r, rule) if rule else r["correct"] for r in rs]
+            rows.append(
+                {
+                    "group": group,
+                    "strategy": label(spec, rule),
+                    "spec": spec,
+                    "n": len(rs),
+                    "accuracy": round(mean(correct), 3),
+                    "pass_at_n": round(mean(r["pass"] for r in rs), 3),
+                    "completion_tokens": round(mean(r["completion_tokens"] for r in rs), 1),
+                    "seconds": round(mean(r["seconds"] for r in rs), 2),
+                    "rounds": round(mean(r["rounds"] for r in rs), 2),
+                }
+            )
+    return {"rows": rows, "targets": targets(rows)}
+
+
+def targets(rows: list[dict]) -> dict:
+    """The issue's targets, measured in this run: best-of-8 seconds vs greedy's, and beam tokens vs best-of-N's."""
+    out = {}
+    for group in sorted({r["group"] for r in rows}):
+        by = {r["strategy"]: r for r in rows if r["group"] == group}
+        greedy, bo8 = by.get("greedy"), by.get("best-of-8 (majority)")
+        if greedy and bo8:
+            out[f"{group}: best-of-8 / greedy seconds (target <= 3)"] = round(bo8["seconds"] / greedy["seconds"], 2)
+        for beam, bon in (("beam w=2 x2", "best-of-4 (majority)"), ("beam w=4 x4", "best-of-16 (majority)")):
+            if beam in by and bon in by:
+                out[f"{group}: {beam} / {bon} completion tokens (target < 1)"] = round(by[beam]["completion_tokens"] / by[bon]["completion_tokens"], 2)
+    return out
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        "| group | strategy | questions | accuracy | pass@N | completion tokens | seconds | rounds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in summary["rows"]:
+        lines.append(f"| {r['group']} | {r['strategy']} | {r['n']} | {r['accuracy']:.2f} | {r['pass_at_n']:.2f} | {r['completion_tokens']:.0f} | {r['seconds']:.2f} | {r['rounds']:.1f} |")
+    lines += ["", "| target | measured |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in summary["targets"].items()]
+    return "\n".join(lines)
+
+
+def write_doc(table: str) -> None:
+    begin, end = "<!-- strategies:begin -->", "<!-- strategies:end -->"
+    text = DOC.read_text()
+    block = f"{begin}\n{table}\n{end}"
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.DOTALL) if begin in text else text + "\n" + block + "\n"
+    DOC.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-level", type=int, default=20, help="arithmetic questions per level (levels 1-3)")
+    parser.add_argument("--gsm8k", type=int, default=30, help="GSM8K test questions (0 to skip)")
+    parser.add_argument("--report-only", action="store_true", help="summarise the runs already recorded")
+    args = parser.parse_args()
+    if not args.report_only:
+        collect(args.per_level, args.gsm8k)
+    summary = summarise(load_runs())
+    table = Table(title="Strategies on the embedded model")
+    for col in ("group", "strategy", "n", "acc", "pass@N", "tokens", "seconds", "rounds"):
+        table.add_column(col)
+    for r in summary["rows"]:
+        table.add_row(r["group"], r["strategy"], str(r["n"]), f"{r['accuracy']:.2f}", f"{r['pass_at_n']:.2f}", f"{r['completion_tokens']:.0f}", f"{r['seconds']:.2f}", f"{r['rounds']:.1f}")
+    console = Console()
+    console.print(table)
+    for k, v in summary["targets"].items():
+        console.print(f"{k}: {v}")
+    write_results("strategies", {"model": "SmolLM2-135M-Instruct", "per_level": args.per_level, "gsm8k": args.gsm8k, **summary})
+    write_doc(markdown(summary))
+
+
+if __name__ == "__main__":
+    main()

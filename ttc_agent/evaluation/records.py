@@ -1,0 +1,53 @@
+"""Flat, JSON-ready records of one strategy run on one problem, and offline re-selection.
+
+A record keeps every candidate's answer, score and correctness, so other selection rules can
+be replayed on the same samples without generating again (best-of-N's three rules share one
+set of samples and one cost).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ttc_agent.evaluation.datasets import Problem
+from ttc_agent.strategies import Candidate, Outcome
+from ttc_agent.strategies.selection import select
+
+SCHEMA_VERSION = 1
+
+
+def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str, Any]:
+    """One JSON-ready row: the problem, the chosen answer, its correctness, every candidate and the cost."""
+    c = outcome.cost
+    candidates = [
+        {"answer": k.answer, "score": k.score, "tokens": k.num_tokens, "finish": k.finish_reason, "correct": problem.is_correct(k.answer)}
+        for k in outcome.candidates
+    ]
+    return {
+        "schema": SCHEMA_VERSION,
+        "dataset": problem.source,
+        "problem_id": problem.id,
+        "level": problem.level,
+        "strategy": outcome.strategy,
+        "gold": problem.answer,
+        "answer": outcome.answer,
+        "correct": problem.is_correct(outcome.answer),
+        "pass": any(k["correct"] for k in candidates),
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "verifier_tokens": c.verifier_tokens,
+        "rounds": c.rounds,
+        "seconds": round(c.seconds, 4),
+        "verifier_seconds": round(c.verifier_seconds, 4),
+        "candidates": candidates,
+        **extra,
+    }
+
+
+def reselect(record: dict[str, Any], rule: str) -> bool:
+    """Whether selection rule ``rule`` picks a correct candidate among the record's candidates."""
+    cands = [Candidate(text="", answer=k["answer"], score=k["score"], num_tokens=k["tokens"], finish_reason=k["finish"]) for k in record["candidates"]]
+    if not cands:
+        return False
+    chosen = select(cands, rule)
+    return bool(record["candidates"][cands.index(chosen)]["correct"])
