@@ -55,16 +55,16 @@ def problems(per_level: int, gsm8k: int):
     return arithmetic(per_level=per_level, levels=(1, 2, 3), seed=1) + (load_gsm8k("test", limit=gsm8k) if gsm8k else [])
 
 
-def collect(per_level: int, gsm8k: int) -> None:
+def collect(per_level: int, gsm8k: int, runs: Path) -> None:
     from ttc_agent.backends import TransformersBackend
     from ttc_agent.evaluation.records import outcome_record
 
-    done = {(r["problem_id"], r["strategy"]) for r in load_runs()}
+    done = {(r["problem_id"], r["strategy"]) for r in load_runs(runs)}
     todo = [(p, s) for i, p in enumerate(problems(per_level, gsm8k)) for s in menu(p.source, seed=i) if (p.id, s.spec) not in done]
     if not todo:
         return
     backend = TransformersBackend()
-    with Progress() as progress, RUNS.open("a") as out:
+    with Progress() as progress, runs.open("a") as out:
         task = progress.add_task("strategies", total=len(todo))
         for problem, strategy in todo:
             outcome = strategy.run(problem, backend)
@@ -73,15 +73,16 @@ def collect(per_level: int, gsm8k: int) -> None:
             progress.advance(task)
 
 
-def load_runs() -> list[dict]:
-    if not RUNS.exists():
+def load_runs(runs: Path) -> list[dict]:
+    if not runs.exists():
         return []
-    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in runs.read_text().splitlines() if line.strip()]
 
 
 def label(spec: str, rule: str | None) -> str:
     if spec.startswith("best_of_n"):
-        return f"best-of-{re.search(r'\((\d+)', spec).group(1)} ({rule})"
+        n = re.search(r"\((\d+)", spec).group(1)
+        return f"best-of-{n} ({rule})"
     if spec.startswith("beam"):
         w, e = re.search(r"width=(\d+), expand=(\d+)", spec).groups()
         return f"beam w={w} x{e}"
@@ -156,10 +157,11 @@ def main() -> None:
     parser.add_argument("--per-level", type=int, default=20, help="arithmetic questions per level (levels 1-3)")
     parser.add_argument("--gsm8k", type=int, default=30, help="GSM8K test questions (0 to skip)")
     parser.add_argument("--report-only", action="store_true", help="summarise the runs already recorded")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="the append-only file of per-run records")
     args = parser.parse_args()
     if not args.report_only:
-        collect(args.per_level, args.gsm8k)
-    summary = summarise(load_runs())
+        collect(args.per_level, args.gsm8k, args.runs)
+    summary = summarise(load_runs(args.runs))
     table = Table(title="Strategies on the embedded model")
     for col in ("group", "strategy", "n", "acc", "pass@N", "tokens", "seconds", "rounds"):
         table.add_column(col)

@@ -133,12 +133,12 @@ def arithmetic(per_level: int = 20, levels: tuple[int, ...] = (1, 2, 3), seed: i
     problems = []
     for level in levels:
         op, (a_lo, a_hi), (b_lo, b_hi) = ARITHMETIC_LEVELS[level]
-        for i in range(per_level):
+        for _ in range(per_level):
             a, b = rng.randint(a_lo, a_hi), rng.randint(b_lo, b_hi)
             value = a + b if op == "+" else a * b
             problems.append(
                 Problem(
-                    id=f"arith-s{seed}-l{level}-{i}",
+                    id=f"arith-l{level}-{a}{op}{b}",
                     question=f"What is {a} {op} {b}?",
                     answer=str(value),
                     source="arithmetic",
