@@ -25,7 +25,12 @@ from _common import write_results  # noqa: E402
 PROMPTS = [
     [{"role": "user", "content": "Write a short story about a lighthouse keeper."}],
     [{"role": "user", "content": "Explain how photosynthesis works."}],
-    [{"role": "user", "content": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?"}],
+    [
+        {
+            "role": "user",
+            "content": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?",
+        }
+    ],
 ]
 
 
@@ -104,9 +109,23 @@ def main() -> None:
     for name, r in rows.items():
         ratio = r["n8_seconds"] / r["greedy_seconds"]
         r["n8_over_greedy_seconds"] = round(ratio, 2)
-        table.add_row(name, f"{r['load_seconds']:.1f}", f"{r['greedy_tokens_per_s']:.1f}", f"{r['n8_tokens_per_s']:.1f}", f"{ratio:.2f}x")
+        table.add_row(
+            name,
+            f"{r['load_seconds']:.1f}",
+            f"{r['greedy_tokens_per_s']:.1f}",
+            f"{r['n8_tokens_per_s']:.1f}",
+            f"{ratio:.2f}x",
+        )
     console.print(table)
-    path = write_results("backends", {"model": "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32)", "max_tokens": args.max_tokens, "prompts": len(PROMPTS), "backends": rows})
+    path = write_results(
+        "backends",
+        {
+            "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32)",
+            "max_tokens": args.max_tokens,
+            "prompts": len(PROMPTS),
+            "backends": rows,
+        },
+    )
     console.print(f"wrote {path}")
 
 

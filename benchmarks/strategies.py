@@ -52,7 +52,9 @@ def menu(dataset: str, seed: int):
 def problems(per_level: int, gsm8k: int):
     from ttc_agent.evaluation.datasets import arithmetic, load_gsm8k
 
-    return arithmetic(per_level=per_level, levels=(1, 2, 3), seed=1) + (load_gsm8k("test", limit=gsm8k) if gsm8k else [])
+    return arithmetic(per_level=per_level, levels=(1, 2, 3), seed=1) + (
+        load_gsm8k("test", limit=gsm8k) if gsm8k else []
+    )
 
 
 def collect(per_level: int, gsm8k: int, runs: Path) -> None:
@@ -60,7 +62,12 @@ def collect(per_level: int, gsm8k: int, runs: Path) -> None:
     from ttc_agent.evaluation.records import outcome_record
 
     done = {(r["problem_id"], r["strategy"]) for r in load_runs(runs)}
-    todo = [(p, s) for i, p in enumerate(problems(per_level, gsm8k)) for s in menu(p.source, seed=i) if (p.id, s.spec) not in done]
+    todo = [
+        (p, s)
+        for i, p in enumerate(problems(per_level, gsm8k))
+        for s in menu(p.source, seed=i)
+        if (p.id, s.spec) not in done
+    ]
     if not todo:
         return
     backend = TransformersBackend()
@@ -129,7 +136,9 @@ def targets(rows: list[dict]) -> dict:
             out[f"{group}: best-of-8 / greedy seconds (target <= 3)"] = round(bo8["seconds"] / greedy["seconds"], 2)
         for beam, bon in (("beam w=2 x2", "best-of-4 (majority)"), ("beam w=4 x4", "best-of-16 (majority)")):
             if beam in by and bon in by:
-                out[f"{group}: {beam} / {bon} completion tokens (target < 1)"] = round(by[beam]["completion_tokens"] / by[bon]["completion_tokens"], 2)
+                out[f"{group}: {beam} / {bon} completion tokens (target < 1)"] = round(
+                    by[beam]["completion_tokens"] / by[bon]["completion_tokens"], 2
+                )
     return out
 
 
@@ -139,7 +148,9 @@ def markdown(summary: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary["rows"]:
-        lines.append(f"| {r['group']} | {r['strategy']} | {r['n']} | {r['accuracy']:.2f} | {r['pass_at_n']:.2f} | {r['completion_tokens']:.0f} | {r['seconds']:.2f} | {r['rounds']:.1f} |")
+        lines.append(
+            f"| {r['group']} | {r['strategy']} | {r['n']} | {r['accuracy']:.2f} | {r['pass_at_n']:.2f} | {r['completion_tokens']:.0f} | {r['seconds']:.2f} | {r['rounds']:.1f} |"
+        )
     lines += ["", "| target | measured |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in summary["targets"].items()]
     return "\n".join(lines)
 
@@ -148,7 +159,11 @@ def write_doc(table: str) -> None:
     begin, end = "<!-- strategies:begin -->", "<!-- strategies:end -->"
     text = DOC.read_text()
     block = f"{begin}\n{table}\n{end}"
-    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.DOTALL) if begin in text else text + "\n" + block + "\n"
+    text = (
+        re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.DOTALL)
+        if begin in text
+        else text + "\n" + block + "\n"
+    )
     DOC.write_text(text)
 
 
@@ -166,12 +181,23 @@ def main() -> None:
     for col in ("group", "strategy", "n", "acc", "pass@N", "tokens", "seconds", "rounds"):
         table.add_column(col)
     for r in summary["rows"]:
-        table.add_row(r["group"], r["strategy"], str(r["n"]), f"{r['accuracy']:.2f}", f"{r['pass_at_n']:.2f}", f"{r['completion_tokens']:.0f}", f"{r['seconds']:.2f}", f"{r['rounds']:.1f}")
+        table.add_row(
+            r["group"],
+            r["strategy"],
+            str(r["n"]),
+            f"{r['accuracy']:.2f}",
+            f"{r['pass_at_n']:.2f}",
+            f"{r['completion_tokens']:.0f}",
+            f"{r['seconds']:.2f}",
+            f"{r['rounds']:.1f}",
+        )
     console = Console()
     console.print(table)
     for k, v in summary["targets"].items():
         console.print(f"{k}: {v}")
-    write_results("strategies", {"model": "SmolLM2-135M-Instruct", "per_level": args.per_level, "gsm8k": args.gsm8k, **summary})
+    write_results(
+        "strategies", {"model": "SmolLM2-135M-Instruct", "per_level": args.per_level, "gsm8k": args.gsm8k, **summary}
+    )
     write_doc(markdown(summary))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,11 +11,18 @@ from rich.table import Table
 
 from ttc_agent.errors import TTCError
 
-app = typer.Typer(help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True, add_completion=False
+)
 console = Console()
 
-BackendOpt = Annotated[str, typer.Option(help="'transformers', 'vllm', or an OpenAI-compatible server URL (http://host:port/v1).")]
-ModelOpt = Annotated[str | None, typer.Option(help="Local model folder (default: the embedded SmolLM2-135M-Instruct) or served model name.")]
+BackendOpt = Annotated[
+    str, typer.Option(help="'transformers', 'vllm', or an OpenAI-compatible server URL (http://host:port/v1).")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(help="Local model folder (default: the embedded SmolLM2-135M-Instruct) or served model name."),
+]
 
 
 def _backend(backend: str, model: str | None):
@@ -26,7 +34,15 @@ def _backend(backend: str, model: str | None):
 
 def _cost_row(table: Table, name: str, outcome) -> None:
     c = outcome.cost
-    table.add_row(name, str(outcome.answer), str(c.prompt_tokens), str(c.completion_tokens), str(c.verifier_tokens), str(c.rounds), f"{c.seconds:.2f}")
+    table.add_row(
+        name,
+        str(outcome.answer),
+        str(c.prompt_tokens),
+        str(c.completion_tokens),
+        str(c.verifier_tokens),
+        str(c.rounds),
+        f"{c.seconds:.2f}",
+    )
 
 
 def _cost_table(title: str) -> Table:
@@ -51,7 +67,10 @@ def demo(
     try:
         b = _backend(backend, model)
         table = _cost_table(f"{question}  [{b.model_name}]")
-        for strategy in (Greedy(max_tokens=max_tokens), BestOfN(4, select="majority", max_tokens=max_tokens, seed=seed)):
+        for strategy in (
+            Greedy(max_tokens=max_tokens),
+            BestOfN(4, select="majority", max_tokens=max_tokens, seed=seed),
+        ):
             with console.status(f"running {strategy.spec}..."):
                 outcome = strategy.run(question, b)
             _cost_row(table, strategy.spec, outcome)
@@ -64,8 +83,12 @@ def demo(
 @app.command()
 def run(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
-    strategy: Annotated[str, typer.Option(help="Strategy spec, e.g. 'best_of_n(8, select=majority)' or 'beam(width=2, expand=2)'.")] = "greedy",
-    verifier: Annotated[str | None, typer.Option(help="'logprob', 'logprob:min' or 'judge' (default: the strategy's own).")] = None,
+    strategy: Annotated[
+        str, typer.Option(help="Strategy spec, e.g. 'best_of_n(8, select=majority)' or 'beam(width=2, expand=2)'.")
+    ] = "greedy",
+    verifier: Annotated[
+        str | None, typer.Option(help="'logprob', 'logprob:min' or 'judge' (default: the strategy's own).")
+    ] = None,
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens per sample (per beam for beam search).")] = 256,
@@ -75,7 +98,11 @@ def run(
     from ttc_agent.strategies import parse_strategy
 
     try:
-        s = parse_strategy(strategy, max_tokens=max_tokens, seed=seed) if strategy != "greedy" else parse_strategy(strategy, max_tokens=max_tokens)
+        s = (
+            parse_strategy(strategy, max_tokens=max_tokens, seed=seed)
+            if strategy != "greedy"
+            else parse_strategy(strategy, max_tokens=max_tokens)
+        )
         b = _backend(backend, model)
         with console.status(f"running {s.spec}..."):
             outcome = s.run(question, b, verifier)
@@ -88,11 +115,128 @@ def run(
         cands.add_column(col)
     for i, c in enumerate(outcome.candidates):
         score = "-" if c.score is None else f"{c.score:.3f}"
-        cands.add_row(str(i), str(c.answer), score, str(c.num_tokens), c.finish_reason, c.text.strip().replace("\n", " ")[:70])
+        cands.add_row(
+            str(i), str(c.answer), score, str(c.num_tokens), c.finish_reason, c.text.strip().replace("\n", " ")[:70]
+        )
     console.print(cands)
     table = _cost_table("cost")
     _cost_row(table, s.spec, outcome)
     console.print(table)
+
+
+@app.command()
+def collect(
+    dataset: Annotated[
+        str, typer.Option(help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer.")
+    ],
+    menu: Annotated[Path, typer.Option(help="Menu YAML: a 'strategies' list and optional 'defaults'.")],
+    out: Annotated[Path, typer.Option(help="Trace folder (created, or resumed).")],
+    backend: BackendOpt = "transformers",
+    model: ModelOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Use the first N problems.")] = None,
+    per_level: Annotated[int, typer.Option(help="Arithmetic questions per level.")] = 20,
+    levels: Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")] = "1,2,3",
+    seed: Annotated[int, typer.Option(help="Arithmetic question seed.")] = 0,
+    repeats: Annotated[int, typer.Option(help="Runs of each strategy per problem (k).")] = 2,
+    concurrency: Annotated[int, typer.Option(help="Runs in flight at once (for server backends).")] = 1,
+) -> None:
+    """Run every menu strategy on every problem, REPEATS times, appending traces to OUT (resumable)."""
+    from ttc_agent.evaluation.collect import collect as run_collect
+    from ttc_agent.evaluation.datasets import load_dataset
+    from ttc_agent.evaluation.menu import Menu
+
+    try:
+        m = Menu.load(menu)
+        kwargs = (
+            {"per_level": per_level, "levels": tuple(int(x) for x in levels.split(",")), "seed": seed}
+            if dataset == "arithmetic"
+            else {}
+        )
+        problems = load_dataset(dataset, limit, **kwargs)
+        b = _backend(backend, model)
+        done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    console.print(f"{done} runs added to {out} ({len(problems)} problems x {len(m.specs)} strategies x {repeats})")
+
+
+@app.command()
+def profile(
+    out: Annotated[Path, typer.Option(help="Where to write the latency model (JSON).")],
+    backend: BackendOpt = "transformers",
+    model: ModelOpt = None,
+    requests: Annotated[int, typer.Option(help="Measured requests of varied shape.")] = 24,
+) -> None:
+    """Measure this backend's seconds per request shape and fit a LatencyModel."""
+    from ttc_agent.probes.latency import LatencyModel
+    from ttc_agent.probes.latency import profile as run_profile
+
+    try:
+        b = _backend(backend, model)
+        rows = run_profile(b, requests=requests)
+        lat = LatencyModel.fit(rows, backend=b.fingerprint())
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    lat.save(out)
+    console.print(
+        f"latency model ({len(rows)} requests) written to {out}: weights {[round(w, 5) for w in lat.weights]}"
+    )
+
+
+@app.command()
+def train(
+    traces: Annotated[Path, typer.Option(help="Trace folder written by `ttc-agent collect`.")],
+    out: Annotated[Path, typer.Option(help="Probe bundle folder to write.")],
+    features: Annotated[
+        str, typer.Option(help="Comma-separated: text_stats, sentence_embedding, prompt_hidden_state.")
+    ] = "text_stats,sentence_embedding",
+    latency: Annotated[
+        Path | None, typer.Option(help="Latency model from `ttc-agent profile` (default: regress traced seconds).")
+    ] = None,
+    test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.25,
+) -> None:
+    """Fit the probes on a train split of TRACES, print held-out metrics, then refit on all and save."""
+    from ttc_agent.evaluation.collect import read_meta, read_traces
+    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, split_ids
+    from ttc_agent.probes.evaluate import evaluate
+
+    try:
+        meta = read_meta(traces)
+        menu = Menu.from_dict(meta["menu"])
+        table = TraceTable.from_records(read_traces(traces), menu.specs)
+        fs = FeatureSet.from_names(features)
+        lat = LatencyModel.load(latency) if latency else None
+        with console.status(f"featurising {len(table.ids)} problems..."):
+            X = fs.transform(table.prompts)
+        train_idx, test_idx = split_ids(table.ids, test_fraction)
+        if not train_idx or not test_idx:
+            raise TTCError(f"{len(table.ids)} problems are too few to hold {test_fraction:.0%} out; collect more")
+        held = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"]).fit_features(
+            X[train_idx], table.subset(train_idx)
+        )
+        metrics = evaluate(held, table.subset(test_idx), X[test_idx])
+        bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"]).fit_features(X, table)
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    t = Table(title=f"held-out metrics ({len(test_idx)} of {len(table.ids)} problems)")
+    for col in ("strategy", "acc", "pred acc", "AUROC", "Brier", "ECE", "tokens MAPE", "seconds MAPE"):
+        t.add_column(col)
+    for spec, m in metrics.items():
+        au = "-" if m["auroc"] is None else f"{m['auroc']:.3f}"
+        t.add_row(
+            spec,
+            f"{m['accuracy']:.2f}",
+            f"{m['predicted_accuracy']:.2f}",
+            au,
+            f"{m['brier']:.3f}",
+            f"{m['ece']:.3f}",
+            f"{m['tokens_mape']:.1%}",
+            f"{m['seconds_mape']:.1%}",
+        )
+    console.print(t)
+    bundle.save(out)
+    console.print(f"probe bundle written to {out}")
 
 
 @app.command()

@@ -20,7 +20,13 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
     """One JSON-ready row: the problem, the chosen answer, its correctness, every candidate and the cost."""
     c = outcome.cost
     candidates = [
-        {"answer": k.answer, "score": k.score, "tokens": k.num_tokens, "finish": k.finish_reason, "correct": problem.is_correct(k.answer)}
+        {
+            "answer": k.answer,
+            "score": k.score,
+            "tokens": k.num_tokens,
+            "finish": k.finish_reason,
+            "correct": problem.is_correct(k.answer),
+        }
         for k in outcome.candidates
     ]
     return {
@@ -28,6 +34,7 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
         "dataset": problem.source,
         "problem_id": problem.id,
         "level": problem.level,
+        "messages": problem.messages(),
         "strategy": outcome.strategy,
         "gold": problem.answer,
         "answer": outcome.answer,
@@ -46,7 +53,10 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
 
 def reselect(record: dict[str, Any], rule: str) -> bool:
     """Whether selection rule ``rule`` picks a correct candidate among the record's candidates."""
-    cands = [Candidate(text="", answer=k["answer"], score=k["score"], num_tokens=k["tokens"], finish_reason=k["finish"]) for k in record["candidates"]]
+    cands = [
+        Candidate(text="", answer=k["answer"], score=k["score"], num_tokens=k["tokens"], finish_reason=k["finish"])
+        for k in record["candidates"]
+    ]
     if not cands:
         return False
     chosen = select(cands, rule)

@@ -1,0 +1,115 @@
+"""Menus and trace collection: append-only, resumable, refusing mixed folders."""
+
+import json
+
+import pytest
+from fakes import ScriptedBackend, texts
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.evaluation.collect import collect, read_meta, read_traces
+from ttc_agent.evaluation.datasets import arithmetic
+from ttc_agent.evaluation.menu import Menu
+
+MENU = Menu(("greedy", "best_of_n(2, select=majority)"), {"max_tokens": 32})
+
+
+def test_menu_from_yaml_canonicalises_and_refuses_duplicates(tmp_path):
+    path = tmp_path / "menu.yaml"
+    path.write_text("defaults: {max_tokens: 32}\nstrategies:\n  - greedy\n  - bon(2)\n")
+    menu = Menu.load(path)
+    assert menu.specs == ("greedy", "best_of_n(2, select=majority)") and menu.digest == MENU.digest
+    with pytest.raises(InvalidRequestError, match="twice"):
+        Menu(("best_of_n(2)", "bon(2, select=majority)"))
+    with pytest.raises(InvalidRequestError, match="strategies"):
+        Menu.from_dict({"strats": []})
+    path.write_text("strategies: [greedy\n")
+    with pytest.raises(InvalidRequestError, match="YAML"):
+        Menu.load(path)
+
+
+def test_collect_writes_every_run_and_resumes(tmp_path):
+    problems = arithmetic(per_level=2, levels=(1,), seed=0)
+    backend = ScriptedBackend(texts("= 5"))
+    assert collect(problems, MENU, backend, tmp_path, repeats=2, progress=False) == 2 * 2 * 2
+    records = read_traces(tmp_path)
+    assert len(records) == 8
+    assert {(r["problem_id"], r["strategy"], r["repeat"]) for r in records} == {
+        (p.id, s, k) for p in problems for s in MENU.specs for k in range(2)
+    }
+    r = records[0]
+    assert r["messages"] == problems[0].messages() and r["schema"] == 1
+    assert {"correct", "prompt_tokens", "completion_tokens", "verifier_tokens", "seconds", "rounds"} <= set(r)
+    calls = len(backend.calls)
+    assert collect(problems, MENU, backend, tmp_path, repeats=2, progress=False) == 0
+    assert len(backend.calls) == calls, "a restart skips what is done"
+    assert collect(problems, MENU, backend, tmp_path, repeats=3, progress=False) == 4, "only the new repeat runs"
+    assert read_meta(tmp_path)["menu"] == MENU.to_dict()
+
+
+def test_a_crash_mid_write_loses_only_that_run(tmp_path):
+    problems = arithmetic(per_level=1, levels=(1,), seed=0)
+    collect(problems, MENU, ScriptedBackend(texts("= 5")), tmp_path, progress=False)
+    with (tmp_path / "traces.jsonl").open("a") as f:
+        f.write('{"schema": 1, "problem_id": "half')  # the run in flight when the process died
+    assert len(read_traces(tmp_path)) == 2
+    assert collect(problems, MENU, ScriptedBackend(texts("= 5")), tmp_path, repeats=2, progress=False) == 2
+
+
+def test_async_collection_with_concurrency(tmp_path):
+    problems = arithmetic(per_level=3, levels=(1,), seed=0)
+    assert collect(problems, MENU, ScriptedBackend(texts("= 5")), tmp_path, concurrency=4, progress=False) == 6
+    assert len(read_traces(tmp_path)) == 6
+
+
+def test_resuming_with_another_menu_or_model_is_refused(tmp_path):
+    problems = arithmetic(per_level=1, levels=(1,), seed=0)
+    collect(problems, MENU, ScriptedBackend(texts("= 5")), tmp_path, progress=False)
+    with pytest.raises(InvalidRequestError, match="another menu"):
+        collect(problems, Menu(("greedy",)), ScriptedBackend(texts("= 5")), tmp_path, progress=False)
+    other = ScriptedBackend(texts("= 5"))
+    other.fingerprint = lambda: {"backend": "scripted", "model": "other"}
+    with pytest.raises(InvalidRequestError, match="another backend"):
+        collect(problems, MENU, other, tmp_path, progress=False)
+
+
+def test_bad_collection_arguments(tmp_path):
+    with pytest.raises(InvalidRequestError, match="repeats"):
+        collect([], MENU, ScriptedBackend(texts("1")), tmp_path, repeats=0)
+    with pytest.raises(InvalidRequestError, match="no traces"):
+        read_traces(tmp_path / "empty")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "traces.jsonl").write_text(json.dumps({"schema": 99}) + "\n")
+    with pytest.raises(InvalidRequestError, match="schema 99"):
+        read_traces(tmp_path / "t")
+
+
+@pytest.mark.slow
+def test_collect_then_train_on_the_embedded_model(tmp_path, tf_backend):
+    """A real, small pipeline: collect traces with the embedded model, then `ttc-agent train`."""
+    from typer.testing import CliRunner
+
+    from ttc_agent.cli import app
+
+    problems = arithmetic(per_level=4, levels=(1, 3), seed=2)
+    menu = Menu(("greedy", "best_of_n(2, select=majority)"), {"max_tokens": 24})
+    collect(problems, menu, tf_backend, tmp_path / "traces", progress=False)
+    records = read_traces(tmp_path / "traces")
+    assert len(records) == 16
+    assert all(r["completion_tokens"] > 0 and r["seconds"] > 0 for r in records)
+    assert read_meta(tmp_path / "traces")["backend"] == tf_backend.fingerprint()
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--traces",
+            str(tmp_path / "traces"),
+            "--out",
+            str(tmp_path / "probes"),
+            "--features",
+            "text_stats",
+            "--test-fraction",
+            "0.4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "held-out metrics" in result.output and (tmp_path / "probes" / "bundle.json").is_file()

@@ -1,0 +1,177 @@
+"""Features, predictors, latency model and probe bundles on synthetic traces."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.evaluation.menu import Menu
+from ttc_agent.probes import (
+    AccuracyProbe,
+    FeatureSet,
+    LatencyModel,
+    ProbeBundle,
+    ProbeMismatchError,
+    TextStats,
+    TokenRegressor,
+    TraceTable,
+    split_ids,
+)
+from ttc_agent.probes.evaluate import evaluate
+from ttc_agent.probes.metrics import auroc, ece, mape
+
+MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 64})
+
+
+def synthetic_traces(n=120, repeats=2, seed=0):
+    """Easy (one-digit) and hard (three-digit) sums; best-of-4 helps a little and costs 4x."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        hard = i % 2 == 1
+        a, b = (rng.randint(100, 999), rng.randint(100, 999)) if hard else (rng.randint(1, 9), rng.randint(1, 9))
+        for spec in MENU.specs:
+            k = 4 if spec.startswith("best") else 1
+            for r in range(repeats):
+                completion = k * (30 if hard else 10) * rng.uniform(0.85, 1.15)
+                records.append({
+                    "problem_id": f"p{i}", "strategy": spec, "repeat": r,
+                    "messages": [{"role": "user", "content": f"What is {a} + {b}?"}],
+                    "correct": rng.random() < (0.15 if hard else 0.9) + (0.05 if k == 4 else 0),
+                    "prompt_tokens": 40, "completion_tokens": completion, "total_tokens": 40 + completion,
+                    "rounds": 1, "seconds": 0.05 + 0.07 * (completion / k) * (1 + 0.1 * k),
+                })  # fmt: skip
+    return records
+
+
+def test_text_stats_are_cheap_and_informative():
+    X = TextStats().transform(["What is 3 + 4?", [{"role": "user", "content": "What is 345 + 678?"}]])
+    assert X.shape == (2, TextStats.dim)
+    cols = dict(zip(TextStats.columns, X.T, strict=True))
+    assert cols["max_number_digits"].tolist() == [1, 3] and cols["plus"].tolist() == [1, 1]
+
+
+def test_accuracy_probe_learns_a_calibrated_probability():
+    table = TraceTable.from_records(synthetic_traces(), MENU.specs)
+    X = TextStats().transform(table.prompts)
+    idx, y = table.run_rows("greedy")
+    probe = AccuracyProbe().fit(X[idx], y)
+    p = probe.predict_proba(X[idx])[:, 1]
+    assert auroc(y, p) > 0.8 and ece(y, p) < 0.1
+    one_class = AccuracyProbe().fit(X[idx], np.ones_like(y))
+    assert np.allclose(one_class.predict_proba(X[:3])[:, 1], 1.0)
+
+
+def test_token_regressor_median_and_quantile():
+    X = np.linspace(0, 1, 50).reshape(-1, 1)
+    tokens = np.exp(2 + 3 * X[:, 0]) * np.random.default_rng(0).uniform(0.9, 1.1, 50)
+    reg = TokenRegressor(alpha=0.01).fit(X, tokens)
+    assert mape(tokens, reg.predict(X)) < 0.1
+    assert (reg.predict_quantile(X, 0.9) >= reg.predict(X)).all()
+
+
+def test_latency_model_recovers_a_linear_backend_and_extrapolates(tmp_path):
+    rows = [
+        {"prompt_tokens": p, "n": n, "tokens_per_sample": t, "seconds": 0.02 + 1e-4 * p + 0.07 * t + 0.004 * n * t}
+        for p in (40, 400)
+        for n in (1, 4, 16)
+        for t in (10, 50)
+    ]
+    lat = LatencyModel.fit(rows)
+    assert lat.round_seconds(100, 8, 30)[0] == pytest.approx(0.02 + 0.01 + 2.1 + 0.96, rel=1e-3)
+    assert lat.seconds(100, 8, 8 * 30 * 3, 3)[0] == pytest.approx(3 * (0.02 + 0.01 + 2.1 + 0.96), rel=1e-3)
+    lat.save(tmp_path / "lat.json")
+    assert LatencyModel.load(tmp_path / "lat.json").weights == lat.weights
+    with pytest.raises(InvalidRequestError, match="at least"):
+        LatencyModel.fit(rows[:2])
+
+
+def test_bundle_fits_predicts_and_round_trips(tmp_path):
+    records = synthetic_traces()
+    table = TraceTable.from_records(records, MENU.specs)
+    train, test = split_ids(table.ids, 0.25)
+    assert train and test and not set(train) & set(test)
+    bundle = ProbeBundle(MENU, FeatureSet([TextStats()]), fingerprint={"weights": "w1"}).fit(table.subset(train))
+    metrics = evaluate(bundle, table.subset(test))
+    for spec in MENU.specs:
+        assert (
+            metrics[spec]["auroc"] > 0.75
+            and metrics[spec]["tokens_mape"] < 0.25
+            and metrics[spec]["seconds_mape"] < 0.25
+        )
+    prompts = [[{"role": "user", "content": "What is 3 + 4?"}], [{"role": "user", "content": "What is 345 + 678?"}]]
+    pred = bundle.predict(prompts, prompt_tokens=[40, 40])
+    assert pred.accuracy.shape == (2, 2)
+    assert pred.accuracy[0, 0] > pred.accuracy[1, 0], "the easy sum is predicted easier"
+    assert pred.tokens[0, 1] > pred.tokens[0, 0], "best-of-4 is predicted to cost more tokens"
+    assert (pred.tokens_q90 >= pred.tokens).all()
+    bundle.save(tmp_path / "b")
+    assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in (tmp_path / "b").iterdir())
+    again = ProbeBundle.load(
+        tmp_path / "b", menu=MENU, features=FeatureSet([TextStats()]), fingerprint={"weights": "w1"}
+    )
+    assert np.allclose(again.predict(prompts, [40, 40]).accuracy, pred.accuracy)
+
+
+def test_bundle_with_latency_model_predicts_seconds_from_tokens():
+    rows = [
+        {"prompt_tokens": 40, "n": n, "tokens_per_sample": t, "seconds": 0.05 + 0.07 * t * (1 + 0.1 * n)}
+        for n in (1, 2, 4, 8)
+        for t in (8, 16, 32, 64)
+    ]
+    bundle = ProbeBundle(MENU, FeatureSet([TextStats()]), latency=LatencyModel.fit(rows)).fit(synthetic_traces())
+    table = TraceTable.from_records(synthetic_traces(seed=1), MENU.specs)
+    for m in evaluate(bundle, table).values():
+        assert m["seconds_mape"] < 0.25
+
+
+def test_loading_a_mismatched_bundle_names_the_difference(tmp_path):
+    ProbeBundle(MENU, FeatureSet([TextStats()]), fingerprint={"weights": "w1"}).fit(synthetic_traces()).save(tmp_path)
+    with pytest.raises(ProbeMismatchError, match="menu"):
+        ProbeBundle.load(tmp_path, menu=Menu(("greedy",)))
+    with pytest.raises(ProbeMismatchError, match="features"):
+        ProbeBundle.load(tmp_path, features=FeatureSet.from_names("text_stats,sentence_embedding"))
+    with pytest.raises(ProbeMismatchError, match="model"):
+        ProbeBundle.load(tmp_path, fingerprint={"weights": "other"})
+    with pytest.raises(InvalidRequestError, match="bundle.json"):
+        ProbeBundle.load(tmp_path / "nothing")
+
+
+class Smuggled:
+    """A type no bundle may contain."""
+
+    def __init__(self):
+        self.payload = "anything"
+
+
+def test_a_bundle_smuggling_an_untrusted_type_is_refused(tmp_path):
+    import skops.io as sio
+
+    ProbeBundle(MENU, FeatureSet([TextStats()])).fit(synthetic_traces()).save(tmp_path)
+    meta = json.loads((tmp_path / "bundle.json").read_text())
+    sio.dump(Smuggled(), tmp_path / meta["files"]["greedy"]["accuracy"])
+    with pytest.raises(ProbeMismatchError, match="trusted"):
+        ProbeBundle.load(tmp_path)
+
+
+def test_feature_config_round_trip_and_errors():
+    fs = FeatureSet.from_names("text_stats,prompt_hidden_state")
+    assert FeatureSet.from_config(fs.config()).config() == fs.config()
+    with pytest.raises(InvalidRequestError, match="telepathy"):
+        FeatureSet.from_names("telepathy")
+
+
+@pytest.mark.slow
+def test_sentence_embedding_and_hidden_state_features(embedded_dir):
+    from ttc_agent.probes import PromptHiddenState, SentenceEmbedding
+
+    prompts = ["What is 3 + 4?", "What is 3 + 5?", "Describe the history of Rome."]
+    E = SentenceEmbedding().transform(prompts)
+    assert E.shape == (3, 384) and np.allclose(np.linalg.norm(E, axis=1), 1)
+    assert E[0] @ E[1] > E[0] @ E[2], "similar questions embed closer"
+    h = PromptHiddenState(embedded_dir, layer=-8)
+    H = h.transform(prompts)
+    assert H.shape == (3, 576) and np.isfinite(H).all() and h.last_seconds > 0
+    assert not np.allclose(H[0], H[2])

@@ -1,0 +1,181 @@
+"""Trace collection: run every strategy of a menu on every problem, k times, and record it.
+
+Traces go to ``OUT/traces.jsonl``, one JSON record per (problem, strategy, repeat), appended
+and flushed as each run finishes: a crash loses at most the runs in flight, and a restart skips
+what is done. ``OUT/meta.json`` records the menu and the backend's fingerprint; resuming into a
+folder made with another menu or model is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.evaluation.datasets import Problem
+from ttc_agent.evaluation.menu import Menu
+from ttc_agent.evaluation.records import SCHEMA_VERSION, outcome_record
+
+TRACES = "traces.jsonl"
+META = "meta.json"
+
+
+def run_seed(problem_id: str, repeat: int) -> int:
+    """A stable sampling seed for one problem and repeat."""
+    return int(hashlib.sha256(f"{problem_id}/{repeat}".encode()).hexdigest()[:8], 16)
+
+
+def read_traces(folder: str | Path) -> list[dict[str, Any]]:
+    """All trace records of a collection folder (a half-written last line is skipped)."""
+    path = Path(folder) / TRACES
+    if not path.is_file():
+        raise InvalidRequestError(f"no traces at {str(path)!r}; run `ttc-agent collect` first")
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the run in flight when a previous collection crashed
+        if rec.get("schema") != SCHEMA_VERSION:
+            raise InvalidRequestError(
+                f"{path} has trace schema {rec.get('schema')!r}; this ttc-agent reads schema {SCHEMA_VERSION}"
+            )
+        records.append(rec)
+    return records
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    """The collection's menu, backend fingerprint and dataset."""
+    path = Path(folder) / META
+    if not path.is_file():
+        raise InvalidRequestError(f"no {META} in {str(folder)!r}: not a trace folder")
+    return json.loads(path.read_text())
+
+
+def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
+    path = out / META
+    if path.is_file():
+        old = json.loads(path.read_text())
+        for key in ("menu", "backend"):
+            if old.get(key) != meta[key]:
+                raise InvalidRequestError(
+                    f"{out} holds traces made with another {key}: {old.get(key)!r}, not {meta[key]!r}; use a new folder"
+                )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def collect(
+    problems: Sequence[Problem],
+    menu: Menu,
+    backend: Any,
+    out: str | Path,
+    *,
+    repeats: int = 1,
+    concurrency: int = 1,
+    dataset: str = "",
+    progress: bool = True,
+) -> int:
+    """Run the menu on the problems, ``repeats`` times each, appending to ``out``; returns runs done now.
+
+    ``concurrency > 1`` keeps that many runs in flight on the event loop (for server
+    backends); in-process backends serialise their requests anyway.
+    """
+    if not isinstance(repeats, int) or repeats < 1:
+        raise InvalidRequestError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if not isinstance(concurrency, int) or concurrency < 1:
+        raise InvalidRequestError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+    out = Path(out)
+    _check_or_write_meta(
+        out, {"schema": SCHEMA_VERSION, "menu": menu.to_dict(), "backend": backend.fingerprint(), "dataset": dataset}
+    )
+    done = (
+        {(r["problem_id"], r["strategy"], r["repeat"]) for r in read_traces(out)} if (out / TRACES).is_file() else set()
+    )
+    todo = [
+        (p, spec, k) for p in problems for spec in menu.specs for k in range(repeats) if (p.id, spec, k) not in done
+    ]
+    if not todo:
+        return 0
+    with (out / TRACES).open("a") as sink, _progress(progress, len(todo)) as bar:
+        if concurrency == 1:
+            for p, spec, k in todo:
+                outcome = menu.strategy(spec, seed=run_seed(p.id, k)).run(p, backend)
+                _write(sink, outcome_record(p, outcome, repeat=k))
+                bar.advance()
+        else:
+            asyncio.run(_collect_async(todo, menu, backend, sink, bar, concurrency))
+    return len(todo)
+
+
+async def _collect_async(todo, menu: Menu, backend: Any, sink, bar, concurrency: int) -> None:
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(p: Problem, spec: str, k: int) -> None:
+        async with gate:
+            outcome = await menu.strategy(spec, seed=run_seed(p.id, k)).arun(p, backend)
+        _write(sink, outcome_record(p, outcome, repeat=k))
+        bar.advance()
+
+    await asyncio.gather(*(one(*t) for t in todo))
+
+
+def _write(sink, record: dict[str, Any]) -> None:
+    sink.write(json.dumps(record) + "\n")
+    sink.flush()
+
+
+class _RateColumn(ProgressColumn):
+    """Runs per minute."""
+
+    def render(self, task) -> Text:
+        return Text("" if task.speed is None else f"{task.speed * 60:.1f} runs/min")
+
+
+class _progress:
+    """A rich progress bar with rate and ETA, or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar = (
+            Progress(
+                TextColumn("collect"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _RateColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            if enabled
+            else None
+        )
+        self.total = total
+
+    def __enter__(self) -> _progress:
+        if self.bar:
+            self.bar.__enter__()
+            self.task = self.bar.add_task("collect", total=self.total)
+        return self
+
+    def advance(self) -> None:
+        if self.bar:
+            self.bar.advance(self.task)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar:
+            self.bar.__exit__(*exc)

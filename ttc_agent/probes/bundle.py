@@ -1,0 +1,307 @@
+"""`ProbeBundle`: every predictor for one menu, fitted from traces, saved safely.
+
+For each strategy of the menu it holds an accuracy probe, token regressors (total and
+completion tokens) and a rounds regressor; seconds come from a `LatencyModel` applied to the
+predicted tokens (scaled per strategy by what the traces measured), or, without one, from a
+regressor on the traced seconds.
+
+A saved bundle is a folder: ``bundle.json`` (schema, menu, feature config, model fingerprint,
+library versions, latency weights) and one ``.skops`` file per fitted estimator, loaded with an
+explicit list of trusted types. Nothing is ever unpickled. Loading a bundle for another menu,
+feature set or model raises `ProbeMismatchError` naming the difference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ttc_agent.backends.base import Prompt
+from ttc_agent.errors import InvalidRequestError, TTCError
+from ttc_agent.evaluation.menu import Menu
+from ttc_agent.probes.features import FeatureSet
+from ttc_agent.probes.latency import LatencyModel
+from ttc_agent.probes.predictors import AccuracyProbe, TokenRegressor
+
+BUNDLE_SCHEMA = 1
+_TRUSTED = [
+    "ttc_agent.probes.predictors.AccuracyProbe",
+    "ttc_agent.probes.predictors.TokenRegressor",
+    "ttc_agent.probes.predictors.logistic",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+]
+
+
+class ProbeMismatchError(TTCError):
+    """A probe bundle does not match the menu, features or model it is used with."""
+
+
+def batch_size(spec: str) -> int:
+    """Samples per round of a strategy spec: 1, N, or width x expand."""
+    if m := re.match(r"best_of_n\((\d+)", spec):
+        return int(m.group(1))
+    if m := re.match(r"beam\(width=(\d+), expand=(\d+)", spec):
+        return int(m.group(1)) * int(m.group(2))
+    return 1
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per query (rows) and strategy (columns): predicted accuracy, tokens, seconds, rounds.
+
+    ``tokens`` counts prompt, completion and verifier tokens (median prediction);
+    ``tokens_q90`` is a high quantile of the same, for hard budget checks.
+    """
+
+    specs: tuple[str, ...]
+    accuracy: np.ndarray
+    tokens: np.ndarray
+    tokens_q90: np.ndarray
+    completion_tokens: np.ndarray
+    seconds: np.ndarray
+    rounds: np.ndarray
+
+
+@dataclass
+class TraceTable:
+    """Traces grouped by problem: each problem's prompt and, per strategy, its runs."""
+
+    ids: list[str]
+    prompts: list[Prompt]
+    prompt_tokens: np.ndarray
+    runs: dict[str, list[list[dict[str, Any]]]]
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict[str, Any]], specs: Sequence[str]) -> TraceTable:
+        by_problem: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        prompts: dict[str, Prompt] = {}
+        for r in records:
+            if r["strategy"] in specs:
+                by_problem[r["problem_id"]][r["strategy"]].append(r)
+                prompts[r["problem_id"]] = r["messages"]
+        ids = sorted(pid for pid, runs in by_problem.items() if all(runs.get(s) for s in specs))
+        if not ids:
+            raise InvalidRequestError(f"no problem in the traces has runs of every menu strategy {list(specs)}")
+        # Every strategy reads the query prompt once in its first request (beam search reads
+        # more in later rounds), so the smallest count over a problem's runs is the prompt's.
+        prompt_tokens = np.array(
+            [min(r["prompt_tokens"] for s in specs for r in by_problem[pid][s]) for pid in ids], dtype=float
+        )
+        return cls(
+            ids, [prompts[i] for i in ids], prompt_tokens, {s: [by_problem[pid][s] for pid in ids] for s in specs}
+        )
+
+    def subset(self, keep: Sequence[int]) -> TraceTable:
+        return TraceTable(
+            [self.ids[i] for i in keep],
+            [self.prompts[i] for i in keep],
+            self.prompt_tokens[list(keep)],
+            {s: [runs[i] for i in keep] for s, runs in self.runs.items()},
+        )
+
+    def mean(self, spec: str, field: str) -> np.ndarray:
+        return np.array([np.mean([r[field] for r in runs]) for runs in self.runs[spec]], dtype=float)
+
+    def run_rows(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
+        """For run-level fitting: the problem index of each run and its 0/1 correctness."""
+        idx = [i for i, runs in enumerate(self.runs[spec]) for _ in runs]
+        y = [int(r["correct"]) for runs in self.runs[spec] for r in runs]
+        return np.array(idx, dtype=int), np.array(y, dtype=int)
+
+
+def split_ids(ids: Sequence[str], test_fraction: float = 0.25, seed: int = 0) -> tuple[list[int], list[int]]:
+    """A deterministic split of problem ids into train and test indices (by hash)."""
+
+    def bucket(pid: str) -> float:
+        return int(hashlib.sha256(f"{seed}/{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    test = [i for i, pid in enumerate(ids) if bucket(pid) < test_fraction]
+    train = [i for i in range(len(ids)) if i not in set(test)]
+    return train, test
+
+
+class ProbeBundle:
+    """Predicts accuracy, tokens and seconds of every menu strategy for a query.
+
+    Example:
+        >>> bundle = ProbeBundle(menu, FeatureSet([TextStats()]), latency=LatencyModel.load("latency.json"))
+        >>> bundle.fit(read_traces("traces/"))
+        >>> preds = bundle.predict([messages], prompt_tokens=[backend.count_tokens(messages)])
+        >>> bundle.save("probes/")
+    """
+
+    def __init__(
+        self,
+        menu: Menu,
+        features: FeatureSet,
+        *,
+        latency: LatencyModel | None = None,
+        fingerprint: dict[str, Any] | None = None,
+        calibrate: bool = True,
+    ) -> None:
+        self.menu, self.features, self.latency, self.fingerprint, self.calibrate = (
+            menu,
+            features,
+            latency,
+            fingerprint,
+            calibrate,
+        )
+        self.models: dict[str, dict[str, Any]] = {}
+        self.seconds_scale: dict[str, float] = {}
+
+    @property
+    def specs(self) -> tuple[str, ...]:
+        return self.menu.specs
+
+    def fit(self, records: Sequence[dict[str, Any]] | TraceTable) -> ProbeBundle:
+        """Fit every predictor on trace records (or a `TraceTable`)."""
+        table = records if isinstance(records, TraceTable) else TraceTable.from_records(records, self.specs)
+        X = self.features.transform(table.prompts)
+        return self.fit_features(X, table)
+
+    def fit_features(self, X: np.ndarray, table: TraceTable) -> ProbeBundle:
+        """Fit on precomputed features ``X`` (one row per problem of ``table``)."""
+        for spec in self.specs:
+            idx, y = table.run_rows(spec)
+            models = {
+                "accuracy": AccuracyProbe(calibrate=self.calibrate).fit(X[idx], y),
+                "tokens": TokenRegressor().fit(X, table.mean(spec, "total_tokens")),
+                "completion_tokens": TokenRegressor().fit(X, table.mean(spec, "completion_tokens")),
+                "rounds": TokenRegressor().fit(X, table.mean(spec, "rounds")),
+            }
+            if self.latency is None:
+                models["seconds"] = TokenRegressor().fit(X, table.mean(spec, "seconds"))
+            else:
+                # Scale the backend's latency model by what this strategy's traces measured
+                # (verifier calls and batching effects the profile does not see).
+                modelled = self.latency.seconds(
+                    table.prompt_tokens,
+                    batch_size(spec),
+                    table.mean(spec, "completion_tokens"),
+                    table.mean(spec, "rounds"),
+                )
+                self.seconds_scale[spec] = float(np.median(table.mean(spec, "seconds") / np.maximum(modelled, 1e-6)))
+            self.models[spec] = models
+        return self
+
+    def predict(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Predictions:
+        """Predictions for each prompt (``prompt_tokens``: their exact token counts)."""
+        return self.predict_features(self.features.transform(prompts), np.asarray(prompt_tokens, dtype=float))
+
+    def predict_features(self, X: np.ndarray, prompt_tokens: np.ndarray) -> Predictions:
+        if not self.models:
+            raise InvalidRequestError("this ProbeBundle is not fitted: call fit() or ProbeBundle.load()")
+        cols: dict[str, list[np.ndarray]] = defaultdict(list)
+        for spec in self.specs:
+            m = self.models[spec]
+            ctok, rounds = m["completion_tokens"].predict(X), np.maximum(m["rounds"].predict(X), 1)
+            cols["accuracy"].append(m["accuracy"].predict_proba(X)[:, 1])
+            cols["tokens"].append(m["tokens"].predict(X))
+            cols["tokens_q90"].append(m["tokens"].predict_quantile(X, 0.9))
+            cols["completion_tokens"].append(ctok)
+            cols["rounds"].append(rounds)
+            if self.latency is None:
+                cols["seconds"].append(m["seconds"].predict(X))
+            else:
+                cols["seconds"].append(
+                    self.seconds_scale[spec] * self.latency.seconds(prompt_tokens, batch_size(spec), ctok, rounds)
+                )
+        return Predictions(self.specs, **{k: np.column_stack(v) for k, v in cols.items()})
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the bundle folder (JSON metadata plus skops files); never pickles."""
+        import skops.io as sio
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        files: dict[str, dict[str, str]] = {}
+        for i, spec in enumerate(self.specs):
+            files[spec] = {}
+            for name, model in self.models[spec].items():
+                fname = f"s{i}-{name}.skops"
+                sio.dump(model, out / fname)
+                files[spec][name] = fname
+        meta = {
+            "schema": BUNDLE_SCHEMA,
+            "menu": self.menu.to_dict(),
+            "features": self.features.config(),
+            "fingerprint": self.fingerprint,
+            "latency": None
+            if self.latency is None
+            else {"weights": self.latency.weights, "backend": self.latency.backend},
+            "seconds_scale": self.seconds_scale,
+            "files": files,
+            "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops", "numpy")},
+        }
+        (out / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        menu: Menu | None = None,
+        features: FeatureSet | None = None,
+        fingerprint: dict[str, Any] | None = None,
+    ) -> ProbeBundle:
+        """Read a bundle folder, checking it against the menu, features and model it will serve."""
+        import skops.io as sio
+
+        root = Path(folder)
+        path = root / "bundle.json"
+        if not path.is_file():
+            raise InvalidRequestError(f"no probe bundle at {str(root)!r} (bundle.json missing)")
+        meta = json.loads(path.read_text())
+        if meta.get("schema") != BUNDLE_SCHEMA:
+            raise ProbeMismatchError(
+                f"{root} has bundle schema {meta.get('schema')!r}; this ttc-agent reads {BUNDLE_SCHEMA}"
+            )
+        saved_menu = Menu.from_dict(meta["menu"])
+        if menu is not None and menu.to_dict() != saved_menu.to_dict():
+            raise ProbeMismatchError(
+                f"the bundle at {root} was trained for menu {list(saved_menu.specs)} (defaults {saved_menu.defaults}), not {list(menu.specs)} (defaults {menu.defaults})"
+            )
+        if features is not None and features.config() != meta["features"]:
+            raise ProbeMismatchError(f"the bundle at {root} uses features {meta['features']}, not {features.config()}")
+        if (
+            fingerprint is not None
+            and meta.get("fingerprint")
+            and fingerprint.get("weights") != meta["fingerprint"].get("weights")
+        ):
+            raise ProbeMismatchError(
+                f"the bundle at {root} was trained on model {meta['fingerprint']}, not {fingerprint}"
+            )
+        latency = (
+            None
+            if meta["latency"] is None
+            else LatencyModel(tuple(meta["latency"]["weights"]), meta["latency"]["backend"])
+        )
+        bundle = cls(
+            saved_menu,
+            features or FeatureSet.from_config(meta["features"]),
+            latency=latency,
+            fingerprint=meta.get("fingerprint"),
+        )
+        bundle.seconds_scale = {k: float(v) for k, v in meta["seconds_scale"].items()}
+        for spec, files in meta["files"].items():
+            bundle.models[spec] = {}
+            for name, fname in files.items():
+                file = root / fname
+                untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in _TRUSTED]
+                if untrusted:
+                    raise ProbeMismatchError(f"{file} contains types outside the trusted list: {untrusted}")
+                bundle.models[spec][name] = sio.load(file, trusted=_TRUSTED)
+        return bundle

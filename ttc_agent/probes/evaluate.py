@@ -1,0 +1,33 @@
+"""Held-out quality of a probe bundle: AUROC, Brier, ECE, token and latency MAPE per strategy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ttc_agent.probes.bundle import ProbeBundle, TraceTable
+from ttc_agent.probes.metrics import auroc, brier, ece, mape
+
+
+def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
+    """Per strategy: accuracy-probe AUROC, Brier score and ECE on the runs of ``table``, and the
+    MAPE of predicted (median) total tokens and seconds against each problem's mean."""
+    X = bundle.features.transform(table.prompts) if X is None else X
+    preds = bundle.predict_features(X, table.prompt_tokens)
+    out = {}
+    for j, spec in enumerate(bundle.specs):
+        idx, y = table.run_rows(spec)
+        p = preds.accuracy[idx, j]
+        out[spec] = {
+            "auroc": auroc(y, p),
+            "brier": brier(y, p),
+            "ece": ece(y, p),
+            "accuracy": float(y.mean()),
+            "predicted_accuracy": float(p.mean()),
+            "tokens_mape": mape(table.mean(spec, "total_tokens"), preds.tokens[:, j]),
+            "seconds_mape": mape(table.mean(spec, "seconds"), preds.seconds[:, j]),
+            "problems": len(table.ids),
+            "runs": int(len(y)),
+        }
+    return out

@@ -1,0 +1,48 @@
+"""Metrics for probes: discrimination, calibration, and relative error."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+
+def auroc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Area under the ROC curve; ``None`` when ``y`` holds one class only."""
+    y = np.asarray(y)
+    return None if len(np.unique(y)) < 2 else float(roc_auc_score(y, p))
+
+
+def brier(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean squared error of the predicted probabilities."""
+    return float(brier_score_loss(np.asarray(y), np.clip(p, 0, 1)))
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins."""
+    y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 0, 1)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            total += sel.mean() * abs(y[sel].mean() - p[sel].mean())
+    return float(total)
+
+
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """Per bin: mean predicted probability, observed frequency, count (for reliability diagrams)."""
+    y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 0, 1)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return [
+        (float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
+        for b in range(bins)
+        if (which == b).any()
+    ]
+
+
+def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean absolute percentage error (as a fraction; 0.25 = 25%)."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    return float(np.mean(np.abs(predicted - actual) / np.maximum(np.abs(actual), 1e-9)))

@@ -1,0 +1,88 @@
+"""Per-strategy predictors: an accuracy probe (calibrated classifier) and a token regressor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+def logistic(C: float = 0.5) -> Pipeline:
+    """The default accuracy model: standardised features, L2 logistic regression."""
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+
+
+class AccuracyProbe(BaseEstimator, ClassifierMixin):
+    """P(strategy answers correctly | query features), a calibrated classifier.
+
+    ``fit(X, y)`` takes one row per run (a query run k times gives k rows with 0/1 labels), so
+    the probe learns a probability, not a coin flip. ``estimator`` is any scikit-learn
+    classifier factory (logistic regression by default); it is wrapped in sigmoid calibration
+    (``CalibratedClassifierCV``) when each class has at least ``2 * cv`` examples. With one
+    class only, the probe predicts its frequency.
+    """
+
+    def __init__(
+        self, estimator: Callable[[], BaseEstimator] | None = None, calibrate: bool = True, cv: int = 3
+    ) -> None:
+        self.estimator = estimator
+        self.calibrate = calibrate
+        self.cv = cv
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> AccuracyProbe:
+        y = np.asarray(y).astype(int)
+        base = (self.estimator or logistic)()
+        counts = np.bincount(y, minlength=2)
+        if counts.min() == 0:
+            self.model_ = DummyClassifier(strategy="prior").fit(X, y)
+        elif self.calibrate and counts.min() >= 2 * self.cv:
+            self.model_ = CalibratedClassifierCV(base, method="sigmoid", cv=self.cv).fit(X, y)
+        else:
+            self.model_ = clone(base).fit(X, y)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        proba = self.model_.predict_proba(X)
+        if proba.shape[1] == 1:  # fitted on one class
+            only = int(self.model_.classes_[0])
+            return (
+                np.column_stack([1 - proba[:, 0], proba[:, 0]])
+                if only == 1
+                else np.column_stack([proba[:, 0], 1 - proba[:, 0]])
+            )
+        return proba
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+class TokenRegressor(BaseEstimator, RegressorMixin):
+    """Predicts a strategy's token count from query features (ridge regression on log tokens).
+
+    ``predict`` gives the median, ``predict_quantile(X, 0.9)`` a high quantile from the
+    log-scale residual spread, for budget checks that must not be overrun.
+    """
+
+    def __init__(self, alpha: float = 10.0) -> None:
+        self.alpha = alpha
+
+    def fit(self, X: np.ndarray, tokens: np.ndarray) -> TokenRegressor:
+        target = np.log1p(np.asarray(tokens, dtype=float))
+        self.model_ = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha)).fit(X, target)
+        residual = target - self.model_.predict(X)
+        self.sigma_ = float(np.std(residual)) if len(residual) > 1 else 0.0
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.expm1(self.model_.predict(X)).clip(min=0)
+
+    def predict_quantile(self, X: np.ndarray, q: float) -> np.ndarray:
+        return np.expm1(self.model_.predict(X) + norm.ppf(q) * self.sigma_).clip(min=0)
