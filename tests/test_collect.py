@@ -38,7 +38,16 @@ def test_collect_writes_every_run_and_resumes(tmp_path):
     }
     r = records[0]
     assert r["messages"] == problems[0].messages() and r["schema"] == 1
-    assert {"correct", "prompt_tokens", "completion_tokens", "verifier_tokens", "seconds", "rounds"} <= set(r)
+    assert {
+        "correct",
+        "prompt_tokens",
+        "completion_tokens",
+        "verifier_tokens",
+        "total_tokens",
+        "seconds",
+        "rounds",
+    } <= set(r)
+    assert r["total_tokens"] == r["prompt_tokens"] + r["completion_tokens"] + r["verifier_tokens"]
     calls = len(backend.calls)
     assert collect(problems, MENU, backend, tmp_path, repeats=2, progress=False) == 0
     assert len(backend.calls) == calls, "a restart skips what is done"

@@ -49,3 +49,11 @@ def test_deadline_aborts_and_keeps_every_partial_sample(vllm_backend):
     assert len(gen.completions) == 3
     assert all(c.finish_reason == "deadline" and c.num_tokens < 2000 for c in gen.completions)
     assert gen.seconds < 3.0
+
+
+def test_unknown_model_path_names_it(tmp_path):
+    from ttc_agent.backends import VLLMBackend
+    from ttc_agent.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="missing-model"):
+        VLLMBackend(tmp_path / "missing-model")

@@ -43,6 +43,7 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
         "prompt_tokens": c.prompt_tokens,
         "completion_tokens": c.completion_tokens,
         "verifier_tokens": c.verifier_tokens,
+        "total_tokens": c.total_tokens,
         "rounds": c.rounds,
         "seconds": round(c.seconds, 4),
         "verifier_seconds": round(c.verifier_seconds, 4),

@@ -1,0 +1,169 @@
+"""How well the probes predict accuracy, tokens and seconds, on held-out queries.
+
+Steps (each resumable; traces live in benchmarks/traces/):
+1. profile the embedded model's latency (`LatencyModel`);
+2. collect traces of the menu in benchmarks/menus/arithmetic.yaml on arithmetic (levels 1-4,
+   k repeats) and on GSM8K train questions;
+3. per dataset, fit a `ProbeBundle` on a train split and report, per strategy, accuracy-probe
+   AUROC, Brier score and ECE, token and latency MAPE, and the median time to featurise and
+   predict the whole menu for one query (the LM forward pass of `PromptHiddenState` is
+   reported separately).
+Writes benchmarks/results/probes.json and plots into docs/img/.
+
+    .venv/bin/python benchmarks/probes.py [--per-level 40] [--gsm8k 60] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_results  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+TRACES = HERE / "traces"
+IMG = HERE.parent / "docs" / "img"
+FEATURES = "text_stats,sentence_embedding"
+
+
+def timing(bundle, prompts, tokens) -> dict[str, float]:
+    """Median milliseconds per query: the text statistics plus predicting the whole menu (the
+    part the 2 ms target covers), and each encoder's forward pass on its own."""
+    from ttc_agent.probes import PromptHiddenState
+
+    def median_ms(fn) -> float:
+        fn(0)  # warm up
+        runs = []
+        for i in range(len(prompts)):
+            started = time.perf_counter()
+            fn(i)
+            runs.append((time.perf_counter() - started) * 1000)
+        return statistics.median(runs)
+
+    stats, embedding = bundle.features.extractors
+    X = bundle.features.transform(prompts)
+    hidden = PromptHiddenState()
+    return {
+        "text_stats_plus_predict_ms_median": median_ms(
+            lambda i: (stats.transform([prompts[i]]), bundle.predict_features(X[i : i + 1], tokens[i : i + 1]))
+        ),
+        "sentence_embedding_forward_ms_median": median_ms(lambda i: embedding.transform([prompts[i]])),
+        "hidden_state_forward_ms_median": median_ms(lambda i: hidden.transform([prompts[i]])),
+    }
+
+
+def plots(name: str, bundle, table, X) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ttc_agent.probes.metrics import reliability
+
+    preds = bundle.predict_features(X, table.prompt_tokens)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
+    for j, spec in enumerate(bundle.specs):
+        idx, y = table.run_rows(spec)
+        bins = reliability(y, preds.accuracy[idx, j])
+        a.plot([x for x, _, _ in bins], [f for _, f, _ in bins], marker="o", label=spec)
+        b.scatter(table.mean(spec, "seconds"), preds.seconds[:, j], s=12, label=spec)
+    a.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    a.set(xlabel="predicted P(correct)", ylabel="observed frequency", title=f"{name}: reliability (held out)")
+    top = max(b.get_xlim()[1], b.get_ylim()[1])
+    b.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1)
+    b.set(xlabel="measured seconds", ylabel="predicted seconds", title=f"{name}: latency (held out)")
+    a.legend(fontsize=7)
+    fig.tight_layout()
+    IMG.mkdir(parents=True, exist_ok=True)
+    path = IMG / f"probes-{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [str(path.relative_to(HERE.parent))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-level", type=int, default=40, help="arithmetic questions per level (levels 1-4)")
+    parser.add_argument("--gsm8k", type=int, default=60, help="GSM8K train questions (0 to skip)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each strategy per question")
+    args = parser.parse_args()
+    from ttc_agent.backends import TransformersBackend
+    from ttc_agent.evaluation.collect import collect, read_traces
+    from ttc_agent.evaluation.datasets import arithmetic, load_gsm8k
+    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
+    from ttc_agent.probes.evaluate import evaluate
+
+    console = Console()
+    backend = TransformersBackend()
+    menu = Menu.load(HERE / "menus" / "arithmetic.yaml")
+    latency_path = TRACES / "latency.json"
+    if not latency_path.is_file():
+        TRACES.mkdir(parents=True, exist_ok=True)
+        LatencyModel.fit(profile(backend, requests=32), backend=backend.fingerprint()).save(latency_path)
+    latency = LatencyModel.load(latency_path)
+    datasets = {"arithmetic": arithmetic(per_level=args.per_level, levels=(1, 2, 3, 4), seed=7)}
+    if args.gsm8k:
+        datasets["gsm8k"] = load_gsm8k("train", limit=args.gsm8k)
+    results = {}
+    for name, problems in datasets.items():
+        collect(problems, menu, backend, TRACES / name, repeats=args.repeats, dataset=name)
+        table = TraceTable.from_records(read_traces(TRACES / name), menu.specs)
+        features = FeatureSet.from_names(FEATURES)
+        X = features.transform(table.prompts)
+        train, test = split_ids(table.ids, 0.3)
+        bundle = ProbeBundle(menu, features, latency=latency, fingerprint=backend.fingerprint()).fit_features(
+            X[train], table.subset(train)
+        )
+        held = table.subset(test)
+        metrics = evaluate(bundle, held, X[test])
+        results[name] = {
+            "problems": len(table.ids),
+            "train": len(train),
+            "test": len(test),
+            "per_strategy": metrics,
+            **timing(bundle, held.prompts, held.prompt_tokens),
+            "plots": plots(name, bundle, held, X[test]),
+        }
+        t = Table(title=f"{name}: held-out probes ({len(test)} of {len(table.ids)} questions, features {FEATURES})")
+        for col in ("strategy", "acc", "AUROC", "Brier", "ECE", "tokens MAPE", "seconds MAPE"):
+            t.add_column(col)
+        for spec, m in metrics.items():
+            au = "-" if m["auroc"] is None else f"{m['auroc']:.3f}"
+            t.add_row(
+                spec,
+                f"{m['accuracy']:.2f}",
+                au,
+                f"{m['brier']:.3f}",
+                f"{m['ece']:.3f}",
+                f"{m['tokens_mape']:.1%}",
+                f"{m['seconds_mape']:.1%}",
+            )
+        console.print(t)
+        r = results[name]
+        console.print(
+            f"per query (median): text stats + predict the menu {r['text_stats_plus_predict_ms_median']:.2f} ms; "
+            f"MiniLM forward {r['sentence_embedding_forward_ms_median']:.1f} ms; policy-model hidden state {r['hidden_state_forward_ms_median']:.1f} ms"
+        )
+    path = write_results(
+        "probes",
+        {
+            "menu": menu.to_dict(),
+            "features": FEATURES,
+            "repeats": args.repeats,
+            "latency_weights": latency.weights,
+            "datasets": results,
+        },
+    )
+    console.print(f"wrote {path}; the plots are in {IMG}")
+
+
+if __name__ == "__main__":
+    main()
