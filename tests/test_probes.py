@@ -25,8 +25,8 @@ from ttc_agent.probes.metrics import auroc, ece, mape
 MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 64})
 
 
-def synthetic_traces(n=120, repeats=2, seed=0):
-    """Easy (one-digit) and hard (three-digit) sums; best-of-4 helps a little and costs 4x."""
+def synthetic_traces(n=120, repeats=2, seed=0, gain_easy=0.05, gain_hard=0.05):
+    """Easy (one-digit) and hard (three-digit) sums; best-of-4 costs 4x and gains a little."""
     rng = random.Random(seed)
     records = []
     for i in range(n):
@@ -39,7 +39,7 @@ def synthetic_traces(n=120, repeats=2, seed=0):
                 records.append({
                     "problem_id": f"p{i}", "strategy": spec, "repeat": r,
                     "messages": [{"role": "user", "content": f"What is {a} + {b}?"}],
-                    "correct": rng.random() < (0.15 if hard else 0.9) + (0.05 if k == 4 else 0),
+                    "correct": rng.random() < (0.15 if hard else 0.9) + (k == 4) * (gain_hard if hard else gain_easy),
                     "prompt_tokens": 40, "completion_tokens": completion, "total_tokens": 40 + completion,
                     "rounds": 1, "seconds": 0.05 + 0.07 * (completion / k) * (1 + 0.1 * k),
                 })  # fmt: skip
@@ -112,6 +112,7 @@ def test_bundle_fits_predicts_and_round_trips(tmp_path):
     again = ProbeBundle.load(
         tmp_path / "b", menu=MENU, features=FeatureSet([TextStats()]), fingerprint={"weights": "w1"}
     )
+    assert again.train_ids == [table.ids[i] for i in train], "the bundle remembers what it was trained on"
     assert np.allclose(again.predict(prompts, [40, 40]).accuracy, pred.accuracy)
 
 

@@ -195,7 +195,8 @@ def train(
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.25,
 ) -> None:
-    """Fit the probes on a train split of TRACES, print held-out metrics, then refit on all and save."""
+    """Fit the probes on a train split of TRACES, print metrics on the held-out rest, and save
+    the bundle (it records its training problems, so `ttc-agent evaluate` replays only the others)."""
     from ttc_agent.evaluation.collect import read_meta, read_traces
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, split_ids
@@ -212,11 +213,9 @@ def train(
         train_idx, test_idx = split_ids(table.ids, test_fraction)
         if not train_idx or not test_idx:
             raise TTCError(f"{len(table.ids)} problems are too few to hold {test_fraction:.0%} out; collect more")
-        held = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"]).fit_features(
-            X[train_idx], table.subset(train_idx)
-        )
-        metrics = evaluate(held, table.subset(test_idx), X[test_idx])
-        bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"]).fit_features(X, table)
+        bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"])
+        bundle.fit_features(X[train_idx], table.subset(train_idx))
+        metrics = evaluate(bundle, table.subset(test_idx), X[test_idx])
     except TTCError as exc:
         raise _fail(exc) from exc
     t = Table(title=f"held-out metrics ({len(test_idx)} of {len(table.ids)} problems)")
@@ -237,6 +236,74 @@ def train(
     console.print(t)
     bundle.save(out)
     console.print(f"probe bundle written to {out}")
+
+
+@app.command()
+def evaluate(
+    traces: Annotated[Path, typer.Option(help="Trace folder written by `ttc-agent collect`.")],
+    probes: Annotated[Path, typer.Option(help="Probe bundle from `ttc-agent train`.")],
+    out: Annotated[Path, typer.Option(help="Folder for the plots (PNG, SVG) and replay.json.")] = Path("evaluation"),
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 500,
+) -> None:
+    """Replay policies on the held-out traces (those the bundle was not trained on): statics,
+    the adaptive policy over a sweep of prices, and the hindsight oracle. Generates nothing."""
+    import json
+
+    from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.evaluation.replay import plot, replay
+    from ttc_agent.probes import ProbeBundle, TraceTable
+
+    try:
+        bundle = ProbeBundle.load(probes)
+        table = TraceTable.from_records(read_traces(traces), bundle.specs)
+        trained = set(bundle.train_ids)
+        held = [i for i, pid in enumerate(table.ids) if pid not in trained]
+        if len(held) < 5:
+            raise TTCError(
+                f"only {len(held)} problems in {traces} were not used to train {probes}; collect held-out traces"
+            )
+        table = table.subset(held)
+        with console.status(f"replaying {len(held)} held-out problems..."):
+            pred = bundle.predict(table.prompts, table.prompt_tokens)
+            result = replay(table, pred, bootstrap=bootstrap)
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    result["plots"] = plot(result, str(out / "pareto"))
+    (out / "replay.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    t = Table(title=f"{len(held)} held-out problems; best static: {result['best_static']}")
+    for col in (
+        "cost",
+        "best static",
+        "adaptive acc at that cost [95% CI]",
+        "oracle acc",
+        "adaptive cost for its acc",
+        "gap closed [95% CI]",
+    ):
+        t.add_column(col)
+    for cost in ("tokens", "seconds"):
+        r, ci = result[cost], result[cost]["ci95"]
+        t.add_row(
+            cost,
+            f"acc {r['best_static']['accuracy']:.3f}, {r['best_static'][cost]:.1f}",
+            f"{_num(r['adaptive_accuracy_at_static_cost'])} {_ci(ci['adaptive_accuracy_at_static_cost'])}",
+            _num(r["oracle_accuracy_at_static_cost"]),
+            "not reached"
+            if r["cost_ratio_at_static_accuracy"] is None
+            else f"{r['cost_ratio_at_static_accuracy']:.0%} of static",
+            f"{_num(r['gap_closed'])} {_ci(ci['gap_closed'])}",
+        )
+    console.print(t)
+    console.print(f"choices by level (at the best static's token cost): {result['choices_by_level']}")
+    console.print(f"plots: {', '.join(result['plots'])}")
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
 @app.command()

@@ -158,6 +158,7 @@ class ProbeBundle:
         )
         self.models: dict[str, dict[str, Any]] = {}
         self.seconds_scale: dict[str, float] = {}
+        self.train_ids: list[str] = []
 
     @property
     def specs(self) -> tuple[str, ...]:
@@ -171,6 +172,7 @@ class ProbeBundle:
 
     def fit_features(self, X: np.ndarray, table: TraceTable) -> ProbeBundle:
         """Fit on precomputed features ``X`` (one row per problem of ``table``)."""
+        self.train_ids = list(table.ids)
         for spec in self.specs:
             idx, y = table.run_rows(spec)
             models = {
@@ -242,6 +244,7 @@ class ProbeBundle:
             if self.latency is None
             else {"weights": self.latency.weights, "backend": self.latency.backend},
             "seconds_scale": self.seconds_scale,
+            "train_ids": self.train_ids,
             "files": files,
             "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops", "numpy")},
         }
@@ -296,6 +299,7 @@ class ProbeBundle:
             fingerprint=meta.get("fingerprint"),
         )
         bundle.seconds_scale = {k: float(v) for k, v in meta["seconds_scale"].items()}
+        bundle.train_ids = list(meta.get("train_ids", []))
         for spec, files in meta["files"].items():
             bundle.models[spec] = {}
             for name, fname in files.items():

@@ -1,0 +1,200 @@
+"""Offline replay of policies on held-out traces: no generation, only the recorded outcomes.
+
+For each query the traces hold every strategy's measured correctness (mean over repeats),
+tokens and seconds. A policy's choices are scored against them, so static strategies, the
+adaptive policy at many prices and the hindsight oracle compare on the same queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ttc_agent.policy import CallLimits, OraclePolicy, UtilityPolicy
+from ttc_agent.probes.bundle import Predictions, TraceTable
+
+COSTS = ("tokens", "seconds")
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Measured per query and strategy: mean correctness, tokens and seconds."""
+
+    specs: tuple[str, ...]
+    correct: np.ndarray
+    tokens: np.ndarray
+    seconds: np.ndarray
+    levels: np.ndarray
+
+    @classmethod
+    def from_table(cls, table: TraceTable, specs: tuple[str, ...]) -> Outcomes:
+        cols = {f: np.column_stack([table.mean(s, f) for s in specs]) for f in ("correct", "total_tokens", "seconds")}
+        levels = np.array([table.runs[specs[0]][i][0].get("level", 0) for i in range(len(table.ids))])
+        return cls(specs, cols["correct"], cols["total_tokens"], cols["seconds"], levels)
+
+    def score(self, chosen: np.ndarray, rows: np.ndarray | None = None) -> dict[str, float]:
+        """Accuracy, mean tokens and mean seconds of per-query choices (optionally on ``rows``)."""
+        rows = np.arange(len(chosen)) if rows is None else rows
+        picked = chosen[rows]
+        return {
+            "accuracy": float(self.correct[rows, picked].mean()),
+            "tokens": float(self.tokens[rows, picked].mean()),
+            "seconds": float(self.seconds[rows, picked].mean()),
+        }
+
+
+def _envelope_at(points: list[dict[str, float]], cost: str, budget: float) -> float | None:
+    """Best accuracy among operating points that cost no more than ``budget`` on average."""
+    ok = [p["accuracy"] for p in points if p[cost] <= budget * (1 + 1e-9)]
+    return max(ok) if ok else None
+
+
+def _cost_for(points: list[dict[str, float]], cost: str, accuracy: float) -> float | None:
+    """Smallest mean cost among operating points reaching ``accuracy``."""
+    ok = [p[cost] for p in points if p["accuracy"] >= accuracy - 1e-9]
+    return min(ok) if ok else None
+
+
+def replay(
+    table: TraceTable,
+    pred: Predictions,
+    *,
+    lambdas: int = 40,
+    bootstrap: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Replay static, adaptive and oracle policies; compare them at matched cost and accuracy.
+
+    For each cost (tokens, seconds): the adaptive policy and the oracle sweep that cost's price
+    over a log grid (the other price 0). Against the most accurate static strategy it reports
+    the adaptive accuracy at the static's mean cost, the adaptive cost at the static's accuracy,
+    and the share of the static-to-oracle gap the adaptive policy closes at that cost, each
+    with a 95% bootstrap interval over queries.
+    """
+    out = Outcomes.from_table(table, pred.specs)
+    n = len(table.ids)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, n, n) for _ in range(bootstrap)]
+    static = {s: out.score(np.full(n, j)) for j, s in enumerate(pred.specs)}
+    best_static = max(static, key=lambda s: (static[s]["accuracy"], -static[s]["tokens"]))
+    oracle = OraclePolicy(out.correct, out.tokens, out.seconds)
+    result: dict[str, Any] = {"queries": n, "static": static, "best_static": best_static}
+    for cost in COSTS:
+        scale = float(np.median(getattr(pred, cost)))
+        grid = [0.0] + list(np.geomspace(1e-3, 10, lambdas) / max(scale, 1e-9))
+        adaptive_choices, oracle_choices = [], []
+        for lam in grid:
+            limits = CallLimits(**{f"lambda_{cost}": lam})
+            adaptive_choices.append((lam, UtilityPolicy().choose(pred, limits)))
+            oracle_choices.append(oracle.choose(limits=limits))
+        adaptive = [{"lambda": lam, **out.score(c)} for lam, c in adaptive_choices]
+        oracle_pts = [out.score(c) for c in oracle_choices]
+        static_choice = np.full(n, pred.specs.index(best_static))
+        sweeps = ([c for _, c in adaptive_choices], oracle_choices, static_choice)
+        point = _matched(out, cost, *sweeps, rows=None)
+        boot = [_matched(out, cost, *sweeps, rows=rows) for rows in samples]
+        intervals = {}
+        for key in point:
+            values = [b[key] for b in boot if b[key] is not None]
+            intervals[key] = (
+                None
+                if len(values) < bootstrap // 2
+                else [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+            )
+        result[cost] = {
+            "adaptive": adaptive,
+            "oracle": oracle_pts,
+            "best_static": static[best_static],
+            **point,
+            "ci95": intervals,
+        }
+    result["choices_by_level"] = choices_by_level(out, pred, result)
+    return result
+
+
+def _matched(
+    out: Outcomes,
+    cost: str,
+    adaptive: list[np.ndarray],
+    oracle: list[np.ndarray],
+    static: np.ndarray,
+    rows: np.ndarray | None,
+) -> dict[str, float | None]:
+    """The adaptive sweep against one static choice, on ``rows`` (all queries when None):
+    accuracy at the static's cost, cost at its accuracy, and the share of the gap to the oracle."""
+    a_pts = [out.score(c, rows) for c in adaptive]
+    o_pts = [out.score(c, rows) for c in oracle]
+    s = out.score(static, rows)
+    acc = _envelope_at(a_pts, cost, s[cost])
+    top = _envelope_at(o_pts, cost, s[cost])
+    gap = (
+        None
+        if acc is None or top is None or top - s["accuracy"] <= 1e-9
+        else (acc - s["accuracy"]) / (top - s["accuracy"])
+    )
+    needed = _cost_for(a_pts, cost, s["accuracy"])
+    return {
+        "adaptive_accuracy_at_static_cost": acc,
+        "oracle_accuracy_at_static_cost": top,
+        "adaptive_cost_at_static_accuracy": needed,
+        "cost_ratio_at_static_accuracy": None if needed is None else needed / s[cost],
+        "gap_closed": gap,
+    }
+
+
+def choices_by_level(out: Outcomes, pred: Predictions, result: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """At the token price whose mean tokens best match the best static strategy's: how often
+    each strategy was chosen, per difficulty level."""
+    ref = result["static"][result["best_static"]]["tokens"]
+    points = result["tokens"]["adaptive"]
+    lam = min(points, key=lambda p: abs(p["tokens"] - ref))["lambda"]
+    chosen = UtilityPolicy(lambda_tokens=lam).choose(pred)
+    table: dict[str, dict[str, int]] = {}
+    for level in sorted(set(out.levels.tolist())):
+        picks = chosen[out.levels == level]
+        table[str(level)] = {s: int((picks == j).sum()) for j, s in enumerate(pred.specs) if (picks == j).any()}
+    return table
+
+
+def plot(result: dict[str, Any], path_stem: str) -> list[str]:
+    """Accuracy against mean tokens and against mean seconds: statics as points, the adaptive
+    policy as a curve, the oracle as a ceiling. Writes PNG and SVG; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    for ax, cost in zip(axes, COSTS, strict=True):
+        data = result[cost]
+        for name, lab in ((data["adaptive"], "adaptive (utility policy)"), (data["oracle"], "oracle (hindsight)")):
+            pts = sorted(name, key=lambda p: p[cost])
+            ax.plot(
+                [p[cost] for p in pts],
+                [p["accuracy"] for p in pts],
+                marker=".",
+                label=lab,
+                linestyle="-" if "adaptive" in lab else "--",
+            )
+        for spec, s in result["static"].items():
+            ax.scatter(s[cost], s["accuracy"], marker="s", zorder=3)
+            ax.annotate(spec, (s[cost], s["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        ax.set(
+            xlabel=f"mean {cost} per query",
+            ylabel="accuracy",
+            title=f"accuracy vs {cost} ({result['queries']} held-out queries)",
+        )
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = []
+    for ext in ("png", "svg"):
+        fig.savefig(f"{path_stem}.{ext}", dpi=110)
+        paths.append(f"{path_stem}.{ext}")
+    plt.close(fig)
+    return paths

@@ -1,0 +1,239 @@
+"""Choose a strategy per query: ``argmax accuracy - lambda_tokens * tokens - lambda_seconds * seconds``.
+
+The method of arXiv 2509.09864. Every call's settings are a `CallLimits`: the two prices and
+optional hard caps on this call's tokens and seconds. A strategy is *feasible* when a high
+quantile of its predicted tokens (``tokens_q90``) and its predicted seconds fit the caps; when
+none is, the cheapest strategy is chosen and the decision says so (``feasible=False``), so a
+budget manager can end the workflow instead.
+
+Policies work on `ttc_agent.probes.Predictions` (many queries at once, vectorised):
+
+- `UtilityPolicy(lambda_tokens, lambda_seconds)`, with `calibrate` to hit a target mean cost;
+- `StaticPolicy(spec)`: one strategy for every query (the baseline);
+- `OraclePolicy`: the hindsight best per query from measured outcomes (the ceiling; evaluation only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.probes.bundle import Predictions
+
+
+def _check_price(name: str, value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise InvalidRequestError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_cap(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise InvalidRequestError(f"{name} must be a finite number > 0 or None, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """What one call may spend: prices per token and per second, and optional hard caps."""
+
+    lambda_tokens: float = 0.0
+    lambda_seconds: float = 0.0
+    max_tokens: float | None = None
+    max_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lambda_tokens", _check_price("lambda_tokens", self.lambda_tokens))
+        object.__setattr__(self, "lambda_seconds", _check_price("lambda_seconds", self.lambda_seconds))
+        object.__setattr__(self, "max_tokens", _check_cap("max_tokens", self.max_tokens))
+        object.__setattr__(self, "max_seconds", _check_cap("max_seconds", self.max_seconds))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One query's choice, with everything needed to audit it."""
+
+    spec: str
+    index: int
+    feasible: bool
+    limits: CallLimits
+    specs: tuple[str, ...]
+    accuracy: tuple[float, ...]
+    tokens: tuple[float, ...]
+    tokens_q90: tuple[float, ...]
+    seconds: tuple[float, ...]
+    utility: tuple[float, ...]
+    fits: tuple[bool, ...] = field(default=())
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready record of the decision (for traces and reports)."""
+        return {
+            "choice": self.spec,
+            "feasible": self.feasible,
+            "limits": self.limits.__dict__,
+            "candidates": [
+                {"strategy": s, "accuracy": a, "tokens": t, "tokens_q90": q, "seconds": sec, "utility": u, "fits": f}
+                for s, a, t, q, sec, u, f in zip(
+                    self.specs,
+                    self.accuracy,
+                    self.tokens,
+                    self.tokens_q90,
+                    self.seconds,
+                    self.utility,
+                    self.fits,
+                    strict=True,
+                )
+            ],
+        }
+
+
+def utilities(pred: Predictions, limits: CallLimits) -> np.ndarray:
+    """``accuracy - lambda_tokens * tokens - lambda_seconds * seconds``, per query and strategy."""
+    return pred.accuracy - limits.lambda_tokens * pred.tokens - limits.lambda_seconds * pred.seconds
+
+
+def fits(pred: Predictions, limits: CallLimits) -> np.ndarray:
+    """Which strategies fit the hard caps (tokens checked at their 90% quantile)."""
+    ok = np.ones_like(pred.accuracy, dtype=bool)
+    if limits.max_tokens is not None:
+        ok &= pred.tokens_q90 <= limits.max_tokens
+    if limits.max_seconds is not None:
+        ok &= pred.seconds <= limits.max_seconds
+    return ok
+
+
+class UtilityPolicy:
+    """Picks ``argmax accuracy - lambda_tokens * tokens - lambda_seconds * seconds`` among the
+    strategies that fit the caps.
+
+    Example:
+        >>> policy = UtilityPolicy(lambda_tokens=1e-3).calibrate(preds, target_mean_tokens=300)
+        >>> policy.decide(bundle.predict([messages], [n_tokens]))[0].spec
+    """
+
+    def __init__(
+        self,
+        lambda_tokens: float = 0.0,
+        lambda_seconds: float = 0.0,
+        *,
+        max_tokens: float | None = None,
+        max_seconds: float | None = None,
+    ) -> None:
+        self.limits = CallLimits(lambda_tokens, lambda_seconds, max_tokens, max_seconds)
+
+    def __repr__(self) -> str:
+        lim = self.limits
+        return f"UtilityPolicy(lambda_tokens={lim.lambda_tokens:g}, lambda_seconds={lim.lambda_seconds:g})"
+
+    def choose(self, pred: Predictions, limits: CallLimits | None = None) -> np.ndarray:
+        """Index of the chosen strategy for every query (vectorised)."""
+        limits = limits or self.limits
+        u = utilities(pred, limits)
+        ok = fits(pred, limits)
+        masked = np.where(ok, u, -np.inf)
+        chosen = masked.argmax(axis=1)
+        none_fit = ~ok.any(axis=1)
+        if none_fit.any():
+            chosen[none_fit] = pred.tokens[none_fit].argmin(axis=1)
+        return chosen
+
+    def decide(self, pred: Predictions, limits: CallLimits | None = None) -> list[Decision]:
+        """A full, auditable `Decision` per query."""
+        limits = limits or self.limits
+        u, ok, chosen = utilities(pred, limits), fits(pred, limits), self.choose(pred, limits)
+        return [
+            Decision(
+                spec=pred.specs[c],
+                index=int(c),
+                feasible=bool(ok[i].any()),
+                limits=limits,
+                specs=pred.specs,
+                accuracy=tuple(float(x) for x in pred.accuracy[i]),
+                tokens=tuple(float(x) for x in pred.tokens[i]),
+                tokens_q90=tuple(float(x) for x in pred.tokens_q90[i]),
+                seconds=tuple(float(x) for x in pred.seconds[i]),
+                utility=tuple(float(x) for x in u[i]),
+                fits=tuple(bool(x) for x in ok[i]),
+            )
+            for i, c in enumerate(chosen)
+        ]
+
+    def calibrate(
+        self,
+        pred: Predictions,
+        *,
+        target_mean_tokens: float | None = None,
+        target_mean_seconds: float | None = None,
+        cost: np.ndarray | None = None,
+        iterations: int = 60,
+    ) -> UtilityPolicy:
+        """A copy whose lambda makes the mean cost of its choices on ``pred`` hit the target.
+
+        Give exactly one target. The matching lambda (tokens or seconds) is found by bisection
+        in log space; the other is kept. ``cost`` (queries x strategies), when given, is the
+        measured cost to average instead of the predicted one.
+        """
+        if (target_mean_tokens is None) == (target_mean_seconds is None):
+            raise InvalidRequestError("calibrate needs exactly one of target_mean_tokens, target_mean_seconds")
+        key = "lambda_tokens" if target_mean_tokens is not None else "lambda_seconds"
+        target = _check_cap("target", target_mean_tokens if target_mean_tokens is not None else target_mean_seconds)
+        cost = np.asarray(
+            cost if cost is not None else (pred.tokens if key == "lambda_tokens" else pred.seconds), dtype=float
+        )
+        rows = np.arange(len(cost))
+
+        def mean_cost(lam: float) -> float:
+            return float(cost[rows, self.choose(pred, replace(self.limits, **{key: lam}))].mean())
+
+        lo, hi = 1e-9, 1e3
+        if mean_cost(lo) <= target:  # even (almost) free compute stays under the target
+            lam = 0.0
+        elif mean_cost(hi) > target:  # the cheapest choices already cost more
+            lam = hi
+        else:
+            for _ in range(iterations):
+                mid = math.sqrt(lo * hi)
+                lo, hi = (mid, hi) if mean_cost(mid) > target else (lo, mid)
+            lam = hi
+        out = UtilityPolicy()
+        out.limits = replace(self.limits, **{key: lam})
+        return out
+
+
+class StaticPolicy:
+    """Always the same strategy (by spec): the baseline every adaptive policy must beat."""
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def __repr__(self) -> str:
+        return f"StaticPolicy({self.spec!r})"
+
+    def choose(self, pred: Predictions, limits: CallLimits | None = None) -> np.ndarray:
+        if self.spec not in pred.specs:
+            raise InvalidRequestError(f"{self.spec!r} is not on the menu {list(pred.specs)}")
+        return np.full(len(pred.accuracy), pred.specs.index(self.spec))
+
+
+class OraclePolicy:
+    """Hindsight: per query, the strategy with the best measured ``correct - lambda * cost``.
+
+    ``correct`` and the costs are measured means (queries x strategies) from held-out traces;
+    it cannot run on new queries, only bound what any policy could reach.
+    """
+
+    def __init__(self, correct: np.ndarray, tokens: np.ndarray, seconds: np.ndarray) -> None:
+        self.correct, self.tokens, self.seconds = (np.asarray(a, dtype=float) for a in (correct, tokens, seconds))
+
+    def choose(self, pred: Predictions | None = None, limits: CallLimits | None = None) -> np.ndarray:
+        limits = limits or CallLimits()
+        u = self.correct - limits.lambda_tokens * self.tokens - limits.lambda_seconds * self.seconds
+        # Among equally good choices, take the cheapest in tokens.
+        best = u.max(axis=1, keepdims=True)
+        return np.where(np.isclose(u, best), -self.tokens, -np.inf).argmax(axis=1)
