@@ -48,6 +48,7 @@ def test_collect_writes_every_run_and_resumes(tmp_path):
         "rounds",
     } <= set(r)
     assert r["total_tokens"] == r["prompt_tokens"] + r["completion_tokens"] + r["verifier_tokens"]
+    assert r["candidates"][0]["text"] == "= 5" and r["candidates"][0]["correct"] in (True, False)
     calls = len(backend.calls)
     assert collect(problems, MENU, backend, tmp_path, repeats=2, progress=False) == 0
     assert len(backend.calls) == calls, "a restart skips what is done"

@@ -1,8 +1,8 @@
 """Flat, JSON-ready records of one strategy run on one problem, and offline re-selection.
 
-A record keeps every candidate's answer, score and correctness, so other selection rules can
-be replayed on the same samples without generating again (best-of-N's three rules share one
-set of samples and one cost).
+A record keeps every candidate's text, answer, score and correctness, so other selection rules
+can be replayed on the same samples without generating again (best-of-N's three rules share
+one set of samples and one cost), and verifiers can be trained on the labelled candidates.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
     c = outcome.cost
     candidates = [
         {
+            "text": k.text,
             "answer": k.answer,
             "score": k.score,
             "tokens": k.num_tokens,
