@@ -113,6 +113,8 @@ def test_bundle_fits_predicts_and_round_trips(tmp_path):
         tmp_path / "b", menu=MENU, features=FeatureSet([TextStats()]), fingerprint={"weights": "w1"}
     )
     assert again.train_ids == [table.ids[i] for i in train], "the bundle remembers what it was trained on"
+    assert again.calibration.accuracy.shape == (len(train), 2)
+    assert np.allclose(again.calibration.tokens, bundle.calibration.tokens)
     assert np.allclose(again.predict(prompts, [40, 40]).accuracy, pred.accuracy)
 
 

@@ -1,1 +1,5 @@
-"""LangGraph integration: the `TTCNode`, the `TTCChatModel` wrapper and agent middleware (issue #6)."""
+"""LangGraph integration: `TTCNode`, a plain callable node for any graph with ``messages``."""
+
+from ttc_agent.nodes.ttc_node import TTCNode, to_chat
+
+__all__ = ["TTCNode", "to_chat"]

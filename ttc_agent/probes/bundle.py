@@ -33,6 +33,7 @@ from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.predictors import AccuracyProbe, TokenRegressor
 
 BUNDLE_SCHEMA = 1
+_PREDICTION_ARRAYS = ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds")
 _TRUSTED = [
     "ttc_agent.probes.predictors.AccuracyProbe",
     "ttc_agent.probes.predictors.TokenRegressor",
@@ -159,6 +160,7 @@ class ProbeBundle:
         self.models: dict[str, dict[str, Any]] = {}
         self.seconds_scale: dict[str, float] = {}
         self.train_ids: list[str] = []
+        self.calibration: Predictions | None = None
 
     @property
     def specs(self) -> tuple[str, ...]:
@@ -194,6 +196,9 @@ class ProbeBundle:
                 )
                 self.seconds_scale[spec] = float(np.median(table.mean(spec, "seconds") / np.maximum(modelled, 1e-6)))
             self.models[spec] = models
+        # Predictions on the training problems: what `UtilityPolicy.calibrate` turns a target
+        # mean cost into lambdas with.
+        self.calibration = self.predict_features(X, table.prompt_tokens)
         return self
 
     def predict(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Predictions:
@@ -249,6 +254,9 @@ class ProbeBundle:
             "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops", "numpy")},
         }
         (out / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if self.calibration is not None:
+            arrays = {k: getattr(self.calibration, k) for k in _PREDICTION_ARRAYS}
+            np.savez(out / "calibration.npz", **arrays)
         return out
 
     @classmethod
@@ -308,4 +316,7 @@ class ProbeBundle:
                 if untrusted:
                     raise ProbeMismatchError(f"{file} contains types outside the trusted list: {untrusted}")
                 bundle.models[spec][name] = sio.load(file, trusted=_TRUSTED)
+        if (root / "calibration.npz").is_file():
+            with np.load(root / "calibration.npz", allow_pickle=False) as arrays:
+                bundle.calibration = Predictions(bundle.specs, **{k: arrays[k] for k in _PREDICTION_ARRAYS})
         return bundle

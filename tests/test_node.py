@@ -1,0 +1,119 @@
+"""TTCNode inside real LangGraph graphs on the embedded model."""
+
+import asyncio
+import json
+
+import pytest
+from fakes import ScriptedBackend, texts
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.graph import START, MessagesState, StateGraph
+from test_probes import synthetic_traces
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.evaluation.menu import Menu
+from ttc_agent.nodes import TTCNode
+from ttc_agent.probes import FeatureSet, ProbeBundle, ProbeMismatchError, TextStats
+
+MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 24})
+HARD = [HumanMessage("What is 345 + 678?")]
+
+
+def bundle_for(fingerprint):
+    """Probes trained on synthetic traces where best-of-4 helps on hard sums."""
+    return ProbeBundle(MENU, FeatureSet([TextStats()]), fingerprint=fingerprint).fit(
+        synthetic_traces(gain_easy=0.0, gain_hard=0.3)
+    )
+
+
+def graph(node, async_=False):
+    g = StateGraph(MessagesState)
+    g.add_node("solve", node.acall if async_ else node)
+    g.add_edge(START, "solve")
+    return g.compile()
+
+
+class Events(BaseCallbackHandler):
+    def __init__(self):
+        self.events = []
+
+    def on_custom_event(self, name, data, **kwargs):
+        self.events.append((name, data))
+
+
+def test_settings_are_checked_before_any_generation():
+    backend = ScriptedBackend(texts("= 5"))
+    node = TTCNode(backend, bundle_for(None))
+    app = graph(node)
+    with pytest.raises(InvalidRequestError, match="lamda_tokens"):
+        app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lamda_tokens": 1}}})
+    with pytest.raises(InvalidRequestError, match="lambda_tokens"):
+        app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": -1}}})
+    with pytest.raises(InvalidRequestError, match="no messages"):
+        app.invoke({"messages": []})
+    assert backend.calls == [], "nothing was generated"
+
+
+def test_mismatched_bundle_is_refused_at_construction():
+    backend = ScriptedBackend(texts("= 5"))
+    with pytest.raises(ProbeMismatchError, match="menu"):
+        TTCNode(backend, bundle_for(None), menu=Menu(("greedy",)))
+    backend.fingerprint = lambda: {"backend": "scripted", "weights": "abc"}
+    with pytest.raises(ProbeMismatchError, match="model"):
+        TTCNode(backend, bundle_for({"weights": "xyz"}))
+
+
+def test_target_mean_cost_calibrates_lambda():
+    node = TTCNode(ScriptedBackend(texts("= 5")), bundle_for(None))
+    cheap = node.limits({"configurable": {"ttc": {"target_mean_tokens": 60}}})
+    rich = node.limits({"configurable": {"ttc": {"target_mean_tokens": 140}}})
+    assert cheap.lambda_tokens > rich.lambda_tokens >= 0
+    with pytest.raises(InvalidRequestError, match="not both"):
+        node.limits({"configurable": {"ttc": {"target_mean_tokens": 60, "target_mean_seconds": 1}}})
+
+
+@pytest.mark.slow
+def test_node_in_a_state_graph_on_the_embedded_model(tf_backend, tmp_path):
+    node = TTCNode(tf_backend, bundle_for(tf_backend.fingerprint()), trace=tmp_path / "trace.jsonl")
+    app = graph(node)
+    events = Events()
+    free = app.invoke({"messages": HARD}, {"callbacks": [events]})
+    priced = app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": 1.0}}})
+    reply, cheap = free["messages"][-1], priced["messages"][-1]
+    assert isinstance(reply, AIMessage) and reply.content
+    assert reply.response_metadata["ttc"]["choice"] == "best_of_n(4, select=majority)", (
+        "free compute buys search on a hard sum"
+    )
+    assert cheap.response_metadata["ttc"]["choice"] == "greedy", "a high token price picks greedy"
+    actual = reply.response_metadata["ttc"]["actual"]
+    assert reply.usage_metadata["output_tokens"] == actual["completion_tokens"] > 0
+    assert reply.usage_metadata["total_tokens"] == actual["total_tokens"]
+    assert actual["prompt_tokens"] == tf_backend.count_tokens([{"role": "user", "content": "What is 345 + 678?"}])
+    assert [name for name, _ in events.events] == ["ttc_decision"] and events.events[0][1][
+        "choice"
+    ] == reply.response_metadata["ttc"]["choice"]
+    lines = [json.loads(x) for x in (tmp_path / "trace.jsonl").read_text().splitlines()]
+    assert [r["choice"] for r in lines] == ["best_of_n(4, select=majority)", "greedy"]
+    assert all(
+        len(r["candidates"]) == 2 and {"accuracy", "tokens", "seconds", "utility"} <= set(r["candidates"][0])
+        for r in lines
+    )
+
+
+@pytest.mark.slow
+def test_async_graph_streams_decisions_live(tf_backend):
+    node = TTCNode(tf_backend, bundle_for(tf_backend.fingerprint()))
+    app = graph(node, async_=True)
+
+    async def run():
+        return [
+            chunk
+            async for chunk in app.astream(
+                {"messages": [HumanMessage("What is 2 + 3?")]},
+                {"configurable": {"ttc": {"lambda_tokens": 1.0}}},
+                stream_mode="custom",
+            )
+        ]
+
+    chunks = asyncio.run(run())
+    assert len(chunks) == 1 and chunks[0]["ttc_decision"]["choice"] == "greedy"

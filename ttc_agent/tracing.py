@@ -1,0 +1,97 @@
+"""Decision records: what each call predicted, chose and spent, sent wherever people look.
+
+A record goes to LangChain callbacks as the custom event ``ttc_decision`` (LangSmith shows it),
+to LangGraph's stream writer (``stream_mode="custom"`` shows it live), and to an optional JSONL
+sink that ``ttc-agent report`` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ttc_agent.policy import Decision
+from ttc_agent.strategies import Outcome
+
+EVENT = "ttc_decision"
+
+
+def features_digest(x: np.ndarray) -> dict[str, Any]:
+    """A short, stable summary of a feature vector: a hash, its width and its norm."""
+    v = np.asarray(x, dtype=np.float32).ravel()
+    return {
+        "sha256": hashlib.sha256(np.round(v, 4).tobytes()).hexdigest()[:12],
+        "dim": int(v.size),
+        "norm": float(np.linalg.norm(v)),
+    }
+
+
+def decision_record(
+    node: str, decision: Decision, outcome: Outcome, features: dict[str, Any], prompt_tokens: int
+) -> dict[str, Any]:
+    """The JSON-ready record of one call: predictions for every strategy, limits, choice, actual cost."""
+    c = outcome.cost
+    return {
+        "time": time.time(),
+        "node": node,
+        "features": features,
+        "prompt_tokens": prompt_tokens,
+        **decision.as_dict(),
+        "answer": outcome.answer,
+        "actual": {
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": c.completion_tokens,
+            "verifier_tokens": c.verifier_tokens,
+            "total_tokens": c.total_tokens,
+            "rounds": c.rounds,
+            "seconds": round(c.seconds, 4),
+        },
+    }
+
+
+class JsonlTraceSink:
+    """Appends decision records to a JSONL file (thread-safe; one line per call, flushed)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, default=float) + "\n"
+        with self._lock, self.path.open("a") as f:
+            f.write(line)
+
+
+def emit(record: dict[str, Any], config: Any) -> None:
+    """Send a record to the run's callbacks and stream writer (no-ops outside a graph run)."""
+    from langchain_core.callbacks import dispatch_custom_event
+
+    if config is not None and config.get("callbacks") is not None:
+        dispatch_custom_event(EVENT, record, config=config)
+    _stream(record)
+
+
+async def aemit(record: dict[str, Any], config: Any) -> None:
+    """Async `emit`."""
+    from langchain_core.callbacks import adispatch_custom_event
+
+    if config is not None and config.get("callbacks") is not None:
+        await adispatch_custom_event(EVENT, record, config=config)
+    _stream(record)
+
+
+def _stream(record: dict[str, Any]) -> None:
+    from langgraph.config import get_stream_writer
+
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # not inside a graph run
+        return
+    writer({EVENT: record})
