@@ -307,6 +307,50 @@ def _ci(ci: list[float] | None) -> str:
 
 
 @app.command()
+def report(
+    trace: Annotated[Path, typer.Argument(help="A decision trace (JSONL) written by TTCNode(trace=...).")],
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Where to draw cumulative tokens and seconds per step (PNG); default: beside the trace."),
+    ] = None,
+) -> None:
+    """Print the per-step decision table of a trace and plot its cumulative tokens and seconds."""
+    from ttc_agent.report import plot_cumulative, read_decisions
+
+    try:
+        records = read_decisions(trace)
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    nodes = {r.get("node", "") for r in records}
+    t = Table(title=f"{len(records)} decisions in {trace}" + (f" (node {nodes.pop()})" if len(nodes) == 1 else ""))
+    columns = ["#", "node", "choice", "P", "tokens", "secs", "answer"]
+    if len(nodes) <= 1:
+        columns.remove("node")
+    for col in columns:
+        t.add_column(col, no_wrap=col != "answer")
+    total_tokens = total_seconds = 0.0
+    for i, r in enumerate(records, 1):
+        chosen = next(c for c in r["candidates"] if c["strategy"] == r["choice"])
+        a = r["actual"]
+        total_tokens += a["total_tokens"]
+        total_seconds += a["seconds"]
+        cells = {
+            "#": str(i), "node": r.get("node", ""), "choice": r["choice"] + ("" if r.get("feasible", True) else " (nothing fit)"),
+            "P": f"{chosen['accuracy']:.2f}", "tokens": f"{chosen['tokens']:.0f}→{a['total_tokens']}",
+            "secs": f"{chosen['seconds']:.1f}→{a['seconds']:.1f}", "answer": str(r.get("answer")),
+        }  # fmt: skip
+        t.add_row(*(cells[c] for c in columns))
+    console.print(t)
+    console.print("P: predicted probability the choice is right; tokens and secs: predicted→measured")
+    prices = sorted({(r["limits"]["lambda_tokens"], r["limits"]["lambda_seconds"]) for r in records})
+    console.print(
+        f"total: {total_tokens:.0f} tokens, {total_seconds:.2f} s; prices (lambda_tokens, lambda_seconds): {prices}"
+    )
+    out = plot_cumulative(records, plot or trace.with_suffix(".png"))
+    console.print(f"plot: {out}")
+
+
+@app.command()
 def model() -> None:
     """Print the embedded model's safetensors folder (converting the GGUF on first use), e.g. for
     ``python -m vllm.entrypoints.openai.api_server --model $(ttc-agent model)``."""

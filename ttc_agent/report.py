@@ -1,0 +1,68 @@
+"""Read a decision trace (JSONL from `TTCNode(trace=...)`): a per-step table and a cost plot."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ttc_agent.errors import InvalidRequestError
+
+
+def read_decisions(path: str | Path) -> list[dict[str, Any]]:
+    """The decision records of a trace file, in order."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidRequestError(f"no trace file at {str(p)!r}")
+    records = []
+    for n, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidRequestError(f"{p}:{n} is not JSON: {exc}") from exc
+        if "choice" not in rec or "actual" not in rec:
+            raise InvalidRequestError(f"{p}:{n} is not a ttc decision record (no 'choice'/'actual')")
+        records.append(rec)
+    if not records:
+        raise InvalidRequestError(f"{p} holds no decisions")
+    return records
+
+
+def short_label(spec: str) -> str:
+    """A compact name for plots: ``bo8 majority``, ``beam 2x2``, ``greedy``."""
+    if m := re.match(r"best_of_n\((\d+), select=(\w+)", spec):
+        return f"bo{m.group(1)} {m.group(2)}"
+    if m := re.match(r"beam\(width=(\d+), expand=(\d+)", spec):
+        return f"beam {m.group(1)}x{m.group(2)}"
+    return spec
+
+
+def plot_cumulative(records: list[dict[str, Any]], path: str | Path) -> Path:
+    """Cumulative tokens and seconds per step, each step labelled with its strategy (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = range(1, len(records) + 1)
+    tokens, seconds, t, s = [], [], 0, 0.0
+    for r in records:
+        t += r["actual"]["total_tokens"]
+        s += r["actual"]["seconds"]
+        tokens.append(t)
+        seconds.append(s)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, ys, label in ((a, tokens, "cumulative tokens"), (b, seconds, "cumulative seconds")):
+        ax.step(steps, ys, where="post", marker="o")
+        for x, y, r in zip(steps, ys, records, strict=True):
+            ax.annotate(short_label(r["choice"]), (x, y), fontsize=7, xytext=(2, 4), textcoords="offset points")
+        ax.set(xlabel="step", ylabel=label, title=label)
+        ax.set_xticks(list(steps))
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
