@@ -117,3 +117,32 @@ def test_async_graph_streams_decisions_live(tf_backend):
 
     chunks = asyncio.run(run())
     assert len(chunks) == 1 and chunks[0]["ttc_decision"]["choice"] == "greedy"
+
+
+def test_chat_model_uses_call_settings_and_reports_its_decision():
+    from ttc_agent.nodes import TTCChatModel
+
+    backend = ScriptedBackend(texts("345 + 678 = 1023"))
+    model = TTCChatModel(node=TTCNode(backend, bundle_for(None)))
+    events = Events()
+    free = model.invoke(HARD, config={"callbacks": [events]})
+    cheap = model.invoke(HARD, ttc={"lambda_tokens": 1.0})
+    assert free.content == "345 + 678 = 1023"
+    assert free.response_metadata["ttc"]["choice"] == "best_of_n(4, select=majority)"
+    assert cheap.response_metadata["ttc"]["choice"] == "greedy"
+    assert [name for name, _ in events.events] == ["ttc_decision"]
+    assert free.usage_metadata["output_tokens"] == 4 * 5
+    with pytest.raises(InvalidRequestError, match="bogus"):
+        model.invoke(HARD, ttc={"bogus": 1})
+    assert asyncio.run(model.ainvoke(HARD, ttc={"lambda_tokens": 1.0})).response_metadata["ttc"]["choice"] == "greedy"
+
+
+def test_chat_model_inside_a_graph_reads_configurable():
+    from ttc_agent.nodes import TTCChatModel
+
+    model = TTCChatModel(node=TTCNode(ScriptedBackend(texts("= 7")), bundle_for(None)))
+    g = StateGraph(MessagesState)
+    g.add_node("chat", lambda state: {"messages": [model.invoke(state["messages"])]})
+    g.add_edge(START, "chat")
+    out = g.compile().invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": 1.0}}})
+    assert out["messages"][-1].response_metadata["ttc"]["choice"] == "greedy"

@@ -87,6 +87,34 @@ async def aemit(record: dict[str, Any], config: Any) -> None:
     _stream(record)
 
 
+def emit_on_run(record: dict[str, Any], run_manager: Any) -> None:
+    """Send a record as a custom event of a chat model's own run, and to the stream writer."""
+    from langchain_core.callbacks import CallbackManager
+
+    manager = CallbackManager(
+        handlers=run_manager.handlers,
+        parent_run_id=run_manager.run_id,
+        tags=run_manager.tags,
+        metadata=run_manager.metadata,
+    )
+    manager.on_custom_event(EVENT, record, run_id=run_manager.run_id)
+    _stream(record)
+
+
+async def aemit_on_run(record: dict[str, Any], run_manager: Any) -> None:
+    """Async `emit_on_run`."""
+    from langchain_core.callbacks import AsyncCallbackManager
+
+    manager = AsyncCallbackManager(
+        handlers=run_manager.handlers,
+        parent_run_id=run_manager.run_id,
+        tags=run_manager.tags,
+        metadata=run_manager.metadata,
+    )
+    await manager.on_custom_event(EVENT, record, run_id=run_manager.run_id)
+    _stream(record)
+
+
 def _stream(record: dict[str, Any]) -> None:
     from langgraph.config import get_stream_writer
 

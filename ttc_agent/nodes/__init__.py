@@ -1,5 +1,10 @@
-"""LangGraph integration: `TTCNode`, a plain callable node for any graph with ``messages``."""
+"""LangGraph and LangChain integration.
 
+- `TTCNode`: a plain callable node for any graph whose state has ``messages``.
+- `TTCChatModel`: a LangChain chat model doing the same, anywhere a chat model goes.
+"""
+
+from ttc_agent.nodes.chat_model import TTCChatModel
 from ttc_agent.nodes.ttc_node import TTCNode, to_chat
 
-__all__ = ["TTCNode", "to_chat"]
+__all__ = ["TTCChatModel", "TTCNode", "to_chat"]

@@ -144,10 +144,9 @@ class TTCNode:
 
     # -- the node ------------------------------------------------------------------------------
 
-    def _prepare(self, state: Any, config: RunnableConfig | None) -> _Prepared:
-        messages = state.get("messages") if isinstance(state, Mapping) else getattr(state, "messages", None)
+    def _prepare(self, messages: Sequence[Any], config: RunnableConfig | None) -> _Prepared:
         if not messages:
-            raise InvalidRequestError("the state has no messages to answer")
+            raise InvalidRequestError("there are no messages to answer")
         chat = to_chat(messages)
         limits = self.limits(config)
         prompt_tokens = self.backend.count_tokens(chat)
@@ -167,7 +166,7 @@ class TTCNode:
         query = Query(prompt=p.chat, question=users[-1] if users else p.chat[-1]["content"])
         return strategy, query, {"max_seconds": p.decision.limits.max_seconds}
 
-    def _finish(self, p: _Prepared, outcome: Outcome) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _finish(self, p: _Prepared, outcome: Outcome) -> tuple[AIMessage, dict[str, Any]]:
         record = decision_record(self.name, p.decision, outcome, p.features, p.prompt_tokens)
         if self.sink is not None:
             self.sink.write(record)
@@ -181,19 +180,36 @@ class TTCNode:
                 "total_tokens": c.total_tokens,
             },
         )
-        return {"messages": [message]}, record
+        return message, record
+
+    def answer(self, messages: Sequence[Any], config: RunnableConfig | None = None) -> tuple[AIMessage, dict[str, Any]]:
+        """Answer ``messages``: the reply and the decision record (also written to the sink)."""
+        p = self._prepare(messages, config)
+        strategy, query, kwargs = self._run_args(p)
+        return self._finish(p, strategy.run(query, self.backend, self.verifier, **kwargs))
+
+    async def aanswer(
+        self, messages: Sequence[Any], config: RunnableConfig | None = None
+    ) -> tuple[AIMessage, dict[str, Any]]:
+        """Async `answer`."""
+        p = self._prepare(messages, config)
+        strategy, query, kwargs = self._run_args(p)
+        return self._finish(p, await strategy.arun(query, self.backend, self.verifier, **kwargs))
 
     def __call__(self, state: Any, config: RunnableConfig | None = None) -> dict[str, Any]:
-        p = self._prepare(state, config)
-        strategy, query, kwargs = self._run_args(p)
-        update, record = self._finish(p, strategy.run(query, self.backend, self.verifier, **kwargs))
+        message, record = self.answer(_messages(state), config)
         emit(record, config)
-        return update
+        return {"messages": [message]}
 
     async def acall(self, state: Any, config: RunnableConfig | None = None) -> dict[str, Any]:
         """The node for async graphs (``graph.add_node("solve", node.acall)``)."""
-        p = self._prepare(state, config)
-        strategy, query, kwargs = self._run_args(p)
-        update, record = self._finish(p, await strategy.arun(query, self.backend, self.verifier, **kwargs))
+        message, record = await self.aanswer(_messages(state), config)
         await aemit(record, config)
-        return update
+        return {"messages": [message]}
+
+
+def _messages(state: Any) -> Sequence[Any]:
+    messages = state.get("messages") if isinstance(state, Mapping) else getattr(state, "messages", None)
+    if not messages:
+        raise InvalidRequestError("the state has no messages to answer")
+    return messages

@@ -1,0 +1,72 @@
+"""`TTCChatModel`: the same per-call strategy choice, anywhere a LangChain chat model goes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables.config import ensure_config
+from pydantic import ConfigDict
+
+from ttc_agent.nodes.ttc_node import TTCNode
+from ttc_agent.tracing import aemit_on_run, emit_on_run
+
+
+class TTCChatModel(BaseChatModel):
+    """A chat model that answers each call with the strategy a `TTCNode` would choose.
+
+    Per-call settings are the node's (``lambda_tokens``, ``target_mean_tokens``, caps, ...):
+    pass them as ``model.invoke(messages, ttc={...})``, or, inside a graph, through
+    ``config["configurable"]["ttc"]``. Each decision is emitted as the custom event
+    ``ttc_decision`` on the chat model's run and recorded in the reply's
+    ``response_metadata["ttc"]``.
+
+    Example:
+        >>> model = TTCChatModel(node=TTCNode(backend, bundle))
+        >>> model.invoke("What is 23 + 19?", ttc={"lambda_tokens": 1e-3}).content
+    """
+
+    node: TTCNode
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @property
+    def _llm_type(self) -> str:
+        return "ttc-agent"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.node.backend.model_name, "menu": list(self.node.menu.specs)}
+
+    def _config(self, settings: dict[str, Any] | None) -> dict[str, Any]:
+        if settings is not None:
+            return {"configurable": {"ttc": settings}}
+        return dict(ensure_config())
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        ttc: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        message, record = self.node.answer(messages, self._config(ttc))
+        if run_manager is not None:
+            emit_on_run(record, run_manager)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        ttc: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        message, record = await self.node.aanswer(messages, self._config(ttc))
+        if run_manager is not None:
+            await aemit_on_run(record, run_manager)
+        return ChatResult(generations=[ChatGeneration(message=message)])
