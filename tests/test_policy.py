@@ -44,6 +44,13 @@ def test_hard_caps_use_the_token_quantile_and_fall_back_to_the_cheapest():
     assert UtilityPolicy(max_seconds=1.1).decide(P)[1].spec == "greedy"
 
 
+def test_allowed_mask_excludes_strategies():
+    no_beam = [True, True, False]
+    assert UtilityPolicy().choose(P, allowed=no_beam).tolist() == [1, 1]
+    d = UtilityPolicy(max_tokens=10).decide(P, allowed=[False, True, False])[0]
+    assert d.spec == SPECS[1] and not d.feasible, "nothing fits: the cheapest allowed one"
+
+
 def test_decision_record_is_complete():
     d = UtilityPolicy(lambda_tokens=1e-3).decide(P)[1].as_dict()
     assert d["choice"] == SPECS[2] and len(d["candidates"]) == 3

@@ -16,6 +16,7 @@ Policies work on `ttc_agent.probes.Predictions` (many queries at once, vectorise
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -98,9 +99,11 @@ def utilities(pred: Predictions, limits: CallLimits) -> np.ndarray:
     return pred.accuracy - limits.lambda_tokens * pred.tokens - limits.lambda_seconds * pred.seconds
 
 
-def fits(pred: Predictions, limits: CallLimits) -> np.ndarray:
-    """Which strategies fit the hard caps (tokens checked at their 90% quantile)."""
+def fits(pred: Predictions, limits: CallLimits, allowed: Sequence[bool] | None = None) -> np.ndarray:
+    """Which strategies fit the hard caps (tokens checked at their 90% quantile) and are allowed."""
     ok = np.ones_like(pred.accuracy, dtype=bool)
+    if allowed is not None:
+        ok &= np.asarray(allowed, dtype=bool)[None, :]
     if limits.max_tokens is not None:
         ok &= pred.tokens_q90 <= limits.max_tokens
     if limits.max_seconds is not None:
@@ -131,22 +134,32 @@ class UtilityPolicy:
         lim = self.limits
         return f"UtilityPolicy(lambda_tokens={lim.lambda_tokens:g}, lambda_seconds={lim.lambda_seconds:g})"
 
-    def choose(self, pred: Predictions, limits: CallLimits | None = None) -> np.ndarray:
-        """Index of the chosen strategy for every query (vectorised)."""
+    def choose(
+        self, pred: Predictions, limits: CallLimits | None = None, allowed: Sequence[bool] | None = None
+    ) -> np.ndarray:
+        """Index of the chosen strategy for every query (vectorised).
+
+        ``allowed`` masks strategies out for this call (a tool-calling step never uses beam
+        search); when nothing fits, the cheapest allowed strategy is chosen.
+        """
         limits = limits or self.limits
         u = utilities(pred, limits)
-        ok = fits(pred, limits)
+        ok = fits(pred, limits, allowed)
         masked = np.where(ok, u, -np.inf)
         chosen = masked.argmax(axis=1)
         none_fit = ~ok.any(axis=1)
         if none_fit.any():
-            chosen[none_fit] = pred.tokens[none_fit].argmin(axis=1)
+            permitted = np.ones(len(pred.specs), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
+            cheapest = np.where(permitted[None, :], pred.tokens, np.inf)
+            chosen[none_fit] = cheapest[none_fit].argmin(axis=1)
         return chosen
 
-    def decide(self, pred: Predictions, limits: CallLimits | None = None) -> list[Decision]:
+    def decide(
+        self, pred: Predictions, limits: CallLimits | None = None, allowed: Sequence[bool] | None = None
+    ) -> list[Decision]:
         """A full, auditable `Decision` per query."""
         limits = limits or self.limits
-        u, ok, chosen = utilities(pred, limits), fits(pred, limits), self.choose(pred, limits)
+        u, ok, chosen = utilities(pred, limits), fits(pred, limits, allowed), self.choose(pred, limits, allowed)
         return [
             Decision(
                 spec=pred.specs[c],

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import ensure_config
 from pydantic import ConfigDict
 
@@ -40,6 +42,13 @@ class TTCChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {"model": self.node.backend.model_name, "menu": list(self.node.menu.specs)}
 
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """This model with tools it may call (written in ``<tool_call>`` format, voted on by
+        best-of-N); ``tool_choice`` ("any", "required" or a tool's name) forces a call."""
+        return self.bind(tools=list(tools), tool_choice=tool_choice, **kwargs)
+
     def _config(self, settings: dict[str, Any] | None) -> dict[str, Any]:
         if settings is not None:
             return {"configurable": {"ttc": settings}}
@@ -51,9 +60,11 @@ class TTCChatModel(BaseChatModel):
         stop: list[str] | None = None,
         run_manager: CallbackManagerForLLMRun | None = None,
         ttc: dict[str, Any] | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message, record = self.node.answer(messages, self._config(ttc))
+        message, record = self.node.answer(messages, self._config(ttc), tools, tool_choice)
         if run_manager is not None:
             emit_on_run(record, run_manager)
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -64,9 +75,11 @@ class TTCChatModel(BaseChatModel):
         stop: list[str] | None = None,
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         ttc: dict[str, Any] | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message, record = await self.node.aanswer(messages, self._config(ttc))
+        message, record = await self.node.aanswer(messages, self._config(ttc), tools, tool_choice)
         if run_manager is not None:
             await aemit_on_run(record, run_manager)
         return ChatResult(generations=[ChatGeneration(message=message)])

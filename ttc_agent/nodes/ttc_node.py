@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
+from ttc_agent.nodes import tools as tooling
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
 from ttc_agent.strategies import Outcome, Query
@@ -24,14 +25,20 @@ _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"
 
 
 def to_chat(messages: Sequence[BaseMessage | Mapping[str, Any]]) -> list[dict[str, str]]:
-    """LangChain messages (or role/content dicts) as the backend's chat messages."""
+    """LangChain messages (or role/content dicts) as the backend's chat messages; past tool
+    calls are written in the model's tool-call format, tool results as ``tool`` turns."""
     out = []
     for i, m in enumerate(messages):
         if isinstance(m, BaseMessage):
             role = _ROLES.get(m.type)
             if role is None:
                 raise InvalidRequestError(f"message {i} has type {m.type!r}, which the backend cannot read")
-            out.append({"role": role, "content": m.text})
+            content = m.text
+            if isinstance(m, AIMessage) and m.tool_calls:
+                content += "".join(tooling.render_call(c["name"], c["args"]) for c in m.tool_calls)
+            elif isinstance(m, ToolMessage):
+                content = f"{m.name or 'tool'} returned: {content}"
+            out.append({"role": role, "content": content})
         elif isinstance(m, Mapping) and "role" in m and "content" in m:
             out.append({"role": str(m["role"]), "content": str(m["content"])})
         else:
@@ -45,6 +52,8 @@ class _Prepared:
     prompt_tokens: int
     decision: Decision
     features: dict[str, Any]
+    tool_names: tuple[str, ...] = ()
+    prefix: str = ""
 
 
 class TTCNode:
@@ -144,11 +153,22 @@ class TTCNode:
 
     # -- the node ------------------------------------------------------------------------------
 
-    def _prepare(self, messages: Sequence[Any], config: RunnableConfig | None) -> _Prepared:
+    def _prepare(
+        self, messages: Sequence[Any], config: RunnableConfig | None, tools: Sequence[Any] = (), tool_choice: Any = None
+    ) -> _Prepared:
         if not messages:
             raise InvalidRequestError("there are no messages to answer")
         chat = to_chat(messages)
         limits = self.limits(config)
+        specs = tooling.tool_specs(tools) if tools else []
+        prefix = tooling.forced_prefix(specs, tool_choice) if specs else ""
+        if specs:
+            text = tooling.instructions(specs)
+            chat = (
+                [{"role": "system", "content": chat[0]["content"] + "\n\n" + text}, *chat[1:]]
+                if chat[0]["role"] == "system"
+                else [{"role": "system", "content": text}, *chat]
+            )
         prompt_tokens = self.backend.count_tokens(chat)
         context = getattr(self.backend, "context_length", None)
         if context is not None and prompt_tokens >= context:
@@ -157,13 +177,20 @@ class TTCNode:
             )
         X = self.probes.features.transform([chat])
         pred = self.probes.predict_features(X, [prompt_tokens])
-        decision = self.policy.decide(pred, limits)[0]
-        return _Prepared(chat, prompt_tokens, decision, features_digest(X[0]))
+        # A step that may call tools never uses beam search.
+        allowed = [not s.startswith("beam") for s in self.menu.specs] if specs else None
+        decision = self.policy.decide(pred, limits, allowed)[0]
+        return _Prepared(chat, prompt_tokens, decision, features_digest(X[0]), tuple(s.name for s in specs), prefix)
 
     def _run_args(self, p: _Prepared) -> tuple[Any, Query, dict[str, Any]]:
         strategy = self.menu.strategy(p.decision.spec)
         users = [m["content"] for m in p.chat if m["role"] == "user"]
-        query = Query(prompt=p.chat, question=users[-1] if users else p.chat[-1]["content"])
+        question = users[-1] if users else p.chat[-1]["content"]
+        if p.tool_names:
+            prompt = [*p.chat, {"role": "assistant", "content": p.prefix}] if p.prefix else p.chat
+            query = Query(prompt=prompt, question=question, extract=tooling.extractor(p.tool_names, p.prefix))
+        else:
+            query = Query(prompt=p.chat, question=question)
         return strategy, query, {"max_seconds": p.decision.limits.max_seconds}
 
     def _finish(self, p: _Prepared, outcome: Outcome) -> tuple[AIMessage, dict[str, Any]]:
@@ -171,8 +198,13 @@ class TTCNode:
         if self.sink is not None:
             self.sink.write(record)
         c = outcome.cost
+        fields = (
+            tooling.tool_call_message_fields(p.prefix + outcome.text, p.tool_names)
+            if p.tool_names
+            else {"content": outcome.text}
+        )
         message = AIMessage(
-            content=outcome.text,
+            **fields,
             response_metadata={"ttc": record, "model_name": self.backend.model_name},
             usage_metadata={
                 "input_tokens": c.prompt_tokens + c.verifier_tokens,
@@ -182,17 +214,32 @@ class TTCNode:
         )
         return message, record
 
-    def answer(self, messages: Sequence[Any], config: RunnableConfig | None = None) -> tuple[AIMessage, dict[str, Any]]:
-        """Answer ``messages``: the reply and the decision record (also written to the sink)."""
-        p = self._prepare(messages, config)
+    def answer(
+        self,
+        messages: Sequence[Any],
+        config: RunnableConfig | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
+    ) -> tuple[AIMessage, dict[str, Any]]:
+        """Answer ``messages``: the reply and the decision record (also written to the sink).
+
+        With ``tools`` the reply may be a tool call (see `ttc_agent.nodes.tools`): best-of-N
+        votes over normalised calls, beam search is not used, and ``tool_choice`` ("any",
+        "required" or a tool's name) forces a call.
+        """
+        p = self._prepare(messages, config, tools, tool_choice)
         strategy, query, kwargs = self._run_args(p)
         return self._finish(p, strategy.run(query, self.backend, self.verifier, **kwargs))
 
     async def aanswer(
-        self, messages: Sequence[Any], config: RunnableConfig | None = None
+        self,
+        messages: Sequence[Any],
+        config: RunnableConfig | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
     ) -> tuple[AIMessage, dict[str, Any]]:
         """Async `answer`."""
-        p = self._prepare(messages, config)
+        p = self._prepare(messages, config, tools, tool_choice)
         strategy, query, kwargs = self._run_args(p)
         return self._finish(p, await strategy.arun(query, self.backend, self.verifier, **kwargs))
 

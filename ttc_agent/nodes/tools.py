@@ -1,0 +1,141 @@
+"""Tool calling for models without a native tool API (the embedded SmolLM2 among them).
+
+The tools are described in the system message, and a call is written as
+``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``. A forced ``tool_choice``
+("any", "required", or a tool's name) prefills the assistant's reply with the start of a call:
+through ``"arguments": ``when the tool is known, and through its parameter's name when it has
+only one, so even a small model only has to write the value.
+Each sampled reply is reduced to a canonical key (the tool's name plus its arguments, or the
+plain answer), so best-of-N's majority vote is a vote over tool calls.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from ttc_agent.answers import extract_answer
+from ttc_agent.errors import InvalidRequestError
+
+OPEN, CLOSE = "<tool_call>", "</tool_call>"
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the model sees it: name, description and JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+def tool_specs(tools: Sequence[Any]) -> list[ToolSpec]:
+    """`ToolSpec` for LangChain tools, functions or OpenAI tool dicts."""
+    specs = []
+    for t in tools:
+        fn = convert_to_openai_tool(t)["function"]
+        specs.append(ToolSpec(fn["name"], fn.get("description", ""), fn.get("parameters", {})))
+    return specs
+
+
+def instructions(specs: Sequence[ToolSpec]) -> str:
+    """The system-message text that describes the tools and the call format."""
+    lines = ["You can call these tools:"]
+    for s in specs:
+        lines.append(
+            json.dumps({"name": s.name, "description": s.description, "parameters": s.parameters.get("properties", {})})
+        )
+    lines.append(f'To call one, reply with exactly: {OPEN}{{"name": "TOOL", "arguments": {{...}}}}{CLOSE}')
+    lines.append("Otherwise, answer the user directly.")
+    return "\n".join(lines)
+
+
+def forced_prefix(specs: Sequence[ToolSpec], tool_choice: Any) -> str:
+    """The start of the reply that a ``tool_choice`` forces ("" when the model may choose)."""
+    if tool_choice in (None, "auto", "none"):
+        return ""
+    if isinstance(tool_choice, dict):
+        tool_choice = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+    names = [s.name for s in specs]
+    if tool_choice in ("any", "required"):
+        name = names[0] if len(names) == 1 else None
+    elif tool_choice in names:
+        name = tool_choice
+    else:
+        raise InvalidRequestError(f"tool_choice {tool_choice!r} names no tool; tools: {names}")
+    if name is None:
+        return OPEN + "{"
+    prefix = f'{OPEN}{{"name": "{name}", "arguments": '
+    params = specs[names.index(name)].parameters.get("properties", {})
+    if len(params) == 1:
+        ((param, schema),) = params.items()
+        prefix += f'{{"{param}": ' + ('"' if schema.get("type") == "string" else "")
+    return prefix
+
+
+def parse_call(text: str, names: Sequence[str]) -> dict[str, Any] | None:
+    """The first well-formed call of a known tool in ``text`` (``{"name", "args"}``), or None."""
+    start = text.find(OPEN)
+    if start < 0:
+        return None
+    body = text[start + len(OPEN) :]
+    end = body.find(CLOSE)
+    body = body if end < 0 else body[:end]
+    obj = _first_json_object(body)
+    if not isinstance(obj, dict) or obj.get("name") not in names:
+        return None
+    args = obj.get("arguments", obj.get("parameters", {}))
+    if not isinstance(args, dict):
+        return None
+    return {"name": obj["name"], "args": args}
+
+
+def _first_json_object(text: str) -> Any:
+    """Decode the first balanced ``{...}`` in ``text`` (trailing chatter ignored)."""
+    start = text.find("{")
+    while start >= 0:
+        try:
+            obj, _ = json.JSONDecoder().raw_decode(text[start:])
+            return obj
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+    return None
+
+
+def call_key(call: dict[str, Any]) -> str:
+    """A canonical string for a call, so equal calls vote together."""
+    args = {k: (v.replace(" ", "") if isinstance(v, str) else v) for k, v in call["args"].items()}
+    return "call:" + json.dumps({"name": call["name"], "args": args}, sort_keys=True, separators=(",", ":"))
+
+
+def extractor(names: Sequence[str], prefix: str) -> Callable[[str], str | None]:
+    """Reads a sampled reply (after ``prefix``) as a tool-call key, or else as a plain answer."""
+
+    def extract(text: str) -> str | None:
+        call = parse_call(prefix + text, names)
+        return call_key(call) if call else extract_answer(text)
+
+    return extract
+
+
+def tool_call_message_fields(text: str, names: Sequence[str]) -> dict[str, Any]:
+    """``AIMessage`` fields for a reply: its tool call, if it makes one, else its text."""
+    call = parse_call(text, names)
+    if call is None:
+        return {"content": text}
+    return {
+        "content": "",
+        "tool_calls": [
+            {"name": call["name"], "args": call["args"], "id": f"call_{uuid.uuid4().hex[:12]}", "type": "tool_call"}
+        ],
+    }
+
+
+def render_call(name: str, args: dict[str, Any]) -> str:
+    """A past tool call as the model writes one (for the conversation history)."""
+    return f"{OPEN}{json.dumps({'name': name, 'arguments': args})}{CLOSE}"
