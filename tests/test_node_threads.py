@@ -1,0 +1,87 @@
+"""Checkpointed threads that survive a restart, and many threads at once on one backend."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+from test_node import bundle_for
+
+from ttc_agent.nodes import TTCNode
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.graph import START, MessagesState, StateGraph
+    from ttc_agent.backends import TransformersBackend
+    from ttc_agent.nodes import TTCNode
+    from ttc_agent.probes import ProbeBundle
+
+    db, probes, mode = sys.argv[1:4]
+    backend = TransformersBackend()
+    graph = StateGraph(MessagesState)
+    graph.add_node("solve", TTCNode(backend, ProbeBundle.load(probes, fingerprint=backend.fingerprint())))
+    graph.add_edge(START, "solve")
+    config = {"configurable": {"thread_id": "t1", "ttc": {"lambda_tokens": 1.0}}}
+    with SqliteSaver.from_conn_string(db) as saver:
+        app = graph.compile(checkpointer=saver)
+        if mode == "ask":
+            app.invoke({"messages": [("user", "What is 2 + 3?")]}, config)
+        else:
+            app.invoke({"messages": [("user", "And what is 4 + 4?")]}, config)
+        state = app.get_state(config).values["messages"]
+        print(json.dumps([{"type": m.type, "content": m.content, "ttc": m.response_metadata.get("ttc", {}).get("choice")} for m in state]))
+    """
+)
+
+
+def test_sqlite_thread_survives_a_restart_in_a_new_process(tf_backend, tmp_path):
+    bundle_for(tf_backend.fingerprint()).save(tmp_path / "probes")
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+
+    def run(mode):
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "db.sqlite"), str(tmp_path / "probes"), mode],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    first = run("ask")
+    assert [m["type"] for m in first] == ["human", "ai"] and first[1]["ttc"] == "greedy"
+    second = run("continue")  # a new process: the thread comes back from the database
+    assert [m["type"] for m in second] == ["human", "ai", "human", "ai"]
+    assert second[:2] == first, "messages and decision metadata survived the restart"
+
+
+def test_eight_threads_at_once_with_their_own_settings(tf_backend):
+    node = TTCNode(tf_backend, bundle_for(tf_backend.fingerprint()))
+    graph = StateGraph(MessagesState)
+    graph.add_node("solve", node.acall)
+    graph.add_edge(START, "solve")
+    app = graph.compile(checkpointer=InMemorySaver())
+    configs = [
+        {"configurable": {"thread_id": f"t{i}", "ttc": {"lambda_tokens": 1.0 if i % 2 else 0.0}}} for i in range(8)
+    ]
+
+    async def all_threads():
+        return await asyncio.gather(
+            *(app.ainvoke({"messages": [HumanMessage("What is 345 + 678?")]}, c) for c in configs)
+        )
+
+    results = asyncio.run(all_threads())
+    for i, (out, config) in enumerate(zip(results, configs, strict=True)):
+        choice = out["messages"][-1].response_metadata["ttc"]["choice"]
+        assert choice == ("greedy" if i % 2 else "best_of_n(4, select=majority)"), f"thread {i} used its own settings"
+        assert app.get_state(config).values["messages"][-1].response_metadata["ttc"]["choice"] == choice
