@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
@@ -99,7 +98,7 @@ def main() -> None:
     from ttc_agent.evaluation.datasets import arithmetic, load_gsm8k
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
-    from ttc_agent.probes.evaluate import evaluate
+    from ttc_agent.probes.evaluate import evaluate, metrics_table
 
     console = Console()
     backend = TransformersBackend()
@@ -132,20 +131,9 @@ def main() -> None:
             **timing(bundle, held.prompts, held.prompt_tokens),
             "plots": plots(name, bundle, held, X[test]),
         }
-        t = Table(title=f"{name}: held-out probes ({len(test)} of {len(table.ids)} questions, features {FEATURES})")
-        for col in ("strategy", "acc", "AUROC", "Brier", "ECE", "tokens MAPE", "seconds MAPE"):
-            t.add_column(col)
-        for spec, m in metrics.items():
-            au = "-" if m["auroc"] is None else f"{m['auroc']:.3f}"
-            t.add_row(
-                spec,
-                f"{m['accuracy']:.2f}",
-                au,
-                f"{m['brier']:.3f}",
-                f"{m['ece']:.3f}",
-                f"{m['tokens_mape']:.1%}",
-                f"{m['seconds_mape']:.1%}",
-            )
+        t = metrics_table(
+            metrics, f"{name}: held-out probes ({len(test)} of {len(table.ids)} questions, features {FEATURES})"
+        )
         console.print(t)
         r = results[name]
         console.print(

@@ -200,7 +200,7 @@ def train(
     from ttc_agent.evaluation.collect import read_meta, read_traces
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, split_ids
-    from ttc_agent.probes.evaluate import evaluate
+    from ttc_agent.probes.evaluate import evaluate, metrics_table
 
     try:
         meta = read_meta(traces)
@@ -218,21 +218,7 @@ def train(
         metrics = evaluate(bundle, table.subset(test_idx), X[test_idx])
     except TTCError as exc:
         raise _fail(exc) from exc
-    t = Table(title=f"held-out metrics ({len(test_idx)} of {len(table.ids)} problems)")
-    for col in ("strategy", "acc", "pred acc", "AUROC", "Brier", "ECE", "tokens MAPE", "seconds MAPE"):
-        t.add_column(col)
-    for spec, m in metrics.items():
-        au = "-" if m["auroc"] is None else f"{m['auroc']:.3f}"
-        t.add_row(
-            spec,
-            f"{m['accuracy']:.2f}",
-            f"{m['predicted_accuracy']:.2f}",
-            au,
-            f"{m['brier']:.3f}",
-            f"{m['ece']:.3f}",
-            f"{m['tokens_mape']:.1%}",
-            f"{m['seconds_mape']:.1%}",
-        )
+    t = metrics_table(metrics, f"held-out metrics ({len(test_idx)} of {len(table.ids)} problems)")
     console.print(t)
     bundle.save(out)
     console.print(f"probe bundle written to {out}")

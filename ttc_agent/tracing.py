@@ -36,7 +36,6 @@ def decision_record(
     node: str, decision: Decision, outcome: Outcome, features: dict[str, Any], prompt_tokens: int
 ) -> dict[str, Any]:
     """The JSON-ready record of one call: predictions for every strategy, limits, choice, actual cost."""
-    c = outcome.cost
     return {
         "time": time.time(),
         "node": node,
@@ -44,14 +43,7 @@ def decision_record(
         "prompt_tokens": prompt_tokens,
         **decision.as_dict(),
         "answer": outcome.answer,
-        "actual": {
-            "prompt_tokens": c.prompt_tokens,
-            "completion_tokens": c.completion_tokens,
-            "verifier_tokens": c.verifier_tokens,
-            "total_tokens": c.total_tokens,
-            "rounds": c.rounds,
-            "seconds": round(c.seconds, 4),
-        },
+        "actual": outcome.cost.as_dict(),
     }
 
 

@@ -18,7 +18,6 @@ SCHEMA_VERSION = 1
 
 def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str, Any]:
     """One JSON-ready row: the problem, the chosen answer, its correctness, every candidate and the cost."""
-    c = outcome.cost
     candidates = [
         {
             "text": k.text,
@@ -41,13 +40,7 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
         "answer": outcome.answer,
         "correct": problem.is_correct(outcome.answer),
         "pass": any(k["correct"] for k in candidates),
-        "prompt_tokens": c.prompt_tokens,
-        "completion_tokens": c.completion_tokens,
-        "verifier_tokens": c.verifier_tokens,
-        "total_tokens": c.total_tokens,
-        "rounds": c.rounds,
-        "seconds": round(c.seconds, 4),
-        "verifier_seconds": round(c.verifier_seconds, 4),
+        **outcome.cost.as_dict(),
         "candidates": candidates,
         **extra,
     }

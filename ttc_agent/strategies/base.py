@@ -71,6 +71,18 @@ class Cost:
         """Prompt, completion and verifier tokens together."""
         return self.prompt_tokens + self.completion_tokens + self.verifier_tokens
 
+    def as_dict(self) -> dict[str, float]:
+        """Every field and the total, JSON-ready (seconds rounded to 0.1 ms)."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "verifier_tokens": self.verifier_tokens,
+            "total_tokens": self.total_tokens,
+            "rounds": self.rounds,
+            "seconds": round(self.seconds, 4),
+            "verifier_seconds": round(self.verifier_seconds, 4),
+        }
+
     def __add__(self, other: Cost) -> Cost:
         return Cost(
             self.prompt_tokens + other.prompt_tokens,
