@@ -146,3 +146,25 @@ def test_chat_model_inside_a_graph_reads_configurable():
     g.add_edge(START, "chat")
     out = g.compile().invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": 1.0}}})
     assert out["messages"][-1].response_metadata["ttc"]["choice"] == "greedy"
+
+
+def test_runtime_context_carries_settings_and_overrides_configurable():
+    from ttc_agent.nodes import TTCContext
+
+    node = TTCNode(ScriptedBackend(texts("= 7")), bundle_for(None))
+    g = StateGraph(MessagesState, context_schema=TTCContext)
+    g.add_node("solve", node)
+    g.add_edge(START, "solve")
+    app = g.compile()
+    by_context = app.invoke({"messages": HARD}, context=TTCContext(ttc={"lambda_tokens": 1.0}))
+    assert by_context["messages"][-1].response_metadata["ttc"]["choice"] == "greedy"
+    both = app.invoke(
+        {"messages": HARD},
+        {"configurable": {"ttc": {"lambda_tokens": 1.0}}},
+        context=TTCContext(ttc={"lambda_tokens": 0.0}),
+    )
+    assert both["messages"][-1].response_metadata["ttc"]["choice"] == "best_of_n(4, select=majority)", (
+        "the context wins"
+    )
+    with pytest.raises(InvalidRequestError, match="lamda"):
+        app.invoke({"messages": HARD}, context=TTCContext(ttc={"lamda": 1}))

@@ -7,6 +7,6 @@
 
 from ttc_agent.nodes.chat_model import TTCChatModel
 from ttc_agent.nodes.middleware import TTCMiddleware
-from ttc_agent.nodes.ttc_node import TTCNode, to_chat
+from ttc_agent.nodes.ttc_node import TTCContext, TTCNode, to_chat
 
-__all__ = ["TTCChatModel", "TTCMiddleware", "TTCNode", "to_chat"]
+__all__ = ["TTCChatModel", "TTCContext", "TTCMiddleware", "TTCNode", "to_chat"]

@@ -4,7 +4,7 @@
 # its annotation, which must be the real `RunnableConfig | None`, not a string.
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,34 @@ def to_chat(messages: Sequence[BaseMessage | Mapping[str, Any]]) -> list[dict[st
         else:
             raise InvalidRequestError(f"message {i} is not a chat message: {m!r}")
     return out
+
+
+@dataclass
+class TTCContext:
+    """A LangGraph context schema carrying per-run ttc settings (the keys of `SETTINGS`).
+
+    Example:
+        >>> graph = StateGraph(MessagesState, context_schema=TTCContext)
+        >>> app.invoke(inputs, context=TTCContext(ttc={"lambda_tokens": 1e-3}))
+
+    Any context object with a ``ttc`` attribute or key works the same way.
+    """
+
+    ttc: dict[str, Any] = field(default_factory=dict)
+
+
+def _context_settings() -> Any:
+    """The ``ttc`` settings of the current LangGraph run's context, if there are any."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        runtime = get_runtime()
+    except RuntimeError:  # not inside a graph run
+        return {}
+    context = getattr(runtime, "context", None)
+    if context is None:
+        return {}
+    return (context.get("ttc") if isinstance(context, Mapping) else getattr(context, "ttc", None)) or {}
 
 
 @dataclass(frozen=True)
@@ -110,15 +138,17 @@ class TTCNode:
     # -- settings --------------------------------------------------------------------------
 
     def limits(self, config: RunnableConfig | None) -> CallLimits:
-        """This call's prices and caps: the policy's, overridden by ``configurable["ttc"]``."""
-        settings = ((config or {}).get("configurable") or {}).get("ttc") or {}
-        if not isinstance(settings, Mapping):
-            raise InvalidRequestError(f'configurable["ttc"] must be a mapping, got {settings!r}')
+        """This call's prices and caps: the policy's, overridden by ``configurable["ttc"]``,
+        overridden in turn by the run's context (``context=TTCContext(ttc={...})``)."""
+        configured = ((config or {}).get("configurable") or {}).get("ttc") or {}
+        from_context = _context_settings()
+        for where, value in (('configurable["ttc"]', configured), ("the context's ttc", from_context)):
+            if not isinstance(value, Mapping):
+                raise InvalidRequestError(f"{where} must be a mapping of settings, got {value!r}")
+        settings = {**configured, **from_context}
         unknown = sorted(set(settings) - set(SETTINGS))
         if unknown:
-            raise InvalidRequestError(
-                f'unknown ttc setting(s) {unknown} in configurable["ttc"]; expected some of {list(SETTINGS)}'
-            )
+            raise InvalidRequestError(f"unknown ttc setting(s) {unknown}; expected some of {list(SETTINGS)}")
         base = self.policy.limits
         values = {
             k: settings.get(k, getattr(base, k))
