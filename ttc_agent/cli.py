@@ -336,6 +336,72 @@ def report(
     console.print(f"plot: {out}")
 
 
+@app.command("train-verifier")
+def train_verifier(
+    traces: Annotated[
+        list[Path],
+        typer.Option(
+            help="Trace folder(s) from `ttc-agent collect` with best-of-N runs (repeat the option for several)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the trained verifier.")],
+    model: ModelOpt = None,
+    layers: Annotated[str, typer.Option(help="Hidden-state layers to read, comma-separated.")] = "15,22,30",
+    test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.3,
+) -> None:
+    """Train a LearnedVerifier on the labelled candidates of TRACES; print held-out AUROC and selection accuracy."""
+    import numpy as np
+
+    from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.probes import split_ids
+    from ttc_agent.probes.metrics import auroc
+    from ttc_agent.strategies import Candidate
+    from ttc_agent.strategies.selection import majority
+    from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
+
+    try:
+        records = [r for folder in traces for r in read_traces(folder)]
+        questions, candidates, labels, ids = examples_from_traces(records)
+        train_idx, test_idx = split_ids(sorted(set(ids)), test_fraction)
+        test_ids = {sorted(set(ids))[i] for i in test_idx}
+        train = [i for i, pid in enumerate(ids) if pid not in test_ids]
+        test = [i for i, pid in enumerate(ids) if pid in test_ids]
+        if not train or not test:
+            raise TTCError(f"{len(set(ids))} problems are too few to hold {test_fraction:.0%} out; collect more")
+        verifier = LearnedVerifier(CandidateEncoder(model, layers=[int(x) for x in layers.split(",")]))
+        with console.status(f"encoding and fitting {sum(len(candidates[i]) for i in train)} candidates..."):
+            verifier.fit([questions[i] for i in train], [candidates[i] for i in train], [labels[i] for i in train])
+        with console.status(f"scoring {sum(len(candidates[i]) for i in test)} held-out candidates..."):
+            scores = [verifier.score(questions[i], candidates[i]).values for i in test]
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    y = np.array([v for i in test for v in labels[i]])
+    p = np.array([s for row in scores for s in row])
+    picked = [labels[i][int(np.argmax(s))] for i, s in zip(test, scores, strict=True)]
+    by_vote = []
+    for i in test:
+        record = next(
+            r
+            for r in records
+            if r["problem_id"] == ids[i] and [c.get("text") for c in r["candidates"]] == candidates[i]
+        )
+        cands = [Candidate("", c["answer"], c["score"], c["tokens"], c["finish"]) for c in record["candidates"]]
+        by_vote.append(labels[i][cands.index(majority(cands))])
+    t = Table(title=f"learned verifier, {len(test)} held-out runs ({len(test_ids)} problems)")
+    for col in ("candidate AUROC", "select by verifier", "majority vote", "pass@N"):
+        t.add_column(col)
+    au = auroc(y, p)
+    t.add_row(
+        "-" if au is None else f"{au:.3f}",
+        f"{np.mean(picked):.3f}",
+        f"{np.mean(by_vote):.3f}",
+        f"{np.mean([any(labels[i]) for i in test]):.3f}",
+    )
+    console.print(t)
+    verifier.save(out)
+    console.print(f"verifier written to {out}; use it as best_of_n(8, select=verifier:{out})")
+
+
 @app.command()
 def model() -> None:
     """Print the embedded model's safetensors folder (converting the GGUF on first use), e.g. for

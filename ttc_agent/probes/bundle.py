@@ -37,7 +37,6 @@ _PREDICTION_ARRAYS = ("accuracy", "tokens", "tokens_q90", "completion_tokens", "
 _TRUSTED = [
     "ttc_agent.probes.predictors.AccuracyProbe",
     "ttc_agent.probes.predictors.TokenRegressor",
-    "ttc_agent.probes.predictors.logistic",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
 ]

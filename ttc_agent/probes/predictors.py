@@ -24,21 +24,23 @@ class AccuracyProbe(BaseEstimator, ClassifierMixin):
 
     ``fit(X, y)`` takes one row per run (a query run k times gives k rows with 0/1 labels), so
     the probe learns a probability, not a coin flip. ``estimator`` is any scikit-learn
-    classifier factory (logistic regression by default); it is wrapped in sigmoid calibration
+    classifier factory (by default logistic regression with inverse regularisation ``C``); it is
+    wrapped in sigmoid calibration
     (``CalibratedClassifierCV``) when each class has at least ``2 * cv`` examples. With one
     class only, the probe predicts its frequency.
     """
 
     def __init__(
-        self, estimator: Callable[[], BaseEstimator] | None = None, calibrate: bool = True, cv: int = 3
+        self, estimator: Callable[[], BaseEstimator] | None = None, calibrate: bool = True, cv: int = 3, C: float = 0.5
     ) -> None:
         self.estimator = estimator
         self.calibrate = calibrate
         self.cv = cv
+        self.C = C
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AccuracyProbe:
         y = np.asarray(y).astype(int)
-        base = (self.estimator or logistic)()
+        base = self.estimator() if self.estimator else logistic(self.C)
         counts = np.bincount(y, minlength=2)
         if counts.min() == 0:
             self.model_ = DummyClassifier(strategy="prior").fit(X, y)

@@ -13,8 +13,9 @@ class BestOfN(Strategy):
     """Sample ``n`` solutions in ONE backend request and select one.
 
     ``select`` is ``"verifier"`` (highest verifier score), ``"majority"`` (most frequent answer;
-    ties broken by score) or ``"weighted_majority"`` (largest sum of scores per answer). The
-    verifier defaults to `LogprobVerifier` (free); pass another to the constructor or to ``run``.
+    ties broken by score) or ``"weighted_majority"`` (largest sum of scores per answer);
+    ``"verifier:FOLDER"`` selects with the `LearnedVerifier` saved in FOLDER. The verifier
+    defaults to `LogprobVerifier` (free); pass another to the constructor or to ``run``.
 
     Example:
         >>> BestOfN(8, select="majority").run("What is 23 + 19?", backend).answer
@@ -25,6 +26,8 @@ class BestOfN(Strategy):
     def __init__(self, n: int = 8, select: str = "majority", **kwargs: Any) -> None:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise InvalidRequestError(f"best_of_n needs n >= 1, got {n!r}")
+        if isinstance(select, str) and select.startswith("verifier:"):
+            select, kwargs["verifier"] = "verifier", "learned:" + select.split(":", 1)[1]
         if select not in SELECTIONS:
             raise InvalidRequestError(f"unknown selection {select!r}; expected one of {list(SELECTIONS)}")
         super().__init__(**kwargs)

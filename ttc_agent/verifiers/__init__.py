@@ -19,6 +19,7 @@ __all__ = [
     "BaseVerifier",
     "CallableVerifier",
     "JudgeVerifier",
+    "LearnedVerifier",
     "LogprobVerifier",
     "PRMVerifier",
     "Scores",
@@ -34,11 +35,28 @@ def __getattr__(name: str) -> Any:
         from ttc_agent.verifiers.prm import PRMVerifier
 
         return PRMVerifier
+    if name == "LearnedVerifier":
+        from ttc_agent.verifiers.learned import LearnedVerifier
+
+        return LearnedVerifier
     raise AttributeError(f"module 'ttc_agent.verifiers' has no attribute {name!r}")
 
 
+_LEARNED: dict[str, Verifier] = {}
+
+
+def _load_learned(folder: str) -> Verifier:
+    """A learned verifier by folder, loaded once per process (its encoder is a whole model)."""
+    from ttc_agent.verifiers.learned import LearnedVerifier
+
+    if folder not in _LEARNED:
+        _LEARNED[folder] = LearnedVerifier.load(folder)
+    return _LEARNED[folder]
+
+
 def as_verifier(obj: Verifier | Callable[[str, str], float] | str | None) -> Verifier | None:
-    """A verifier from a verifier, a function, or a name (``logprob``, ``logprob:min``, ``judge``)."""
+    """A verifier from a verifier, a function, or a name (``logprob``, ``logprob:min``, ``judge``,
+    ``learned:FOLDER`` for a trained `LearnedVerifier`)."""
     if obj is None or isinstance(obj, Verifier):
         return obj
     if isinstance(obj, str):
@@ -48,8 +66,10 @@ def as_verifier(obj: Verifier | Callable[[str, str], float] | str | None) -> Ver
             return LogprobVerifier(obj.split(":", 1)[1])
         if obj == "judge":
             return JudgeVerifier()
+        if obj.startswith("learned:"):
+            return _load_learned(obj.split(":", 1)[1])
         raise VerifierError(
-            f"unknown verifier {obj!r}; expected 'logprob', 'logprob:min', 'judge', a Verifier or a function"
+            f"unknown verifier {obj!r}; expected 'logprob', 'logprob:min', 'judge', 'learned:FOLDER', a Verifier or a function"
         )
     if callable(obj):
         return CallableVerifier(obj)

@@ -1,0 +1,108 @@
+"""LearnedVerifier: fit, score, safe save/load, mismatch errors, and use from a strategy spec."""
+
+import pytest
+from fakes import ScriptedBackend, texts
+from test_prm_verifier import make_tiny_prm
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.strategies import parse_strategy
+from ttc_agent.verifiers import VerifierError
+from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
+
+QUESTIONS = [f"What is {a} + {b}?" for a, b in [(1, 2), (3, 4), (5, 6), (7, 8), (2, 9), (4, 4), (6, 1), (8, 3)]]
+# Correct candidates are terse; wrong ones ramble (text statistics alone separate them).
+CANDIDATES = [
+    [str(sum(map(int, q[8:-1].split(" + ")))), "I am really not sure about this one at all, sorry."] * 2
+    for q in QUESTIONS
+]
+LABELS = [[True, False, True, False] for _ in QUESTIONS]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(embedded_dir, tmp_path_factory):
+    return make_tiny_prm(embedded_dir, tmp_path_factory.mktemp("tiny"), "math-shepherd")
+
+
+def test_fit_score_save_and_load(tiny_model, tmp_path):
+    verifier = LearnedVerifier(CandidateEncoder(tiny_model, layers=(0, 1))).fit(QUESTIONS, CANDIDATES, LABELS)
+    scores = verifier.score("What is 2 + 2?", ["4", "I am really not sure about this one at all, sorry."])
+    assert scores.values[0] > scores.values[1] and all(0 <= v <= 1 for v in scores.values)
+    assert scores.tokens > 20 and scores.seconds > 0
+    verifier.save(tmp_path / "v")
+    again = LearnedVerifier.load(tmp_path / "v", model=tiny_model)
+    assert again.score("What is 2 + 2?", ["4"]).values[0] == pytest.approx(scores.values[0], abs=1e-6)
+
+
+def test_nothing_to_learn_and_mismatches_are_refused(tiny_model, embedded_dir, tmp_path):
+    verifier = LearnedVerifier(CandidateEncoder(tiny_model, layers=(0, 1)))
+    with pytest.raises(VerifierError, match="nothing to learn"):
+        verifier.fit(QUESTIONS[:2], CANDIDATES[:2], [[True] * 4, [True] * 4])
+    with pytest.raises(VerifierError, match="not trained"):
+        verifier.score("q", ["a"])
+    verifier.fit(QUESTIONS, CANDIDATES, LABELS).save(tmp_path / "v")
+    with pytest.raises(VerifierError, match="model weights"):
+        LearnedVerifier.load(tmp_path / "v", model=embedded_dir)
+    with pytest.raises(InvalidRequestError, match="verifier.json"):
+        LearnedVerifier.load(tmp_path / "nothing")
+    with pytest.raises(InvalidRequestError, match="layers"):
+        CandidateEncoder(tiny_model, layers=(0, 99))
+
+
+def test_examples_from_traces_needs_candidate_texts():
+    rec = {
+        "problem_id": "p",
+        "messages": [{"role": "user", "content": "Q?"}],
+        "candidates": [{"text": "a", "correct": True}, {"text": "b", "correct": False}],
+    }
+    q, c, y, ids = examples_from_traces([rec, {**rec, "candidates": rec["candidates"][:1]}])
+    assert (q, c, y, ids) == (["Q?"], [["a", "b"]], [[True, False]], ["p"])
+    with pytest.raises(InvalidRequestError, match="best_of_n"):
+        examples_from_traces([{**rec, "candidates": []}])
+
+
+@pytest.mark.slow
+def test_trained_verifier_selects_inside_best_of_n_by_spec(tmp_path):
+    LearnedVerifier(CandidateEncoder(layers=(15, 30))).fit(QUESTIONS, CANDIDATES, LABELS).save(tmp_path / "v")
+    strategy = parse_strategy(f"best_of_n(2, select=verifier:{tmp_path / 'v'})")
+    assert strategy.spec == f"best_of_n(2, select=verifier, verifier=learned:{tmp_path / 'v'})"
+    backend = ScriptedBackend(texts("I am really not sure about this one at all, sorry.", "5"))
+    out = strategy.run("What is 2 + 3?", backend)
+    assert out.answer == "5", "the verifier preferred the terse, right candidate"
+    assert out.cost.verifier_tokens > 0 and out.cost.verifier_seconds > 0
+
+
+@pytest.mark.slow
+def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
+    from typer.testing import CliRunner
+
+    from ttc_agent.cli import app
+    from ttc_agent.evaluation.collect import collect
+    from ttc_agent.evaluation.datasets import arithmetic
+    from ttc_agent.evaluation.menu import Menu
+
+    problems = arithmetic(per_level=5, levels=(1, 2), seed=4)
+    collect(
+        problems,
+        Menu(("best_of_n(4, select=majority)",), {"max_tokens": 24}),
+        tf_backend,
+        tmp_path / "traces",
+        progress=False,
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "train-verifier",
+            "--traces",
+            str(tmp_path / "traces"),
+            "--out",
+            str(tmp_path / "v"),
+            "--layers",
+            "15,30",
+            "--test-fraction",
+            "0.4",
+        ],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "candidate AUROC" in result.output and "pass@N" in result.output
+    assert (tmp_path / "v" / "verifier.json").is_file() and (tmp_path / "v" / "probe.skops").is_file()
