@@ -113,25 +113,34 @@ def collect(
     ]
     if not todo:
         return 0
-    with (out / TRACES).open("a") as sink, _progress(progress, len(todo)) as bar:
+    columns = (
+        TextColumn("collect"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with (out / TRACES).open("a") as sink, Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("collect", total=len(todo))
         if concurrency == 1:
             for p, spec, k in todo:
                 outcome = menu.strategy(spec, seed=run_seed(p.id, k)).run(p, backend)
                 _write(sink, outcome_record(p, outcome, repeat=k))
-                bar.advance()
+                bar.advance(task)
         else:
-            asyncio.run(_collect_async(todo, menu, backend, sink, bar, concurrency))
+            asyncio.run(_collect_async(todo, menu, backend, sink, lambda: bar.advance(task), concurrency))
     return len(todo)
 
 
-async def _collect_async(todo, menu: Menu, backend: Any, sink, bar, concurrency: int) -> None:
+async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurrency: int) -> None:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(p: Problem, spec: str, k: int) -> None:
         async with gate:
             outcome = await menu.strategy(spec, seed=run_seed(p.id, k)).arun(p, backend)
         _write(sink, outcome_record(p, outcome, repeat=k))
-        bar.advance()
+        advance()
 
     await asyncio.gather(*(one(*t) for t in todo))
 
@@ -146,36 +155,3 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         return Text("" if task.speed is None else f"{task.speed * 60:.1f} runs/min")
-
-
-class _progress:
-    """A rich progress bar with rate and ETA, or nothing."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.bar = (
-            Progress(
-                TextColumn("collect"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _RateColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
-            if enabled
-            else None
-        )
-        self.total = total
-
-    def __enter__(self) -> _progress:
-        if self.bar:
-            self.bar.__enter__()
-            self.task = self.bar.add_task("collect", total=self.total)
-        return self
-
-    def advance(self) -> None:
-        if self.bar:
-            self.bar.advance(self.task)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar:
-            self.bar.__exit__(*exc)
