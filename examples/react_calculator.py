@@ -1,0 +1,72 @@
+"""A ReAct agent with a calculator tool, built on `TTCChatModel` and `TTCMiddleware`.
+
+Every model call of the agent picks its strategy per call; a step that may call the tool votes
+over normalised tool calls with best-of-N. The embedded 135M model never calls tools on its own,
+so the middleware asks for a call until the calculator has been used (``force_first_tool_call``).
+
+    python examples/react_calculator.py --probes PROBES_DIR "What is 345 + 678?"
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import operator
+
+from langchain.agents import create_agent
+from langchain_core.tools import tool
+
+from ttc_agent.nodes import TTCChatModel, TTCMiddleware, TTCNode
+
+_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.USub: operator.neg,
+}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
+        return _OPS[type(node.op)](_evaluate(node.operand))
+    raise ValueError("only numbers and + - * / are allowed")
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression with + - * / and parentheses, e.g. '345 + 678'."""
+    try:
+        value = _evaluate(ast.parse(expression, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError) as exc:
+        return f"error: {exc}"
+    return str(int(value) if float(value).is_integer() else value)
+
+
+def make_agent(node: TTCNode):
+    """A create_agent ReAct agent whose every model call goes through ttc-agent."""
+    return create_agent(
+        TTCChatModel(node=node), tools=[calculator], middleware=[TTCMiddleware(node, force_first_tool_call=True)]
+    )
+
+
+def main() -> None:
+    from ttc_agent.backends import TransformersBackend
+    from ttc_agent.probes import ProbeBundle
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("question", nargs="?", default="What is 345 + 678?")
+    parser.add_argument("--probes", required=True, help="probe bundle folder (from `ttc-agent train`)")
+    args = parser.parse_args()
+    backend = TransformersBackend()
+    agent = make_agent(TTCNode(backend, ProbeBundle.load(args.probes, fingerprint=backend.fingerprint())))
+    for message in agent.invoke({"messages": [("user", args.question)]}, {"recursion_limit": 8})["messages"]:
+        print(f"[{message.type}] {message.content or message.tool_calls}")
+
+
+if __name__ == "__main__":
+    main()
