@@ -16,7 +16,9 @@ import operator
 from langchain.agents import create_agent
 from langchain_core.tools import tool
 
+from ttc_agent.answers import answers_equal, extract_answer
 from ttc_agent.nodes import TTCChatModel, TTCMiddleware, TTCNode
+from ttc_agent.verifiers import CheckVerifier
 
 _OPS = {
     ast.Add: operator.add,
@@ -47,6 +49,20 @@ def calculator(expression: str) -> str:
     return str(int(value) if float(value).is_integer() else value)
 
 
+def calculator_check(question: str, candidate: str) -> bool | None:
+    """Does the candidate's answer equal what the calculator computes for the question?
+    ``None`` (unknown) when the question holds no expression or the candidate no answer."""
+    expression = "".join(ch for ch in question if ch in "0123456789+-*/(). ").strip()
+    answer = extract_answer(candidate, "first_result")
+    if not expression or answer is None:
+        return None
+    value = calculator.invoke({"expression": expression})
+    return None if value.startswith("error") else answers_equal(answer, value)
+
+
+CALCULATOR_CHECK = CheckVerifier(calculator_check, name="check:calculator")
+
+
 def make_agent(node: TTCNode):
     """A create_agent ReAct agent whose every model call goes through ttc-agent."""
     return create_agent(
@@ -63,7 +79,9 @@ def main() -> None:
     parser.add_argument("--probes", required=True, help="probe bundle folder (from `ttc-agent train`)")
     args = parser.parse_args()
     backend = TransformersBackend()
-    agent = make_agent(TTCNode(backend, ProbeBundle.load(args.probes, fingerprint=backend.fingerprint())))
+    bundle = ProbeBundle.load(args.probes, fingerprint=backend.fingerprint())
+    # The calculator also checks final answers: best-of-N candidates it confirms score highest.
+    agent = make_agent(TTCNode(backend, bundle, verifier=CALCULATOR_CHECK))
     for message in agent.invoke({"messages": [("user", args.question)]}, {"recursion_limit": 8})["messages"]:
         print(f"[{message.type}] {message.content or message.tool_calls}")
 

@@ -3,6 +3,8 @@
 - `LogprobVerifier`: the generator's own token probabilities (free).
 - `JudgeVerifier`: P("Yes") of a judge prompt on any backend.
 - `PRMVerifier`: a process reward model loaded with transformers.
+- `CheckVerifier`: executes a check (a tool call, unit tests, a schema) on each candidate.
+- `LearnedVerifier`: an outcome reward probe on the generator's hidden states, from traces.
 - `CallableVerifier`: any function ``(question, partial_solution) -> float``.
 """
 
@@ -12,12 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ttc_agent.verifiers.base import BaseVerifier, CallableVerifier, Scores, Verifier, VerifierError, check_scores
+from ttc_agent.verifiers.check import CheckVerifier
 from ttc_agent.verifiers.judge import JudgeVerifier
 from ttc_agent.verifiers.logprob import LogprobVerifier
 
 __all__ = [
     "BaseVerifier",
     "CallableVerifier",
+    "CheckVerifier",
     "JudgeVerifier",
     "LearnedVerifier",
     "LogprobVerifier",
