@@ -31,6 +31,10 @@ def test_arithmetic_is_graded_and_seeded():
         x, op, y = p.question.removeprefix("What is ").removesuffix("?").split()
         assert int(p.answer) == int(x) + int(y)
     assert p.is_correct(p.answer) and not p.is_correct(str(int(p.answer) + 1))
+    many = arithmetic(per_level=60, levels=(1,), seed=1)
+    assert len({q.id for q in many}) == 60, "no question repeats within a level"
+    with pytest.raises(InvalidRequestError, match="81 distinct"):
+        arithmetic(per_level=82, levels=(1,))
 
 
 def test_bad_dataset_arguments(tmp_path):

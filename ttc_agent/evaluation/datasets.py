@@ -133,8 +133,17 @@ def arithmetic(per_level: int = 20, levels: tuple[int, ...] = (1, 2, 3), seed: i
     problems = []
     for level in levels:
         op, (a_lo, a_hi), (b_lo, b_hi) = ARITHMETIC_LEVELS[level]
-        for _ in range(per_level):
+        room = (a_hi - a_lo + 1) * (b_hi - b_lo + 1)
+        if per_level > room:
+            raise InvalidRequestError(
+                f"arithmetic level {level} has only {room} distinct questions, fewer than per_level={per_level}"
+            )
+        seen: set[tuple[int, int]] = set()
+        while len(seen) < per_level:
             a, b = rng.randint(a_lo, a_hi), rng.randint(b_lo, b_hi)
+            if (a, b) in seen:
+                continue
+            seen.add((a, b))
             value = a + b if op == "+" else a * b
             problems.append(
                 Problem(
