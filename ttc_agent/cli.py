@@ -362,8 +362,9 @@ def train_verifier(
     try:
         records = [r for folder in traces for r in read_traces(folder)]
         questions, candidates, labels, ids = examples_from_traces(records)
-        train_idx, test_idx = split_ids(sorted(set(ids)), test_fraction)
-        test_ids = {sorted(set(ids))[i] for i in test_idx}
+        problems = sorted(set(ids))
+        _, test_idx = split_ids(problems, test_fraction)
+        test_ids = {problems[i] for i in test_idx}
         train = [i for i, pid in enumerate(ids) if pid not in test_ids]
         test = [i for i, pid in enumerate(ids) if pid in test_ids]
         if not train or not test:

@@ -126,7 +126,8 @@ def split_ids(ids: Sequence[str], test_fraction: float = 0.25, seed: int = 0) ->
         return int(hashlib.sha256(f"{seed}/{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
     test = [i for i, pid in enumerate(ids) if bucket(pid) < test_fraction]
-    train = [i for i in range(len(ids)) if i not in set(test)]
+    held = set(test)
+    train = [i for i in range(len(ids)) if i not in held]
     return train, test
 
 
