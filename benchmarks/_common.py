@@ -49,3 +49,15 @@ def write_results(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     return path
+
+
+def arithmetic_by_level(per_level: int, levels=(1, 2, 3, 4), seed: int = 7) -> list:
+    """Arithmetic problems, levels interleaved (1, 2, 3, 4, 1, 2, ...), each level drawn with its
+    own seed so that a larger ``per_level`` extends the same questions: a collection stopped
+    early has every level covered equally, and a later run with more questions resumes it."""
+    from itertools import chain, zip_longest
+
+    from ttc_agent.evaluation.datasets import arithmetic
+
+    per = [arithmetic(per_level=per_level, levels=(lv,), seed=seed * 100 + lv) for lv in levels]
+    return [p for p in chain.from_iterable(zip_longest(*per)) if p is not None]

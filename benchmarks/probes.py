@@ -10,7 +10,7 @@ Steps (each resumable; traces live in benchmarks/traces/):
    reported separately).
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
-    .venv/bin/python benchmarks/probes.py [--per-level 40] [--gsm8k 60] [--repeats 2]
+    .venv/bin/python benchmarks/probes.py [--per-level 25] [--gsm8k 20] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import arithmetic_by_level, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -89,13 +89,13 @@ def plots(name: str, bundle, table, X) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-level", type=int, default=40, help="arithmetic questions per level (levels 1-4)")
-    parser.add_argument("--gsm8k", type=int, default=60, help="GSM8K train questions (0 to skip)")
+    parser.add_argument("--per-level", type=int, default=25, help="arithmetic questions per level (levels 1-4)")
+    parser.add_argument("--gsm8k", type=int, default=20, help="GSM8K train questions (0 to skip)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each strategy per question")
     args = parser.parse_args()
     from ttc_agent.backends import TransformersBackend
     from ttc_agent.evaluation.collect import collect, read_traces
-    from ttc_agent.evaluation.datasets import arithmetic, load_gsm8k
+    from ttc_agent.evaluation.datasets import load_gsm8k
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
     from ttc_agent.probes.evaluate import evaluate, metrics_table
@@ -108,7 +108,7 @@ def main() -> None:
         TRACES.mkdir(parents=True, exist_ok=True)
         LatencyModel.fit(profile(backend, requests=32), backend=backend.fingerprint()).save(latency_path)
     latency = LatencyModel.load(latency_path)
-    datasets = {"arithmetic": arithmetic(per_level=args.per_level, levels=(1, 2, 3, 4), seed=7)}
+    datasets = {"arithmetic": arithmetic_by_level(args.per_level)}
     if args.gsm8k:
         datasets["gsm8k"] = load_gsm8k("train", limit=args.gsm8k)
     results = {}

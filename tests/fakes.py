@@ -43,6 +43,8 @@ def texts(*answers: str, tokens: int = 5, logprob: float = -0.5):
 
     def make(prompt, params, i):
         text = answers[i % len(answers)]
-        return Completion(text, "stop", tokens, (logprob,) * tokens if params.logprobs else None)
+        used = min(tokens, params.max_tokens)  # a real backend never passes max_tokens
+        reason = "stop" if used == tokens else "length"
+        return Completion(text, reason, used, (logprob,) * used if params.logprobs else None)
 
     return make

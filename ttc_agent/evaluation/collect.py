@@ -92,7 +92,10 @@ def collect(
     dataset: str = "",
     progress: bool = True,
 ) -> int:
-    """Run the menu on the problems, ``repeats`` times each, appending to ``out``; returns runs done now.
+    """Run the menu on the problems, appending to ``out``; returns runs done now.
+
+    Sampling strategies run ``repeats`` times per problem (so accuracy is a probability);
+    deterministic ones (greedy) run once.
 
     ``concurrency > 1`` keeps that many runs in flight on the event loop (for server
     backends); in-process backends serialise their requests anyway.
@@ -108,8 +111,9 @@ def collect(
     done = (
         {(r["problem_id"], r["strategy"], r["repeat"]) for r in read_traces(out)} if (out / TRACES).is_file() else set()
     )
+    runs = {spec: 1 if menu.strategy(spec).deterministic else repeats for spec in menu.specs}
     todo = [
-        (p, spec, k) for p in problems for spec in menu.specs for k in range(repeats) if (p.id, spec, k) not in done
+        (p, spec, k) for p in problems for spec in menu.specs for k in range(runs[spec]) if (p.id, spec, k) not in done
     ]
     if not todo:
         return 0

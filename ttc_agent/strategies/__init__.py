@@ -4,7 +4,7 @@ Each has ``run(query, backend, verifier=None)`` and ``arun(...)`` returning an `
 the chosen text and answer, every candidate with its score, and the exact `Cost`.
 """
 
-from ttc_agent.strategies.base import Candidate, Cost, Outcome, Query, Strategy, as_query
+from ttc_agent.strategies.base import Candidate, Cost, Outcome, Query, Strategy, TokenBudgetError, as_query
 from ttc_agent.strategies.beam_search import BeamSearch
 from ttc_agent.strategies.best_of_n import BestOfN
 from ttc_agent.strategies.greedy import Greedy
@@ -21,6 +21,7 @@ __all__ = [
     "Outcome",
     "Query",
     "Strategy",
+    "TokenBudgetError",
     "as_query",
     "parse_strategy",
 ]

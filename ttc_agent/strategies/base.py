@@ -197,6 +197,11 @@ class Strategy(ABC):
         self.verifier = as_verifier(verifier)
 
     @property
+    def deterministic(self) -> bool:
+        """True when every run gives the same outcome (temperature 0), so one run tells all."""
+        return self.sampling.temperature == 0.0
+
+    @property
     @abstractmethod
     def spec(self) -> str:
         """The strategy as a spec string, e.g. ``best_of_n(8, select=majority)``."""
@@ -230,24 +235,31 @@ class Strategy(ABC):
         *,
         max_tokens: int | None = None,
         max_seconds: float | None = None,
+        max_total_tokens: int | None = None,
     ) -> Outcome:
-        """Answer ``query`` on ``backend``; ``verifier`` overrides the strategy's own."""
+        """Answer ``query`` on ``backend``; ``verifier`` overrides the strategy's own.
+
+        ``max_tokens`` caps each sample, ``max_seconds`` is the call's deadline, and
+        ``max_total_tokens`` caps everything the call spends (prompt, completion and verifier
+        tokens): each round's samples are shortened to fit what is left, a multi-round search
+        stops early when the next round cannot fit, and `TokenBudgetError` is raised before any
+        generation when not even the first round fits.
+        """
         q, v, params = self._prepare(query, verifier, max_tokens, max_seconds)
-        meter, started = _Meter(), time.perf_counter()
+        run = _Driver(self.spec, params, v, backend, max_total_tokens)
         algo = self._algorithm(q, v, params)
         reply: Any = None
         try:
             while True:
                 call = algo.send(reply)
                 if isinstance(call, GenerateCall):
-                    p = _with_deadline(call.params, params.max_seconds, started)
-                    reply = meter.generated(backend.generate(call.prompts, p))
+                    p = run.fit(call)
+                    reply = None if p is None else run.meter.generated(backend.generate(call.prompts, p))
                 else:
-                    reply = meter.scored(
-                        call, v.score(call.question, call.solutions, logprobs=call.logprobs, backend=backend), v.name
-                    )
+                    scores = v.score(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
+                    reply = run.meter.scored(call, scores, v.name)
         except StopIteration as stop:
-            return _outcome(self.spec, stop.value, meter.cost, time.perf_counter() - started)
+            return run.outcome(stop.value)
 
     async def arun(
         self,
@@ -257,23 +269,61 @@ class Strategy(ABC):
         *,
         max_tokens: int | None = None,
         max_seconds: float | None = None,
+        max_total_tokens: int | None = None,
     ) -> Outcome:
         """Async ``run``: backend and verifier calls are awaited, so many queries interleave."""
         q, v, params = self._prepare(query, verifier, max_tokens, max_seconds)
-        meter, started = _Meter(), time.perf_counter()
+        run = _Driver(self.spec, params, v, backend, max_total_tokens)
         algo = self._algorithm(q, v, params)
         reply: Any = None
         try:
             while True:
                 call = algo.send(reply)
                 if isinstance(call, GenerateCall):
-                    p = _with_deadline(call.params, params.max_seconds, started)
-                    reply = meter.generated(await backend.agenerate(call.prompts, p))
+                    p = run.fit(call)
+                    reply = None if p is None else run.meter.generated(await backend.agenerate(call.prompts, p))
                 else:
                     scores = await v.ascore(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
-                    reply = meter.scored(call, scores, v.name)
+                    reply = run.meter.scored(call, scores, v.name)
         except StopIteration as stop:
-            return _outcome(self.spec, stop.value, meter.cost, time.perf_counter() - started)
+            return run.outcome(stop.value)
+
+
+class TokenBudgetError(InvalidRequestError):
+    """Not even the first round of a strategy fits the call's total-token cap."""
+
+
+class _Driver:
+    """One run's meter, deadline and total-token cap."""
+
+    def __init__(self, spec: str, params: SamplingParams, verifier: Any, backend: Backend, cap: int | None) -> None:
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+            raise InvalidRequestError(f"max_total_tokens must be an integer >= 1 or None, got {cap!r}")
+        self.spec, self.params, self.backend, self.cap = spec, params, backend, cap
+        # A verifier that runs a model reads every solution again: reserve as much again.
+        self.share = 2 if verifier is not None and getattr(verifier, "reads_tokens", True) else 1
+        self.meter, self.started = _Meter(), time.perf_counter()
+
+    def fit(self, call: GenerateCall) -> SamplingParams | None:
+        """The call's parameters within the deadline and the token cap; ``None`` when a later
+        round cannot fit (the algorithm then finishes with what it has)."""
+        params = _with_deadline(call.params, self.params.max_seconds, self.started)
+        if self.cap is None:
+            return params
+        prompt = sum(self.backend.count_tokens(p) for p in call.prompts)
+        samples = len(call.prompts) * params.n
+        room = (self.cap - self.meter.cost.total_tokens - self.share * prompt) // (self.share * samples)
+        if room >= 1:
+            return params.with_(max_tokens=min(params.max_tokens, room))
+        if self.meter.cost.rounds == 0:
+            raise TokenBudgetError(
+                f"{self.spec} cannot fit max_total_tokens={self.cap}: its first round reads {prompt} prompt "
+                f"tokens for {samples} sample(s)"
+            )
+        return None
+
+    def outcome(self, choice: Choice) -> Outcome:
+        return _outcome(self.spec, choice, self.meter.cost, time.perf_counter() - self.started)
 
 
 def _with_deadline(params: SamplingParams, max_seconds: float | None, started: float) -> SamplingParams:

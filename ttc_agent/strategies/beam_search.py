@@ -80,6 +80,8 @@ class BeamSearch(Strategy):
             seed = None if step.seed is None else step.seed + round_no  # fresh noise each round
             params_now = step.with_(n=n, max_tokens=max(1, min(step.max_tokens, room)), seed=seed)
             gen = yield GenerateCall([query.continued(b.text) for b in active], params_now)
+            if gen is None:  # the call's token cap leaves no room for another round
+                break
             children = []
             for beam, result in zip(active, gen.results, strict=True):
                 for c in result.completions:

@@ -66,6 +66,9 @@ class BaseVerifier:
 
     name = "verifier"
     needs_logprobs = False
+    #: Whether scoring runs a model over the solutions (and so costs verifier tokens); a
+    #: strategy under a token cap reserves room for it.
+    reads_tokens = True
 
     def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
         raise NotImplementedError
@@ -106,6 +109,7 @@ class CallableVerifier(BaseVerifier):
             raise VerifierError(f"CallableVerifier needs a callable, got {fn!r}")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "callable")
+        self.reads_tokens = False
 
     def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
         started = time.perf_counter()

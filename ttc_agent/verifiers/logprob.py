@@ -19,6 +19,7 @@ class LogprobVerifier(BaseVerifier):
     """
 
     needs_logprobs = True
+    reads_tokens = False
 
     def __init__(self, mode: str = "mean") -> None:
         if mode not in _MODES:
