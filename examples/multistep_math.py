@@ -2,7 +2,9 @@
 
 "What is 12 + 7 + 30 + 4?" becomes the steps "What is 12 + 7?", "What is <that> + 30?",
 "What is <that> + 4?". Each step is one LLM call whose strategy (greedy, best-of-N, beam search)
-the policy picks under the run's prices and caps; the decision of every step is traced.
+the policy picks under the run's prices and caps; the decision of every step is traced. Under a
+workflow budget (``TTCContext(budget=WorkflowBudget(...))``) the steps share one allowance,
+kept in the state's ledger; when it runs out the graph stops and says which limit was reached.
 
     python examples/multistep_math.py --probes PROBES_DIR "What is 12 + 7 + 30 + 4?"
 """
@@ -12,19 +14,22 @@ from __future__ import annotations
 import argparse
 import operator
 import re
-from typing import Annotated, TypedDict
+from typing import Annotated
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from ttc_agent.answers import extract_answer
+from ttc_agent.budgets import BudgetState, WorkflowBudget, budget_exhausted
 from ttc_agent.nodes import TTCContext, TTCNode
 
 _TERM = re.compile(r"-?\d+")
 
 
-class MathState(TypedDict, total=False):
-    """The question, the numbers still to add, each step's answer and the final reply."""
+class MathState(BudgetState, TypedDict, total=False):
+    """The question, the numbers still to add, each step's answer and the final reply (and,
+    from `BudgetState`, the workflow budget's ledger)."""
 
     question: str
     terms: list[int]
@@ -48,8 +53,12 @@ def make_graph(node: TTCNode):
         left = int(done[-1]["answer"]) if done else state["terms"][0]
         right = state["terms"][len(done) + 1]
         question = f"What is {left} + {right}?"
-        reply, record = node.answer([HumanMessage(question)])
-        answer = extract_answer(reply.text, "first_result")
+        reply = node.respond([HumanMessage(question)], state)
+        ledger = {k: v for k, v in reply.update.items() if k != "messages"}
+        if "exhausted" in reply.record:  # the budget cannot afford this step
+            return {**ledger, "messages": [reply.message]}
+        record = reply.record
+        answer = extract_answer(reply.message.text, "first_result")
         # A step whose reply states no number keeps the running total, so later steps can go on.
         value = answer if answer is not None and _TERM.fullmatch(answer.replace(",", "")) else str(left)
         return {
@@ -60,11 +69,15 @@ def make_graph(node: TTCNode):
                     "choice": record["choice"],
                     "tokens": record["actual"]["total_tokens"],
                     "seconds": record["actual"]["seconds"],
+                    "budget": record.get("budget"),
                 }
-            ]
+            ],
+            **ledger,
         }
 
     def more(state: MathState) -> str:
+        if budget_exhausted(state):
+            return END
         return "solve" if len(state.get("steps", [])) < len(state["terms"]) - 1 else "combine"
 
     def combine(state: MathState) -> MathState:
@@ -78,7 +91,7 @@ def make_graph(node: TTCNode):
     graph.add_node("combine", combine)
     graph.add_edge(START, "decompose")
     graph.add_edge("decompose", "solve")
-    graph.add_conditional_edges("solve", more, ["solve", "combine"])
+    graph.add_conditional_edges("solve", more, ["solve", "combine", END])
     graph.add_edge("combine", END)
     return graph.compile()
 
@@ -91,12 +104,19 @@ def main() -> None:
     parser.add_argument("question", nargs="?", default="What is 12 + 7 + 30 + 4?")
     parser.add_argument("--probes", required=True, help="probe bundle folder (from `ttc-agent train`)")
     parser.add_argument("--lambda-tokens", type=float, default=1e-3)
+    parser.add_argument("--max-tokens", type=int, help="workflow token budget (all steps together)")
+    parser.add_argument("--max-seconds", type=float, help="workflow seconds budget (all steps together)")
     parser.add_argument("--trace", default="multistep.jsonl", help="decision trace (JSONL) for `ttc-agent report`")
     args = parser.parse_args()
     backend = TransformersBackend()
     node = TTCNode(backend, ProbeBundle.load(args.probes, fingerprint=backend.fingerprint()), trace=args.trace)
+    budget = (
+        WorkflowBudget(max_tokens=args.max_tokens, max_seconds=args.max_seconds)
+        if args.max_tokens or args.max_seconds
+        else None
+    )
     out = make_graph(node).invoke(
-        {"question": args.question}, context=TTCContext(ttc={"lambda_tokens": args.lambda_tokens})
+        {"question": args.question}, context=TTCContext(ttc={"lambda_tokens": args.lambda_tokens}, budget=budget)
     )
     print(out["messages"][-1].content)
     print(f"decisions traced to {args.trace}; see them with: ttc-agent report {args.trace}")

@@ -83,7 +83,7 @@ def test_best_of_n_votes_over_normalised_tool_calls_and_never_beams():
     bundle = ProbeBundle(menu, FeatureSet([TextStats()])).fit(records)
     backend = scripted_tool_backend()
     node = TTCNode(backend, bundle)
-    reply, record = node.answer([HumanMessage("What is 345 + 678?")], tools=[calculator], tool_choice="any")
+    reply, record, _ = node.answer([HumanMessage("What is 345 + 678?")], tools=[calculator], tool_choice="any")
     assert record["choice"] == "best_of_n(4, select=majority)", "beam search is excluded from tool steps"
     assert reply.tool_calls[0]["name"] == "calculator"
     assert reply.tool_calls[0]["args"]["expression"].replace(" ", "") == "345+678", "the two spellings voted together"

@@ -2,7 +2,7 @@
 
 The method of arXiv 2509.09864. Every call's settings are a `CallLimits`: the two prices and
 optional hard caps on this call's tokens and seconds. A strategy is *feasible* when a high
-quantile of its predicted tokens (``tokens_q90``) and its predicted seconds fit the caps; when
+quantile of its predicted tokens and seconds (``tokens_q90``, ``seconds_q90``) fits the caps; when
 none is, the cheapest strategy is chosen and the decision says so (``feasible=False``), so a
 budget manager can end the workflow instead.
 
@@ -100,14 +100,14 @@ def utilities(pred: Predictions, limits: CallLimits) -> np.ndarray:
 
 
 def fits(pred: Predictions, limits: CallLimits, allowed: Sequence[bool] | None = None) -> np.ndarray:
-    """Which strategies fit the hard caps (tokens checked at their 90% quantile) and are allowed."""
+    """Which strategies fit the hard caps (tokens and seconds checked at their 90% quantile) and are allowed."""
     ok = np.ones_like(pred.accuracy, dtype=bool)
     if allowed is not None:
         ok &= np.asarray(allowed, dtype=bool)[None, :]
     if limits.max_tokens is not None:
         ok &= pred.tokens_q90 <= limits.max_tokens
     if limits.max_seconds is not None:
-        ok &= pred.seconds <= limits.max_seconds
+        ok &= pred.seconds_q90 <= limits.max_seconds
     return ok
 
 

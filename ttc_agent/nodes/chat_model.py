@@ -64,10 +64,10 @@ class TTCChatModel(BaseChatModel):
         tool_choice: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message, record = self.node.answer(messages, self._config(ttc), tools, tool_choice)
+        reply = self.node.answer(messages, self._config(ttc), tools, tool_choice)
         if run_manager is not None:
-            emit_on_run(record, run_manager)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+            emit_on_run(reply.record, run_manager)
+        return ChatResult(generations=[ChatGeneration(message=reply.message)])
 
     async def _agenerate(
         self,
@@ -79,7 +79,7 @@ class TTCChatModel(BaseChatModel):
         tool_choice: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        message, record = await self.node.aanswer(messages, self._config(ttc), tools, tool_choice)
+        reply = await self.node.aanswer(messages, self._config(ttc), tools, tool_choice)
         if run_manager is not None:
-            await aemit_on_run(record, run_manager)
-        return ChatResult(generations=[ChatGeneration(message=message)])
+            await aemit_on_run(reply.record, run_manager)
+        return ChatResult(generations=[ChatGeneration(message=reply.message)])

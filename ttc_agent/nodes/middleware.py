@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
-from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+from langchain.agents.middleware import AgentMiddleware, AgentState, ExtendedModelResponse, ModelRequest, ModelResponse
+from langchain.agents.middleware.types import PrivateStateAttr
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables.config import ensure_config
+from langgraph.channels.untracked_value import UntrackedValue
+from langgraph.types import Command
 
-from ttc_agent.nodes.ttc_node import TTCNode
+from ttc_agent.budgets.ledger import Ledger, merge_ledgers
+from ttc_agent.nodes.ttc_node import Reply, TTCNode
 from ttc_agent.tracing import aemit, emit
+
+
+class TTCAgentState(AgentState):
+    """The agent state `TTCMiddleware` adds: the workflow budget's ledger and the run id."""
+
+    ttc_ledger: NotRequired[Annotated[Ledger, merge_ledgers]]
+    ttc_run: NotRequired[Annotated[str, UntrackedValue(str, guard=False), PrivateStateAttr]]
+
+
+def _response(reply: Reply) -> ModelResponse | ExtendedModelResponse:
+    """The model response, with the ledger increment as a state update when a budget is active."""
+    response = ModelResponse(result=[reply.message])
+    update = {k: v for k, v in reply.update.items() if k != "messages"}
+    return ExtendedModelResponse(model_response=response, command=Command(update=update)) if update else response
 
 
 class TTCMiddleware(AgentMiddleware):
@@ -22,6 +40,12 @@ class TTCMiddleware(AgentMiddleware):
     call or an answer, goes back to the agent. A step that may call tools votes over
     normalised calls and never uses beam search.
 
+    Under a workflow budget (the node's, or ``context=TTCContext(budget=...)``), the agent's
+    state gains the ledger (``ttc_ledger``), written from each model call through
+    ``ExtendedModelResponse(..., command=Command(update=...))``; when the budget cannot afford
+    another call, the agent ends with a message saying which limit was reached (or raises, or
+    interrupts, per ``on_exhausted``).
+
     Args:
         node: the `TTCNode` holding backend, probes, policy and trace sink.
         force_first_tool_call: ask for a tool call (``tool_choice="any"``) until the agent has
@@ -30,6 +54,8 @@ class TTCMiddleware(AgentMiddleware):
     Example:
         >>> agent = create_agent(TTCChatModel(node=node), tools=[calculator], middleware=[TTCMiddleware(node)])
     """
+
+    state_schema = TTCAgentState
 
     def __init__(self, node: TTCNode, *, force_first_tool_call: bool = False) -> None:
         super().__init__()
@@ -45,18 +71,20 @@ class TTCMiddleware(AgentMiddleware):
                 choice = "any"
         return messages, choice
 
-    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse | ExtendedModelResponse:
         messages, choice = self._inputs(request)
         config = ensure_config()
-        message, record = self.node.answer(messages, config, request.tools, choice)
-        emit(record, config)
-        return ModelResponse(result=[message])
+        reply = self.node.respond(messages, request.state, config, request.tools, choice)
+        emit(reply.record, config)
+        return _response(reply)
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
-    ) -> ModelResponse:
+    ) -> ModelResponse | ExtendedModelResponse:
         messages, choice = self._inputs(request)
         config = ensure_config()
-        message, record = await self.node.aanswer(messages, config, request.tools, choice)
-        await aemit(record, config)
-        return ModelResponse(result=[message])
+        reply = await self.node.arespond(messages, request.state, config, request.tools, choice)
+        await aemit(reply.record, config)
+        return _response(reply)

@@ -6,11 +6,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import ensure_config
 
+from ttc_agent.budgets.budget import BudgetError, BudgetExhaustedError, WorkflowBudget
+from ttc_agent.budgets.expected import CallHistory
+from ttc_agent.budgets.gate import BudgetGate, CallPlan
+from ttc_agent.budgets.ledger import LEDGER_KEY, RUN_KEY, charge, current_run, ledger_of
+from ttc_agent.budgets.pool import ReservationPool
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import tools as tooling
@@ -48,30 +54,41 @@ def to_chat(messages: Sequence[BaseMessage | Mapping[str, Any]]) -> list[dict[st
 
 @dataclass
 class TTCContext:
-    """A LangGraph context schema carrying per-run ttc settings (the keys of `SETTINGS`).
+    """A LangGraph context schema carrying per-run ttc settings (the keys of `SETTINGS`) and
+    an optional workflow budget for the run (a `WorkflowBudget` or a mapping of its fields).
 
     Example:
         >>> graph = StateGraph(MessagesState, context_schema=TTCContext)
-        >>> app.invoke(inputs, context=TTCContext(ttc={"lambda_tokens": 1e-3}))
+        >>> app.invoke(inputs, context=TTCContext(ttc={"lambda_tokens": 1e-3}, budget=WorkflowBudget(max_tokens=2000)))
 
-    Any context object with a ``ttc`` attribute or key works the same way.
+    Any context object with ``ttc`` / ``budget`` attributes or keys works the same way.
     """
 
     ttc: dict[str, Any] = field(default_factory=dict)
+    budget: WorkflowBudget | None = None
 
 
-def _context_settings() -> Any:
-    """The ``ttc`` settings of the current LangGraph run's context, if there are any."""
+def _context_value(key: str) -> Any:
+    """``key`` of the current LangGraph run's context, if there is one."""
     from langgraph.runtime import get_runtime
 
     try:
         runtime = get_runtime()
     except RuntimeError:  # not inside a graph run
-        return {}
+        return None
     context = getattr(runtime, "context", None)
     if context is None:
-        return {}
-    return (context.get("ttc") if isinstance(context, Mapping) else getattr(context, "ttc", None)) or {}
+        return None
+    return context.get(key) if isinstance(context, Mapping) else getattr(context, key, None)
+
+
+class Reply(NamedTuple):
+    """A node's answer: the message, its decision record, and the state update to write
+    (the message, plus the budget ledger increment and run id when a budget is active)."""
+
+    message: AIMessage
+    record: dict[str, Any]
+    update: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,8 @@ class _Prepared:
     features: dict[str, Any]
     tool_names: tuple[str, ...] = ()
     prefix: str = ""
+    plan: CallPlan | None = None
+    grant: tuple[int, float] = (0, 0.0)
 
 
 class TTCNode:
@@ -106,6 +125,10 @@ class TTCNode:
         policy: default prices and caps (``UtilityPolicy()``: accuracy only).
         trace: a JSONL file (or `JsonlTraceSink`) receiving every decision record.
         name: the node's name in records.
+        budget: a `WorkflowBudget` for every run (a run's context may carry its own).
+        manager: the budget manager, ``"paced"`` (default), ``"equal"`` or a `BudgetManager`.
+        history: learns the calls a run still makes when the budget does not say.
+        pool: where concurrent calls reserve their caps (the process-wide pool by default).
     """
 
     def __init__(
@@ -118,6 +141,10 @@ class TTCNode:
         policy: UtilityPolicy | None = None,
         trace: str | Path | JsonlTraceSink | None = None,
         name: str = "ttc",
+        budget: WorkflowBudget | Mapping[str, Any] | None = None,
+        manager: Any = "paced",
+        history: CallHistory | None = None,
+        pool: ReservationPool | None = None,
     ) -> None:
         if menu is not None and menu.to_dict() != probes.menu.to_dict():
             raise ProbeMismatchError(
@@ -133,6 +160,8 @@ class TTCNode:
         self.policy = policy or UtilityPolicy()
         self.sink = JsonlTraceSink(trace) if isinstance(trace, str | Path) else trace
         self.name = name
+        self.budget = WorkflowBudget.coerce(budget)
+        self.gate = BudgetGate(manager, pool, history)
         self._calibrated: dict[tuple[str, float], CallLimits] = {}
 
     # -- settings --------------------------------------------------------------------------
@@ -141,7 +170,7 @@ class TTCNode:
         """This call's prices and caps: the policy's, overridden by ``configurable["ttc"]``,
         overridden in turn by the run's context (``context=TTCContext(ttc={...})``)."""
         configured = ((config or {}).get("configurable") or {}).get("ttc") or {}
-        from_context = _context_settings()
+        from_context = _context_value("ttc") or {}
         for where, value in (('configurable["ttc"]', configured), ("the context's ttc", from_context)):
             if not isinstance(value, Mapping):
                 raise InvalidRequestError(f"{where} must be a mapping of settings, got {value!r}")
@@ -181,15 +210,26 @@ class TTCNode:
         found = self._calibrated[(key, target)]
         return CallLimits(found.lambda_tokens, found.lambda_seconds, limits.max_tokens, limits.max_seconds)
 
+    def budget_for_run(self) -> WorkflowBudget | None:
+        """The run's budget: the context's, else the node's."""
+        return WorkflowBudget.coerce(_context_value("budget")) or self.budget
+
     # -- the node ------------------------------------------------------------------------------
 
     def _prepare(
-        self, messages: Sequence[Any], config: RunnableConfig | None, tools: Sequence[Any] = (), tool_choice: Any = None
+        self,
+        messages: Sequence[Any],
+        config: RunnableConfig | None,
+        tools: Sequence[Any],
+        tool_choice: Any,
+        state: Any,
+        grant: tuple[int, float],
     ) -> _Prepared:
         if not messages:
             raise InvalidRequestError("there are no messages to answer")
         chat = to_chat(messages)
         limits = self.limits(config)
+        budget = self.budget_for_run()
         specs = tooling.tool_specs(tools) if tools else []
         prefix = tooling.forced_prefix(specs, tool_choice) if specs else ""
         if specs:
@@ -209,8 +249,37 @@ class TTCNode:
         pred = self.probes.predict_features(X, [prompt_tokens])
         # A step that may call tools never uses beam search.
         allowed = [not s.startswith("beam") for s in self.menu.specs] if specs else None
-        decision = self.policy.decide(pred, limits, allowed)[0]
-        return _Prepared(chat, prompt_tokens, decision, features_digest(X[0]), tuple(s.name for s in specs), prefix)
+        plan = None
+        if budget is None:
+            decision = self.policy.decide(pred, limits, allowed)[0]
+        else:
+            ledger = ledger_of(state)
+            configurable = (config or {}).get("configurable") or {}
+            steps = state.get("remaining_steps") if isinstance(state, Mapping) else None
+            plan = self.gate.plan(
+                budget,
+                ledger,
+                run=current_run(state, ledger, config),
+                thread=str(configurable.get("thread_id", "")),
+                node=self.name,
+                predictions=pred,
+                decide=lambda lim: self.policy.decide(pred, lim, allowed)[0],
+                user_limits=limits,
+                calibration=self.probes.calibration,
+                remaining_steps=steps if isinstance(steps, int) else None,
+                grant=grant,
+            )
+            decision = plan.decision
+        return _Prepared(
+            chat,
+            prompt_tokens,
+            decision,
+            features_digest(X[0]),
+            tuple(s.name for s in specs),
+            prefix,
+            plan,
+            grant,
+        )
 
     def _run_args(self, p: _Prepared) -> tuple[Any, Query, dict[str, Any]]:
         strategy = self.menu.strategy(p.decision.spec)
@@ -221,10 +290,17 @@ class TTCNode:
             query = Query(prompt=prompt, question=question, extract=tooling.extractor(p.tool_names, p.prefix))
         else:
             query = Query(prompt=p.chat, question=question)
-        return strategy, query, {"max_seconds": p.decision.limits.max_seconds}
+        if p.plan is None:
+            return strategy, query, {"max_seconds": p.decision.limits.max_seconds}
+        return strategy, query, {"max_seconds": p.plan.max_seconds(), "max_total_tokens": p.plan.max_total_tokens}
 
-    def _finish(self, p: _Prepared, outcome: Outcome) -> tuple[AIMessage, dict[str, Any]]:
+    def _finish(self, p: _Prepared, outcome: Outcome, state: Any) -> Reply:
         record = decision_record(self.name, p.decision, outcome, p.features, p.prompt_tokens)
+        update: dict[str, Any] = {}
+        if p.plan is not None:
+            increment, record["budget"] = self.gate.settle(p.plan, outcome.cost, p.grant)
+            self.gate.observe(p.plan.run, ledger_of(state), self.name)
+            update = {LEDGER_KEY: increment, RUN_KEY: p.plan.run}
         if self.sink is not None:
             self.sink.write(record)
         c = outcome.cost
@@ -242,7 +318,12 @@ class TTCNode:
                 "total_tokens": c.total_tokens,
             },
         )
-        return message, record
+        return Reply(message, record, {"messages": [message], **update})
+
+    def _failed(self, p: _Prepared, exc: BaseException) -> None:
+        """A call that raised still spent: charge its seconds and reserved tokens to the pool."""
+        if p.plan is not None:
+            self.gate.settle(p.plan, None, p.grant)
 
     def answer(
         self,
@@ -250,16 +331,28 @@ class TTCNode:
         config: RunnableConfig | None = None,
         tools: Sequence[Any] = (),
         tool_choice: Any = None,
-    ) -> tuple[AIMessage, dict[str, Any]]:
-        """Answer ``messages``: the reply and the decision record (also written to the sink).
+        *,
+        state: Any = None,
+        grant: tuple[int, float] = (0, 0.0),
+    ) -> Reply:
+        """Answer ``messages``: the reply, its decision record (also written to the sink) and
+        the state update to return from a node.
 
         With ``tools`` the reply may be a tool call (see `ttc_agent.nodes.tools`): best-of-N
         votes over normalised calls, beam search is not used, and ``tool_choice`` ("any",
-        "required" or a tool's name) forces a call.
+        "required" or a tool's name) forces a call. Under a workflow budget, ``state`` is the
+        graph state holding the ledger, and `BudgetExhaustedError` is raised when not even the
+        cheapest strategy fits (`respond` turns that into the budget's ``on_exhausted``).
         """
-        p = self._prepare(messages, config, tools, tool_choice)
+        config = config if config is not None else ensure_config()
+        p = self._prepare(messages, config, tools, tool_choice, state or {}, grant)
         strategy, query, kwargs = self._run_args(p)
-        return self._finish(p, strategy.run(query, self.backend, self.verifier, **kwargs))
+        try:
+            outcome = strategy.run(query, self.backend, self.verifier, **kwargs)
+        except BaseException as exc:
+            self._failed(p, exc)
+            raise
+        return self._finish(p, outcome, state or {})
 
     async def aanswer(
         self,
@@ -267,22 +360,123 @@ class TTCNode:
         config: RunnableConfig | None = None,
         tools: Sequence[Any] = (),
         tool_choice: Any = None,
-    ) -> tuple[AIMessage, dict[str, Any]]:
+        *,
+        state: Any = None,
+        grant: tuple[int, float] = (0, 0.0),
+    ) -> Reply:
         """Async `answer`."""
-        p = self._prepare(messages, config, tools, tool_choice)
+        config = config if config is not None else ensure_config()
+        p = self._prepare(messages, config, tools, tool_choice, state or {}, grant)
         strategy, query, kwargs = self._run_args(p)
-        return self._finish(p, await strategy.arun(query, self.backend, self.verifier, **kwargs))
+        try:
+            outcome = await strategy.arun(query, self.backend, self.verifier, **kwargs)
+        except BaseException as exc:
+            self._failed(p, exc)
+            raise
+        return self._finish(p, outcome, state or {})
+
+    def _exhausted_reply(self, exc: BudgetExhaustedError, state: Any, config: Any, grant) -> Reply:
+        """The budget's ``on_exhausted="end"``: a message naming the limit, and the ledger marked."""
+        budget = self.budget_for_run()
+        ledger = ledger_of(state)
+        run = current_run(state, ledger, config)
+        ex = exc.exhausted
+        record = {"node": self.name, "exhausted": {**ex.__dict__, "message": ex.message}}
+        message = AIMessage(ex.message, response_metadata={"ttc": record})
+        increment = charge(
+            budget.digest,
+            run,
+            self.name,
+            calls=0,
+            granted_tokens=grant[0],
+            granted_seconds=grant[1],
+            exhausted=ex.limit,
+        )
+        if self.sink is not None:
+            self.sink.write(record)
+        return Reply(message, record, {"messages": [message], LEDGER_KEY: increment, RUN_KEY: run})
+
+    def _on_exhausted(self, exc: BudgetExhaustedError, grant: tuple[int, float]) -> tuple[int, float] | None:
+        """``"error"`` re-raises; ``"ask"`` interrupts and returns the grown grant (``None``: stop)."""
+        budget = self.budget_for_run()
+        if budget.on_exhausted == "error":
+            raise exc
+        if budget.on_exhausted == "end":
+            return None
+        from langgraph.types import interrupt
+
+        answer = interrupt({"ttc_budget_exhausted": {**exc.exhausted.__dict__, "message": exc.exhausted.message}})
+        more = parse_grant(answer)
+        return None if more is None else (grant[0] + more[0], grant[1] + more[1])
+
+    def respond(
+        self,
+        messages: Sequence[Any],
+        state: Any = None,
+        config: RunnableConfig | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
+    ) -> Reply:
+        """`answer`, with the budget's exhaustion behaviour applied: ``"end"`` replies with a
+        message naming the limit and marks the ledger (route on `budget_exhausted`),
+        ``"error"`` raises `BudgetExhaustedError`, ``"ask"`` interrupts for more budget."""
+        config = config if config is not None else ensure_config()
+        grant: tuple[int, float] = (0, 0.0)
+        while True:
+            try:
+                return self.answer(messages, config, tools, tool_choice, state=state, grant=grant)
+            except BudgetExhaustedError as exc:
+                more = self._on_exhausted(exc, grant)
+                if more is None:
+                    return self._exhausted_reply(exc, state or {}, config, grant)
+                grant = more
+
+    async def arespond(
+        self,
+        messages: Sequence[Any],
+        state: Any = None,
+        config: RunnableConfig | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
+    ) -> Reply:
+        """Async `respond`."""
+        config = config if config is not None else ensure_config()
+        grant: tuple[int, float] = (0, 0.0)
+        while True:
+            try:
+                return await self.aanswer(messages, config, tools, tool_choice, state=state, grant=grant)
+            except BudgetExhaustedError as exc:
+                more = self._on_exhausted(exc, grant)
+                if more is None:
+                    return self._exhausted_reply(exc, state or {}, config, grant)
+                grant = more
 
     def __call__(self, state: Any, config: RunnableConfig | None = None) -> dict[str, Any]:
-        message, record = self.answer(_messages(state), config)
-        emit(record, config)
-        return {"messages": [message]}
+        reply = self.respond(_messages(state), state, config)
+        emit(reply.record, config)
+        return reply.update
 
     async def acall(self, state: Any, config: RunnableConfig | None = None) -> dict[str, Any]:
         """The node for async graphs (``graph.add_node("solve", node.acall)``)."""
-        message, record = await self.aanswer(_messages(state), config)
-        await aemit(record, config)
-        return {"messages": [message]}
+        reply = await self.arespond(_messages(state), state, config)
+        await aemit(reply.record, config)
+        return reply.update
+
+
+def parse_grant(answer: Any) -> tuple[int, float] | None:
+    """A person's answer to an exhausted budget: ``{"tokens": N, "seconds": S}`` grants more,
+    ``None`` or ``False`` stops."""
+    if answer is None or answer is False:
+        return None
+    if not isinstance(answer, Mapping) or set(answer) - {"tokens", "seconds"}:
+        raise BudgetError(f"resume an exhausted budget with {{'tokens': N, 'seconds': S}} or False, got {answer!r}")
+    tokens, seconds = answer.get("tokens", 0), answer.get("seconds", 0.0)
+    for name, value in (("tokens", tokens), ("seconds", seconds)):
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise BudgetError(f"a budget grant's {name} must be a finite number >= 0, got {value!r}")
+    if not tokens and not seconds:
+        return None
+    return int(tokens), float(seconds)
 
 
 def _messages(state: Any) -> Sequence[Any]:

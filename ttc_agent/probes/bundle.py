@@ -71,6 +71,12 @@ class Predictions:
     seconds: np.ndarray
     rounds: np.ndarray
 
+    @property
+    def seconds_q90(self) -> np.ndarray:
+        """A high quantile of the seconds: seconds scaled by the tokens' q90-to-median ratio
+        (latency grows with the tokens generated)."""
+        return self.seconds * np.maximum(self.tokens_q90 / np.maximum(self.tokens, 1.0), 1.0)
+
 
 @dataclass
 class TraceTable:

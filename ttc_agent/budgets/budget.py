@@ -1,0 +1,138 @@
+"""`WorkflowBudget`: one token and seconds allowance for a whole agent trajectory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from ttc_agent.errors import InvalidRequestError, TTCError
+
+#: The token kinds a budget can count; all three by default.
+TOKEN_KINDS = ("prompt", "completion", "verifier")
+
+
+class BudgetError(InvalidRequestError):
+    """A budget, manager or ledger setting has a bad value (raised before any generation)."""
+
+
+@dataclass(frozen=True)
+class BudgetExhausted:
+    """The typed outcome of a call that the budget cannot afford: which limit ran out.
+
+    ``limit`` is ``"tokens"`` or ``"seconds"``; ``needed`` is the cheapest strategy's
+    predicted cost (its q90 tokens, or its seconds), ``left`` what the workflow had left.
+    """
+
+    limit: str
+    needed: float
+    left: float
+    node: str = ""
+
+    @property
+    def message(self) -> str:
+        unit = "tokens" if self.limit == "tokens" else "seconds"
+        return (
+            f"Stopped: the workflow's {unit} budget is spent ({self.left:.4g} {unit} left, the cheapest "
+            f"strategy needs about {self.needed:.4g})."
+        )
+
+
+class BudgetExhaustedError(TTCError):
+    """Raised by a call under ``on_exhausted="error"`` (and by `TTCNode.answer`) when the
+    budget cannot afford even the cheapest strategy; ``.exhausted`` says which limit."""
+
+    def __init__(self, exhausted: BudgetExhausted) -> None:
+        super().__init__(exhausted.message)
+        self.exhausted = exhausted
+
+
+def _check_limit(name: str, value: Any, integer: bool) -> Any:
+    if value is None:
+        return None
+    kind = int if integer else (int, float)
+    if not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        what = "an integer" if integer else "a finite number"
+        raise BudgetError(f"{name} must be {what} > 0 or None, got {value!r}")
+    return value if integer else float(value)
+
+
+@dataclass(frozen=True)
+class WorkflowBudget:
+    """What a whole workflow may spend, and what happens when it runs out.
+
+    Args:
+        max_tokens: tokens for the whole workflow; which kinds count is ``count`` (prompt,
+            completion and verifier tokens by default).
+        max_seconds: seconds of LLM calls for the whole workflow (the calls' wall-clock
+            seconds, summed; each call's deadline is what is left).
+        scope: ``"run"`` resets on each ``invoke`` of a thread; ``"thread"`` accumulates
+            across invocations of the same thread (as ``ModelCallLimitMiddleware`` does).
+        on_exhausted: ``"end"`` finishes with a message naming the limit, ``"error"`` raises
+            `BudgetExhaustedError`, ``"ask"`` pauses with LangGraph's ``interrupt()`` so a person
+            can grant more (resume with ``{"tokens": N, "seconds": S}``) or stop (``False``).
+        expected_calls: how many LLM calls the workflow makes (``None``: learned per node from
+            earlier runs, see `CallHistory`).
+        shared_by: a name; every thread whose budget carries it draws from one allowance in
+            this process (several graph threads sharing one budget).
+        count: the token kinds that count against ``max_tokens``.
+
+    Example:
+        >>> WorkflowBudget(max_tokens=2000, max_seconds=60, expected_calls=4)
+    """
+
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+    scope: Literal["run", "thread"] = "run"
+    on_exhausted: Literal["end", "error", "ask"] = "end"
+    expected_calls: int | None = None
+    shared_by: str | None = None
+    count: tuple[str, ...] = field(default=TOKEN_KINDS)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_tokens", _check_limit("max_tokens", self.max_tokens, integer=True))
+        object.__setattr__(self, "max_seconds", _check_limit("max_seconds", self.max_seconds, integer=False))
+        if self.max_tokens is None and self.max_seconds is None:
+            raise BudgetError("a WorkflowBudget needs max_tokens, max_seconds or both")
+        if self.scope not in ("run", "thread"):
+            raise BudgetError(f"scope must be 'run' or 'thread', got {self.scope!r}")
+        if self.on_exhausted not in ("end", "error", "ask"):
+            raise BudgetError(f"on_exhausted must be 'end', 'error' or 'ask', got {self.on_exhausted!r}")
+        if self.expected_calls is not None and (
+            not isinstance(self.expected_calls, int) or isinstance(self.expected_calls, bool) or self.expected_calls < 1
+        ):
+            raise BudgetError(f"expected_calls must be an integer >= 1 or None, got {self.expected_calls!r}")
+        if self.shared_by is not None and (not isinstance(self.shared_by, str) or not self.shared_by):
+            raise BudgetError(f"shared_by must be a non-empty string or None, got {self.shared_by!r}")
+        count = tuple(self.count) if not isinstance(self.count, str) else (self.count,)
+        bad = [k for k in count if k not in TOKEN_KINDS]
+        if bad or not count:
+            raise BudgetError(f"count must name some of {list(TOKEN_KINDS)}, got {self.count!r}")
+        object.__setattr__(self, "count", count)
+
+    @classmethod
+    def coerce(cls, value: Any) -> WorkflowBudget | None:
+        """A budget from a `WorkflowBudget`, a mapping of its fields, or ``None``."""
+        if value is None or isinstance(value, WorkflowBudget):
+            return value
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(cls.__dataclass_fields__))
+            if unknown:
+                raise BudgetError(
+                    f"unknown budget field(s) {unknown}; expected some of {list(cls.__dataclass_fields__)}"
+                )
+            return cls(**value)
+        raise BudgetError(f"a budget must be a WorkflowBudget or a mapping, got {value!r}")
+
+    def tokens_of(self, cost: Any) -> int:
+        """The tokens of a `Cost` (or cost dict) that count against this budget."""
+        get = cost.get if isinstance(cost, dict) else (lambda k: getattr(cost, k))
+        return int(sum(get(f"{k}_tokens") for k in self.count))
+
+    @property
+    def digest(self) -> str:
+        """Identifies the limits a ledger was kept under (not the exhaustion behaviour)."""
+        key = {k: v for k, v in asdict(self).items() if k in ("max_tokens", "max_seconds", "scope", "count")}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]

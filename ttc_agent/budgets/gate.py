@@ -1,0 +1,202 @@
+"""`BudgetGate`: one budgeted call, from the balance to the reservation to the ledger increment."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ttc_agent.budgets.budget import BudgetError, BudgetExhausted, BudgetExhaustedError, WorkflowBudget
+from ttc_agent.budgets.expected import CallHistory
+from ttc_agent.budgets.ledger import Ledger, charge
+from ttc_agent.budgets.managers import Allowance, Balance, balance_for, make_manager
+from ttc_agent.budgets.pool import POOL, Reservation, ReservationPool
+from ttc_agent.policy import CallLimits, Decision
+
+
+@dataclass(frozen=True)
+class CallPlan:
+    """What a budgeted call may do: the decision and the hard limits it runs under."""
+
+    budget: WorkflowBudget
+    run: str
+    node: str
+    decision: Decision
+    balance: Balance
+    allowance: Allowance
+    reservation: Reservation
+    started: float
+
+    @property
+    def max_total_tokens(self) -> int | None:
+        """The call's hard cap on counted tokens (its reservation)."""
+        return None if self.reservation.tokens is None else int(self.reservation.tokens)
+
+    def max_seconds(self) -> float | None:
+        """The call's deadline from now: the reserved seconds less what planning took."""
+        if self.reservation.seconds is None:
+            return None
+        return max(self.reservation.seconds - (time.perf_counter() - self.started), 0.001)
+
+
+#: A call reserves its cap, but no more than this multiple of its chosen strategy's q90 cost,
+#: so concurrent calls are not starved by one call's generous cap.
+HEADROOM = 1.5
+
+
+def _min_cap(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _want(decision: Decision, predictions: Any) -> tuple[float | None, float | None]:
+    """What a call reserves: its caps, at most `HEADROOM` times its strategy's q90 cost."""
+    i = decision.index
+    return (
+        _min_cap(decision.limits.max_tokens, HEADROOM * decision.tokens_q90[i]),
+        _min_cap(decision.limits.max_seconds, HEADROOM * float(predictions.seconds_q90[0][i])),
+    )
+
+
+class BudgetGate:
+    """Plans and settles budgeted calls for a node (shared by all its threads).
+
+    Args:
+        manager: ``"paced"`` (default), ``"equal"`` or a `BudgetManager`.
+        pool: where concurrent calls reserve (the process-wide pool by default).
+        history: learns the calls still expected when the budget does not say (`CallHistory`).
+    """
+
+    def __init__(
+        self, manager: Any = "paced", pool: ReservationPool | None = None, history: CallHistory | None = None
+    ) -> None:
+        self.manager = make_manager(manager)
+        self.pool = pool or POOL
+        self.history = history or CallHistory()
+
+    def _key(self, budget: WorkflowBudget, thread: str, run: str) -> tuple:
+        if budget.shared_by is not None:
+            return ("shared", budget.shared_by, budget.digest)
+        return ("thread", thread, budget.digest) if budget.scope == "thread" else ("run", thread, run, budget.digest)
+
+    def plan(
+        self,
+        budget: WorkflowBudget,
+        ledger: Ledger | None,
+        *,
+        run: str,
+        thread: str,
+        node: str,
+        predictions: Any,
+        decide: Callable[[CallLimits], Decision],
+        user_limits: CallLimits,
+        calibration: Any = None,
+        remaining_steps: int | None = None,
+        grant: tuple[int, float] = (0, 0.0),
+    ) -> CallPlan:
+        """Decide under the budget and reserve the call's caps; raises `BudgetExhaustedError`
+        when not even the cheapest strategy fits."""
+        started = time.perf_counter()
+        ledger = ledger or Ledger()
+        if ledger.budget and ledger.budget != budget.digest and (budget.scope == "thread" or ledger.run == run):
+            raise BudgetError(
+                f"this thread's ledger was kept under another budget ({ledger.budget}); the call runs under "
+                f"{budget} ({budget.digest}). Start a new thread or keep the budget."
+            )
+        spent_t, spent_s, calls_done = ledger.spent(budget.scope, run)
+        granted_t, granted_s = ledger.granted(budget.scope, run)
+        granted = (granted_t + grant[0], granted_s + grant[1])
+        key = self._key(budget, thread, run)
+        seen_t, seen_s, _ = self.pool.available(key, spent_t, spent_s)
+        so_far = ledger.calls_of_run(run)
+        expected = budget.expected_calls or self.history.expected_total(run, so_far)
+        calls_left = max(expected - calls_done, 1)
+        if remaining_steps is not None:
+            calls_left = max(min(calls_left, int(remaining_steps)), 1)
+        same_run = ledger.run == run
+        lambdas = (ledger.lambda_tokens, ledger.lambda_seconds) if same_run else (None, None)
+        balance = balance_for(budget, seen_t, seen_s, granted, calls_done, calls_left, lambdas)
+        allowance = self.manager.allowance(balance, predictions, calibration)
+        lim = allowance.limits
+        limits = replace(
+            lim,
+            max_tokens=_min_cap(lim.max_tokens, user_limits.max_tokens),
+            max_seconds=_min_cap(lim.max_seconds, user_limits.max_seconds),
+        )
+        decision = decide(limits)
+        if decision.feasible:
+            chosen = decision.index
+            totals = (balance.tokens_total, balance.seconds_total)
+            reservation = self.pool.reserve(key, (spent_t, spent_s), totals, _want(decision, predictions))
+            # Calls that reserved in the meantime may have shrunk what is left: re-check.
+            if (reservation.tokens is not None and reservation.tokens < decision.tokens_q90[chosen]) or (
+                reservation.seconds is not None
+                and reservation.seconds < predictions.seconds_q90[0][chosen] * (1 - 1e-9)
+            ):
+                self.pool.settle(reservation, 0, 0.0)
+                decision = decide(
+                    replace(
+                        limits,
+                        max_tokens=None if reservation.tokens is None else max(reservation.tokens, 1e-9),
+                        max_seconds=None if reservation.seconds is None else max(reservation.seconds, 1e-9),
+                    )
+                )
+                if decision.feasible:
+                    reservation = self.pool.reserve(key, (spent_t, spent_s), totals, _want(decision, predictions))
+        if not decision.feasible:
+            raise BudgetExhaustedError(self._exhausted(decision, predictions, balance, node))
+        return CallPlan(budget, run, node, decision, balance, allowance, reservation, started)
+
+    @staticmethod
+    def _exhausted(decision: Decision, predictions: Any, balance: Balance, node: str) -> BudgetExhausted:
+        cheapest_t = float(min(decision.tokens_q90))
+        cheapest_s = float(predictions.seconds_q90[0].min())
+        lim = decision.limits
+        if lim.max_tokens is not None and cheapest_t > lim.max_tokens:
+            return BudgetExhausted("tokens", cheapest_t, float(balance.tokens_left or 0.0), node)
+        return BudgetExhausted("seconds", cheapest_s, float(balance.seconds_left or 0.0), node)
+
+    def settle(self, plan: CallPlan, cost: Any | None, grant: tuple[int, float] = (0, 0.0)) -> tuple[Ledger, dict]:
+        """Book the call's actual spend (``cost=None``: it failed; its seconds and reserved
+        tokens are charged) and return the ledger increment and the budget part of its record."""
+        seconds = time.perf_counter() - plan.started
+        if cost is None:
+            tokens = plan.max_total_tokens or 0
+        else:
+            tokens = plan.budget.tokens_of(cost)
+        self.pool.settle(plan.reservation, tokens, seconds)
+        lim = plan.decision.limits
+        increment = charge(
+            plan.budget.digest,
+            plan.run,
+            plan.node,
+            tokens=tokens,
+            seconds=seconds,
+            granted_tokens=grant[0],
+            granted_seconds=grant[1],
+            lambdas=(lim.lambda_tokens, lim.lambda_seconds),
+        )
+        b = plan.balance
+        after = {
+            "tokens_left": None if b.tokens_left is None else b.tokens_left - tokens,
+            "seconds_left": None if b.seconds_left is None else b.seconds_left - seconds,
+        }
+        record = {
+            "manager": getattr(self.manager, "name", type(self.manager).__name__),
+            "scope": plan.budget.scope,
+            "max_tokens": plan.budget.max_tokens,
+            "max_seconds": plan.budget.max_seconds,
+            "before": b.as_dict(),
+            "after": after,
+            "reserve": {"tokens": plan.allowance.reserve_tokens, "seconds": plan.allowance.reserve_seconds},
+            "reservation": {"tokens": plan.reservation.tokens, "seconds": plan.reservation.seconds},
+            "charged": {"tokens": tokens, "seconds": seconds},
+            "granted": {"tokens": grant[0], "seconds": grant[1]},
+        }
+        return increment, record
+
+    def observe(self, run: str, ledger: Ledger | None, node: str) -> None:
+        """Tell the call history this run has made one more call of ``node``."""
+        calls = (ledger or Ledger()).calls_of_run(run)
+        calls[node] = calls.get(node, 0) + 1
+        self.history.observe(run, calls)

@@ -1,0 +1,215 @@
+"""Budget managers: turn what a workflow has left into this call's lambdas and hard caps.
+
+A manager sees a `Balance` (what is left, calls done and still expected, the prices it set
+last time) and the probes' predictions for this call's query, and returns an `Allowance`.
+Both shipped managers apply the *reserve rule*: a call may never take what the cheapest
+strategy needs on every call still expected after it.
+
+- `EqualSplit`: each call may spend what is left divided by the calls still expected, and
+  picks the most accurate strategy that fits (no prices).
+- `Paced`: a dual-ascent (Lagrangian) pacer. Prices start where the probes' calibration data
+  says the mean call costs the per-call plan, and move multiplicatively with the gap between
+  spend and plan: up when spending runs ahead, down when it runs behind. The cap is what is
+  left minus the reserve, so cheap, easy calls leave compute for hard ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from ttc_agent.budgets.budget import BudgetError, WorkflowBudget
+from ttc_agent.policy import CallLimits, UtilityPolicy
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Where a workflow stands before a call (``None`` where a limit is not budgeted)."""
+
+    tokens_left: float | None
+    seconds_left: float | None
+    tokens_total: float | None
+    seconds_total: float | None
+    calls_done: int
+    calls_left: int  # including this one, >= 1
+    lambda_tokens: float | None = None  # the prices the manager set at the previous call
+    lambda_seconds: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """A manager's answer: this call's limits and the reserve it kept for later calls."""
+
+    limits: CallLimits
+    reserve_tokens: float = 0.0
+    reserve_seconds: float = 0.0
+
+
+class BudgetManager(Protocol):
+    """Anything with ``allowance(balance, predictions, calibration) -> Allowance``.
+
+    ``predictions`` holds this query's row (one query, every strategy); ``calibration`` is
+    the probe bundle's training predictions (``None`` if it has none).
+    """
+
+    name: str
+
+    def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance: ...
+
+
+def reserve(balance: Balance, predictions: Any) -> tuple[float, float]:
+    """Tokens and seconds to keep for the calls after this one: the cheapest strategy's q90
+    tokens and seconds, once per call still expected after this one."""
+    later = max(balance.calls_left - 1, 0)
+    return later * float(np.min(predictions.tokens_q90[0])), later * float(np.min(predictions.seconds_q90[0]))
+
+
+def _caps(balance: Balance, predictions: Any, share: tuple[float | None, float | None]):
+    """Hard caps: what is left minus the reserve, within ``share``; when the reserve would leave
+    this call less than the cheapest strategy needs, it may still take that much (the calls
+    after it then find the budget spent, rather than this one)."""
+    keep = reserve(balance, predictions)
+    cheapest = float(np.min(predictions.tokens_q90[0])), float(np.min(predictions.seconds_q90[0]))
+    caps: list[float | None] = []
+    for left, k, c, sh in zip((balance.tokens_left, balance.seconds_left), keep, cheapest, share, strict=True):
+        if left is None:
+            caps.append(None)
+            continue
+        cap = max(left - k, min(c, left))
+        caps.append(cap if sh is None else min(cap, max(sh, min(c, left))))
+    return caps[0], caps[1], keep
+
+
+def _limits(lam_t: float, lam_s: float, cap_t: float | None, cap_s: float | None) -> CallLimits:
+    # CallLimits wants caps > 0; a cap of 0 (nothing left) becomes the smallest positive one,
+    # which no strategy fits, so the call is reported exhausted.
+    def pos(x):
+        return None if x is None else max(x, 1e-9)
+
+    for name, lam in (("lambda_tokens", lam_t), ("lambda_seconds", lam_s)):
+        if not math.isfinite(lam) or lam < 0:
+            raise BudgetError(f"a budget manager returned {name}={lam!r}; prices must be finite and >= 0")
+    return CallLimits(lam_t, lam_s, pos(cap_t), pos(cap_s))
+
+
+class EqualSplit:
+    """What is left, divided by the calls still expected (never less than the cheapest
+    strategy needs, if the reserve allows it); no prices within the share."""
+
+    name = "equal"
+
+    def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance:
+        share = tuple(
+            None if left is None else left / balance.calls_left for left in (balance.tokens_left, balance.seconds_left)
+        )
+        cap_t, cap_s, keep = _caps(balance, predictions, share)
+        return Allowance(_limits(0.0, 0.0, cap_t, cap_s), *keep)
+
+
+class Paced:
+    """Dual-ascent pacing: prices rise when spending runs ahead of plan and fall when it runs behind.
+
+    Args:
+        step: how fast prices move; a call that puts spend one per-call plan ahead of the
+            linear plan multiplies the price by ``exp(step)``.
+        floor, ceiling: bounds on the prices, as multiples of the starting price.
+    """
+
+    name = "paced"
+
+    def __init__(self, step: float = 0.5, floor: float = 1e-3, ceiling: float = 1e3) -> None:
+        for n, v in (("step", step), ("floor", floor), ("ceiling", ceiling)):
+            if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise BudgetError(f"Paced {n} must be a finite number > 0, got {v!r}")
+        if floor >= ceiling:
+            raise BudgetError(f"Paced floor ({floor}) must be below ceiling ({ceiling})")
+        self.step, self.floor, self.ceiling = float(step), float(floor), float(ceiling)
+        self._start: dict[tuple, tuple[float, float]] = {}
+
+    def _initial(self, balance: Balance, calibration: Any) -> tuple[float, float]:
+        calls = balance.calls_done + balance.calls_left
+        plan_t = None if balance.tokens_total is None else balance.tokens_total / calls
+        plan_s = None if balance.seconds_total is None else balance.seconds_total / calls
+        key = (plan_t, plan_s, id(calibration))
+        if key not in self._start:
+            lam_t = lam_s = 0.0
+            if calibration is not None:
+                policy = UtilityPolicy()
+                if plan_t is not None:
+                    policy = policy.calibrate(calibration, target_mean_tokens=plan_t)
+                if plan_s is not None:
+                    policy = policy.calibrate(calibration, target_mean_seconds=plan_s)
+                lam_t, lam_s = policy.limits.lambda_tokens, policy.limits.lambda_seconds
+            # Without calibration data (or where it says any choice fits): spending the whole
+            # per-call plan is worth a fifth of a correct answer.
+            if plan_t is not None and lam_t == 0.0:
+                lam_t = 0.2 / plan_t
+            if plan_s is not None and lam_s == 0.0:
+                lam_s = 0.2 / plan_s
+            self._start[key] = (lam_t, lam_s)
+        return self._start[key]
+
+    def _update(self, lam: float, start: float, spent: float, total: float, balance: Balance) -> float:
+        calls = balance.calls_done + balance.calls_left
+        per_call = total / calls
+        planned = total * balance.calls_done / calls  # spend on a linear plan after the calls done
+        lam = lam * math.exp(self.step * (spent - planned) / per_call)
+        return min(max(lam, start * self.floor), start * self.ceiling)
+
+    def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance:
+        start_t, start_s = self._initial(balance, calibration)
+        lam_t, lam_s = balance.lambda_tokens, balance.lambda_seconds
+        lam_t = start_t if lam_t is None else lam_t
+        lam_s = start_s if lam_s is None else lam_s
+        if balance.tokens_left is not None and balance.calls_done:
+            spent = balance.tokens_total - balance.tokens_left
+            lam_t = self._update(lam_t, start_t, spent, balance.tokens_total, balance)
+        if balance.seconds_left is not None and balance.calls_done:
+            spent = balance.seconds_total - balance.seconds_left
+            lam_s = self._update(lam_s, start_s, spent, balance.seconds_total, balance)
+        cap_t, cap_s, keep = _caps(balance, predictions, (None, None))
+        return Allowance(_limits(lam_t, lam_s, cap_t, cap_s), *keep)
+
+
+MANAGERS = {"equal": EqualSplit, "paced": Paced}
+
+
+def make_manager(manager: Any) -> BudgetManager:
+    """A manager from a name (``"equal"``, ``"paced"``) or an object with ``allowance``."""
+    if isinstance(manager, str):
+        if manager not in MANAGERS:
+            raise BudgetError(f"unknown budget manager {manager!r}; known: {sorted(MANAGERS)}")
+        return MANAGERS[manager]()
+    if not callable(getattr(manager, "allowance", None)):
+        raise BudgetError(f"a budget manager needs an allowance() method, got {manager!r}")
+    return manager
+
+
+def balance_for(
+    budget: WorkflowBudget,
+    spent_tokens: float,
+    spent_seconds: float,
+    granted: tuple[float, float],
+    calls_done: int,
+    calls_left: int,
+    lambdas: tuple[float | None, float | None] = (None, None),
+) -> Balance:
+    """The `Balance` of a workflow under ``budget`` (grants extend the totals)."""
+    total_t = None if budget.max_tokens is None else budget.max_tokens + granted[0]
+    total_s = None if budget.max_seconds is None else budget.max_seconds + granted[1]
+    return Balance(
+        tokens_left=None if total_t is None else max(total_t - spent_tokens, 0.0),
+        seconds_left=None if total_s is None else max(total_s - spent_seconds, 0.0),
+        tokens_total=total_t,
+        seconds_total=total_s,
+        calls_done=calls_done,
+        calls_left=max(int(calls_left), 1),
+        lambda_tokens=lambdas[0],
+        lambda_seconds=lambdas[1],
+    )

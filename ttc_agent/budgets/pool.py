@@ -1,0 +1,109 @@
+"""Reservations: concurrent calls of one workflow reserve their capped cost before they run.
+
+Parallel branches read the same ledger from state, and graph threads that share one budget
+each have their own ledger, so neither can see the others' calls in flight. A `ReservationPool`
+(one per process, shared by every node) keeps, per allowance, the spend settled through it and
+the reservations outstanding. A call reserves its hard caps (at most what is left after the
+other reservations), runs, and settles its actual cost, so calls running together cannot
+overrun the allowance between them.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What one call may spend: its key, id and reserved tokens and seconds."""
+
+    key: tuple
+    id: str
+    tokens: int | None
+    seconds: float | None
+
+
+@dataclass
+class _Account:
+    tokens: int = 0
+    seconds: float = 0.0
+    reserved: dict[str, tuple[int, float]] | None = None
+
+
+class ReservationPool:
+    """Thread-safe accounts of settled spend and outstanding reservations, per allowance key.
+
+    ``spent`` from the ledger seeds an account the first time a key is seen (and whenever the
+    ledger shows more, e.g. after a restart); from then on, settled calls add to it at once,
+    before their ledger increments reach the state.
+    """
+
+    def __init__(self, max_accounts: int = 10_000) -> None:
+        self._accounts: OrderedDict[tuple, _Account] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_accounts = max_accounts
+
+    def _account(self, key: tuple, tokens: int, seconds: float) -> _Account:
+        acc = self._accounts.get(key)
+        if acc is None:
+            acc = self._accounts[key] = _Account(tokens, seconds, {})
+            while len(self._accounts) > self.max_accounts:
+                oldest = next(iter(self._accounts))
+                if self._accounts[oldest].reserved:
+                    break
+                del self._accounts[oldest]
+        else:
+            acc.tokens, acc.seconds = max(acc.tokens, tokens), max(acc.seconds, seconds)
+            self._accounts.move_to_end(key)
+        return acc
+
+    def available(self, key: tuple, spent_tokens: int, spent_seconds: float) -> tuple[int, float, int]:
+        """Spent tokens and seconds counting other calls' reservations, and how many are in flight."""
+        with self._lock:
+            acc = self._account(key, spent_tokens, spent_seconds)
+            held_t = sum(t for t, _ in acc.reserved.values())
+            held_s = sum(s for _, s in acc.reserved.values())
+            return acc.tokens + held_t, acc.seconds + held_s, len(acc.reserved)
+
+    def reserve(
+        self,
+        key: tuple,
+        spent: tuple[int, float],
+        allowance: tuple[int | None, float | None],
+        want: tuple[int | None, float | None],
+    ) -> Reservation:
+        """Atomically hold up to ``want`` (tokens, seconds) for one call, never more than the
+        ``allowance`` leaves after settled spend and the other reservations (``None``: that
+        limit is not budgeted). A reservation of 0 means nothing was left."""
+        with self._lock:
+            acc = self._account(key, *spent)
+            held_t = sum(t for t, _ in acc.reserved.values())
+            held_s = sum(s for _, s in acc.reserved.values())
+            tokens = seconds = None
+            if allowance[0] is not None:
+                room = max(int(allowance[0]) - acc.tokens - held_t, 0)
+                tokens = room if want[0] is None else max(min(math.ceil(want[0]), room), 0)
+            if allowance[1] is not None:
+                room_s = max(float(allowance[1]) - acc.seconds - held_s, 0.0)
+                seconds = room_s if want[1] is None else max(min(float(want[1]), room_s), 0.0)
+            rid = uuid.uuid4().hex
+            acc.reserved[rid] = (tokens or 0, seconds or 0.0)
+            return Reservation(key, rid, tokens, seconds)
+
+    def settle(self, reservation: Reservation, tokens: int, seconds: float) -> None:
+        """Release a reservation and book the call's actual spend (also after a failure)."""
+        with self._lock:
+            acc = self._accounts.get(reservation.key)
+            if acc is None:
+                return
+            acc.reserved.pop(reservation.id, None)
+            acc.tokens += tokens
+            acc.seconds += seconds
+
+
+#: The pool every node uses unless given its own.
+POOL = ReservationPool()
