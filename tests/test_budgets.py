@@ -326,3 +326,26 @@ def test_ledger_types_pass_strict_msgpack(monkeypatch):
     led = merge_ledgers(Ledger(), charge("b", "r", "solve", tokens=3, seconds=0.1, lambdas=(0.01, None)))
     serde = JsonPlusSerializer(allowed_msgpack_modules=[("ttc_agent.budgets.ledger", "Ledger")])
     assert serde.loads_typed(serde.dumps_typed(led)) == led
+
+
+async def test_async_graph_ledger_survives_reopening_an_async_sqlite_checkpoint(tmp_path):
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    backend = ScriptedBackend(texts("= 5"))
+    node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=1000, scope="thread", expected_calls=4))
+
+    async def solve(state, config):
+        return {**(await node.arespond(Q, state, config)).update, "rounds": state.get("rounds", 0) + 1}
+
+    g = StateGraph(State)
+    g.add_node("solve", solve)
+    g.add_edge(START, "solve")
+    cfg = {"configurable": {"thread_id": "async"}}
+    db = str(tmp_path / "async.sqlite")
+    async with AsyncSqliteSaver.from_conn_string(db) as saver:
+        first = (await g.compile(checkpointer=saver).ainvoke(start(), cfg))["ttc_ledger"]
+    async with AsyncSqliteSaver.from_conn_string(db) as saver:  # a fresh connection: read back from disk
+        app = g.compile(checkpointer=saver)
+        assert (await app.aget_state(cfg)).values["ttc_ledger"] == first
+        second = (await app.ainvoke({"rounds": 0}, cfg))["ttc_ledger"]
+    assert first.tokens > 0 and second.tokens == spent_tokens(backend) and second.calls == 2

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,17 +19,23 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import dataclasses, json, sys
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.graph import START, MessagesState, StateGraph
     from ttc_agent.backends import TransformersBackend
+    from ttc_agent.budgets import BudgetState, WorkflowBudget
     from ttc_agent.nodes import TTCNode
     from ttc_agent.probes import ProbeBundle
 
+    class State(MessagesState, BudgetState):
+        pass
+
     db, probes, mode = sys.argv[1:4]
     backend = TransformersBackend()
-    graph = StateGraph(MessagesState)
-    graph.add_node("solve", TTCNode(backend, ProbeBundle.load(probes, fingerprint=backend.fingerprint())))
+    graph = StateGraph(State)
+    budget = WorkflowBudget(max_tokens=4000, scope="thread")
+    bundle = ProbeBundle.load(probes, fingerprint=backend.fingerprint())
+    graph.add_node("solve", TTCNode(backend, bundle, budget=budget))
     graph.add_edge(START, "solve")
     config = {"configurable": {"thread_id": "t1", "ttc": {"lambda_tokens": 1.0}}}
     with SqliteSaver.from_conn_string(db) as saver:
@@ -37,8 +44,11 @@ SCRIPT = textwrap.dedent(
             app.invoke({"messages": [("user", "What is 2 + 3?")]}, config)
         else:
             app.invoke({"messages": [("user", "And what is 4 + 4?")]}, config)
-        state = app.get_state(config).values["messages"]
-        print(json.dumps([{"type": m.type, "content": m.content, "ttc": m.response_metadata.get("ttc", {}).get("choice")} for m in state]))
+        values = app.get_state(config).values
+        messages = [{"type": m.type, "content": m.content, "ttc": m.response_metadata.get("ttc", {}).get("choice"),
+                     "budget": m.response_metadata.get("ttc", {}).get("budget"), "usage": m.usage_metadata}
+                    for m in values["messages"]]
+        print(json.dumps({"messages": messages, "ledger": dataclasses.asdict(values["ttc_ledger"])}))
     """
 )
 
@@ -54,15 +64,22 @@ def test_sqlite_thread_survives_a_restart_in_a_new_process(tf_backend, tmp_path)
             capture_output=True,
             text=True,
             timeout=300,
+            env={**os.environ, "LANGGRAPH_STRICT_MSGPACK": "true"},  # the ledger's types are declared
         )
         assert done.returncode == 0, done.stderr[-2000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     first = run("ask")
-    assert [m["type"] for m in first] == ["human", "ai"] and first[1]["ttc"] == "greedy"
+    assert [m["type"] for m in first["messages"]] == ["human", "ai"] and first["messages"][1]["ttc"] == "greedy"
     second = run("continue")  # a new process: the thread comes back from the database
-    assert [m["type"] for m in second] == ["human", "ai", "human", "ai"]
-    assert second[:2] == first, "messages and decision metadata survived the restart"
+    assert [m["type"] for m in second["messages"]] == ["human", "ai", "human", "ai"]
+    assert second["messages"][:2] == first["messages"], "messages and decision metadata survived the restart"
+    # The thread-scoped ledger came back too: the second call started from the first's balance.
+    spent = first["ledger"]["tokens"]
+    assert spent == first["messages"][1]["usage"]["total_tokens"] > 0
+    assert second["messages"][3]["budget"]["before"]["tokens_left"] == 4000 - spent
+    assert second["ledger"]["tokens"] == spent + second["messages"][3]["usage"]["total_tokens"]
+    assert second["ledger"]["calls"] == 2
 
 
 def test_eight_threads_at_once_with_their_own_settings(tf_backend):

@@ -119,3 +119,35 @@ def test_react_agent_on_the_embedded_model_really_calls_the_calculator(tf_backen
     assert (
         out["messages"][-1].type == "ai" and out["messages"][-1].response_metadata["ttc"]["choice"] in node.menu.specs
     )
+
+
+def test_agent_budget_ledger_is_written_by_the_middleware_and_ends_the_run_cleanly():
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from ttc_agent.budgets import WorkflowBudget, budget_exhausted
+    from ttc_agent.nodes import TTCContext
+
+    CALLS.clear()
+    backend = scripted_tool_backend()
+    node = TTCNode(backend, bundle_for(None), budget=WorkflowBudget(max_tokens=2000, expected_calls=2))
+    agent = create_agent(
+        TTCChatModel(node=node),
+        tools=[calculator],
+        middleware=[TTCMiddleware(node, force_first_tool_call=True)],
+        context_schema=TTCContext,
+        checkpointer=InMemorySaver(),
+    )
+    cfg = {"configurable": {"thread_id": "a"}}
+    out = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]}, cfg)
+    ledger = out["ttc_ledger"]
+    usage = sum(m.usage_metadata["total_tokens"] for m in out["messages"] if m.type == "ai")
+    assert ledger.calls == 2 and ledger.tokens == usage and not budget_exhausted(out)
+    assert out["messages"][-1].content == "The answer is 1023."
+    # A run whose budget cannot afford the first call ends with a message, not an exception.
+    tight = agent.invoke(
+        {"messages": [HumanMessage("What is 345 + 678?")]},
+        {"configurable": {"thread_id": "b"}},
+        context=TTCContext(budget=WorkflowBudget(max_tokens=30)),
+    )
+    assert budget_exhausted(tight) and tight["messages"][-1].content.startswith("Stopped: the workflow's tokens")
+    assert [m.type for m in tight["messages"]] == ["human", "ai"]
