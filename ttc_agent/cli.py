@@ -235,20 +235,11 @@ def evaluate(
     the adaptive policy over a sweep of prices, and the hindsight oracle. Generates nothing."""
     import json
 
-    from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.evaluation.replay import plot, replay
-    from ttc_agent.probes import ProbeBundle, TraceTable
 
     try:
-        bundle = ProbeBundle.load(probes)
-        table = TraceTable.from_records(read_traces(traces), bundle.specs)
-        trained = set(bundle.train_ids)
-        held = [i for i, pid in enumerate(table.ids) if pid not in trained]
-        if len(held) < 5:
-            raise TTCError(
-                f"only {len(held)} problems in {traces} were not used to train {probes}; collect held-out traces"
-            )
-        table = table.subset(held)
+        bundle, table = _held_out(traces, probes)
+        held = table.ids
         with console.status(f"replaying {len(held)} held-out problems..."):
             pred = bundle.predict(table.prompts, table.prompt_tokens)
             result = replay(table, pred, bootstrap=bootstrap)
@@ -282,6 +273,100 @@ def evaluate(
     console.print(t)
     console.print(f"choices by level (at the best static's token cost): {result['choices_by_level']}")
     console.print(f"plots: {', '.join(result['plots'])}")
+
+
+def _held_out(traces: Path, probes: Path):
+    """The probe bundle and the traces of the problems it was not trained on."""
+    from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.probes import ProbeBundle, TraceTable
+
+    bundle = ProbeBundle.load(probes)
+    table = TraceTable.from_records(read_traces(traces), bundle.specs)
+    trained = set(bundle.train_ids)
+    held = [i for i, pid in enumerate(table.ids) if pid not in trained]
+    if len(held) < 5:
+        raise TTCError(
+            f"only {len(held)} problems in {traces} were not used to train {probes}; collect held-out traces"
+        )
+    return bundle, table.subset(held)
+
+
+@app.command()
+def simulate(
+    traces: Annotated[Path, typer.Option(help="Trace folder written by `ttc-agent collect`.")],
+    probes: Annotated[Path, typer.Option(help="Probe bundle from `ttc-agent train`.")],
+    budget_tokens: Annotated[
+        str, typer.Option(help="Workflow token budgets to compare, comma-separated (e.g. 300,600,1200).")
+    ] = "",
+    budget_seconds: Annotated[str, typer.Option(help="Workflow seconds budgets, comma-separated.")] = "",
+    steps: Annotated[int, typer.Option(help="LLM calls per workflow.")] = 4,
+    workflows: Annotated[int, typer.Option(help="Workflows replayed per budget.")] = 10_000,
+    managers: Annotated[str, typer.Option(help="Budget managers to compare, comma-separated.")] = "equal,paced",
+    static: Annotated[str, typer.Option(help="Static strategies to compare, ';'-separated specs.")] = "",
+    success_share: Annotated[float, typer.Option(help="Share of steps that must be right for success.")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Folder for simulate.json and the plot.")] = Path("simulation"),
+    seed: Annotated[int, typer.Option(help="Seed for drawing the workflows.")] = 0,
+) -> None:
+    """Replay synthetic multi-call workflows, drawn from the held-out traces, under each budget
+    manager and the baselines at equal total budget (always one strategy, per-call adaptive with
+    calibrated fixed prices, the hindsight oracle). Generates nothing."""
+    import json
+
+    from ttc_agent.budgets import WorkflowBudget
+    from ttc_agent.budgets.simulate import plot_simulation
+    from ttc_agent.budgets.simulate import simulate as run_simulation
+
+    try:
+        tok = [int(x) for x in budget_tokens.split(",") if x.strip()]
+        sec = [float(x) for x in budget_seconds.split(",") if x.strip()]
+    except ValueError as exc:
+        raise _fail(TTCError(f"budgets must be comma-separated numbers: {exc}")) from exc
+    if bool(tok) == bool(sec):
+        raise _fail(TTCError("give --budget-tokens or --budget-seconds (one of them)"))
+    try:
+        budgets = [WorkflowBudget(max_tokens=t) for t in tok] + [WorkflowBudget(max_seconds=s) for s in sec]
+        bundle, table = _held_out(traces, probes)
+        statics = [s.strip() for s in static.split(";") if s.strip()]
+        unknown = [s for s in statics if s not in bundle.specs]
+        if unknown:
+            raise TTCError(f"static strategies {unknown} are not on the bundle's menu {list(bundle.specs)}")
+        pred = bundle.predict(table.prompts, table.prompt_tokens)
+        rows = run_simulation(
+            table,
+            pred,
+            budgets,
+            steps=steps,
+            workflows=workflows,
+            managers=[m.strip() for m in managers.split(",") if m.strip()],
+            statics=statics,
+            calibration=bundle.calibration,
+            success_share=success_share,
+            seed=seed,
+        )
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    plots = plot_simulation(rows, str(out / "success-vs-budget"))
+    (out / "simulate.json").write_text(json.dumps({"rows": rows, "plots": plots}, indent=2) + "\n")
+    key = "max_tokens" if tok else "max_seconds"
+    t = Table(title=f"{workflows} workflows of {steps} calls from {len(table.ids)} held-out problems")
+    for col in ("budget", "allocation", "success", "tokens", "seconds", "utilisation", "violations", "gap closed"):
+        t.add_column(col)
+    for r in rows:
+        util = r.get("utilisation_tokens", r.get("utilisation_seconds"))
+        gap = r.get("gap_closed_vs_adaptive")
+        t.add_row(
+            f"{r[key]:g}",
+            r["allocation"],
+            f"{r['success']:.3f}",
+            f"{r['tokens']:.0f}",
+            f"{r['seconds']:.1f}",
+            f"{util:.0%}",
+            str(r["violations"]),
+            "-" if gap is None else f"{gap:.0%}",
+        )
+    console.print(t)
+    console.print(f"wrote {out / 'simulate.json'} and {', '.join(plots)}")
 
 
 def _num(x: float | None) -> str:

@@ -1,0 +1,74 @@
+"""The workflow simulator: managers never overrun, the oracle bounds everyone, bad input is refused."""
+
+import json
+
+import pytest
+from test_probes import MENU, synthetic_traces
+from typer.testing import CliRunner
+
+from ttc_agent.budgets import BudgetError, WorkflowBudget
+from ttc_agent.budgets.simulate import draw_world, simulate
+from ttc_agent.cli import app
+from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats, TraceTable
+
+RECORDS = synthetic_traces(n=160, gain_easy=0.0, gain_hard=0.4)
+
+
+def held_out():
+    table = TraceTable.from_records(RECORDS, MENU.specs)
+    train = [i for i in range(len(table.ids)) if i % 2 == 0]
+    test = [i for i in range(len(table.ids)) if i % 2 == 1 or i % 4 == 0]
+    bundle = ProbeBundle(MENU, FeatureSet([TextStats()])).fit(
+        [r for r in RECORDS if r["problem_id"] in {table.ids[i] for i in train}]
+    )
+    held = table.subset(sorted(set(test)))
+    return bundle, held, bundle.predict(held.prompts, held.prompt_tokens)
+
+
+def test_managers_never_overrun_and_the_oracle_is_a_ceiling():
+    bundle, table, pred = held_out()
+    budgets = [WorkflowBudget(max_tokens=t) for t in (250, 400, 700)]
+    rows = simulate(
+        table, pred, budgets, steps=3, workflows=400, statics=list(MENU.specs), calibration=bundle.calibration,
+        progress=False,
+    )  # fmt: skip
+    by = {(r["allocation"], r["max_tokens"]): r for r in rows}
+    for t in (250, 400, 700):
+        for name in ("equal", "paced", *(f"static:{s}" for s in MENU.specs)):
+            assert by[(name, t)]["violations"] == 0 and by[(name, t)]["tokens"] <= t
+            assert by[(name, t)]["success"] <= by[("oracle", t)]["success"] + 1e-9
+    # More budget never hurts the managers much, and lets them spend more.
+    assert by[("paced", 700)]["success"] >= by[("paced", 250)]["success"] - 0.02
+    assert by[("paced", 700)]["tokens"] > by[("paced", 250)]["tokens"]
+
+
+def test_partial_success_share_and_bad_input():
+    bundle, table, pred = held_out()
+    rows = simulate(
+        table, pred, [WorkflowBudget(max_tokens=400)], steps=4, workflows=200, success_share=0.5, progress=False
+    )
+    strict = simulate(table, pred, [WorkflowBudget(max_tokens=400)], steps=4, workflows=200, progress=False)
+    assert rows[0]["success"] >= strict[0]["success"]
+    with pytest.raises(BudgetError, match="steps"):
+        draw_world(table, 10, 0)
+    with pytest.raises(BudgetError, match="success_share"):
+        simulate(table, pred, [WorkflowBudget(max_tokens=400)], success_share=0, progress=False)
+
+
+def test_simulate_command_writes_json_and_plots(tmp_path):
+    bundle, table, pred = held_out()
+    bundle.save(tmp_path / "probes")
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    (traces / "traces.jsonl").write_text("".join(json.dumps({**r, "schema": 1}) + "\n" for r in RECORDS))
+    result = CliRunner().invoke(
+        app,
+        ["simulate", "--traces", str(traces), "--probes", str(tmp_path / "probes"), "--budget-tokens", "300,600",
+         "--workflows", "200", "--steps", "3", "--static", "greedy", "--out", str(tmp_path / "sim")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "sim" / "simulate.json").read_text())
+    assert {r["allocation"] for r in data["rows"]} == {"equal", "paced", "static:greedy", "adaptive", "oracle"}
+    assert (tmp_path / "sim" / "success-vs-budget.png").stat().st_size > 1000
+    bad = CliRunner().invoke(app, ["simulate", "--traces", str(traces), "--probes", str(tmp_path / "probes")])
+    assert bad.exit_code != 0 and "--budget-tokens" in bad.output
