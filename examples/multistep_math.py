@@ -1,99 +1,22 @@
 """A multi-step math agent: decompose a chain of sums, solve each step with ttc-agent, combine.
 
-"What is 12 + 7 + 30 + 4?" becomes the steps "What is 12 + 7?", "What is <that> + 30?",
-"What is <that> + 4?". Each step is one LLM call whose strategy (greedy, best-of-N, beam search)
-the policy picks under the run's prices and caps; the decision of every step is traced. Under a
-workflow budget (``TTCContext(budget=WorkflowBudget(...))``) the steps share one allowance,
-kept in the state's ledger; when it runs out the graph stops and says which limit was reached.
+The graph is `ttc_agent.demo.make_graph` (read it there: about 80 lines of plain LangGraph).
+This script runs it on the embedded model with a probe bundle, under per-run prices and an
+optional workflow budget, and traces every decision:
 
-    python examples/multistep_math.py --probes PROBES_DIR "What is 12 + 7 + 30 + 4?"
+    python examples/multistep_math.py "What is 12 + 7 + 30 + 4?" --max-tokens 1500
+    ttc-agent report multistep.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
-import operator
-import re
-from typing import Annotated
 
-from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.graph import END, START, StateGraph
-from typing_extensions import TypedDict
-
-from ttc_agent.answers import extract_answer
-from ttc_agent.budgets import BudgetState, WorkflowBudget, budget_exhausted
+from ttc_agent.budgets import WorkflowBudget
+from ttc_agent.demo import SHIPPED_PROBES, MathState, make_graph
 from ttc_agent.nodes import TTCContext, TTCNode
 
-_TERM = re.compile(r"-?\d+")
-
-
-class MathState(BudgetState, TypedDict, total=False):
-    """The question, the numbers still to add, each step's answer and the final reply (and,
-    from `BudgetState`, the workflow budget's ledger)."""
-
-    question: str
-    terms: list[int]
-    steps: Annotated[list[dict], operator.add]
-    messages: Annotated[list, operator.add]
-
-
-def decompose(state: MathState) -> MathState:
-    """Split "What is a + b + c ...?" into its terms (at least two)."""
-    terms = [int(t) for t in _TERM.findall(state["question"])]
-    if len(terms) < 2:
-        raise ValueError(f"expected a sum of at least two numbers, got {state['question']!r}")
-    return {"terms": terms}
-
-
-def make_graph(node: TTCNode):
-    """The compiled graph: decompose, then one ttc-agent call per addition, then combine."""
-
-    def solve(state: MathState) -> MathState:
-        done = state.get("steps", [])
-        left = int(done[-1]["answer"]) if done else state["terms"][0]
-        right = state["terms"][len(done) + 1]
-        question = f"What is {left} + {right}?"
-        reply = node.respond([HumanMessage(question)], state)
-        ledger = {k: v for k, v in reply.update.items() if k != "messages"}
-        if "exhausted" in reply.record:  # the budget cannot afford this step
-            return {**ledger, "messages": [reply.message]}
-        record = reply.record
-        answer = extract_answer(reply.message.text, "first_result")
-        # A step whose reply states no number keeps the running total, so later steps can go on.
-        value = answer if answer is not None and _TERM.fullmatch(answer.replace(",", "")) else str(left)
-        return {
-            "steps": [
-                {
-                    "question": question,
-                    "answer": value.replace(",", ""),
-                    "choice": record["choice"],
-                    "tokens": record["actual"]["total_tokens"],
-                    "seconds": record["actual"]["seconds"],
-                    "budget": record.get("budget"),
-                }
-            ],
-            **ledger,
-        }
-
-    def more(state: MathState) -> str:
-        if budget_exhausted(state):
-            return END
-        return "solve" if len(state.get("steps", [])) < len(state["terms"]) - 1 else "combine"
-
-    def combine(state: MathState) -> MathState:
-        steps = state["steps"]
-        lines = [f"{s['question']} {s['answer']}" for s in steps]
-        return {"messages": [AIMessage("\n".join(lines) + f"\nThe answer is {steps[-1]['answer']}.")]}
-
-    graph = StateGraph(MathState, context_schema=TTCContext)
-    graph.add_node("decompose", decompose)
-    graph.add_node("solve", solve)
-    graph.add_node("combine", combine)
-    graph.add_edge(START, "decompose")
-    graph.add_edge("decompose", "solve")
-    graph.add_conditional_edges("solve", more, ["solve", "combine", END])
-    graph.add_edge("combine", END)
-    return graph.compile()
+__all__ = ["MathState", "make_graph"]
 
 
 def main() -> None:
@@ -102,7 +25,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("question", nargs="?", default="What is 12 + 7 + 30 + 4?")
-    parser.add_argument("--probes", required=True, help="probe bundle folder (from `ttc-agent train`)")
+    parser.add_argument("--probes", default=str(SHIPPED_PROBES), help="probe bundle folder (default: the shipped one)")
     parser.add_argument("--lambda-tokens", type=float, default=1e-3)
     parser.add_argument("--max-tokens", type=int, help="workflow token budget (all steps together)")
     parser.add_argument("--max-seconds", type=float, help="workflow seconds budget (all steps together)")

@@ -349,3 +349,26 @@ async def test_async_graph_ledger_survives_reopening_an_async_sqlite_checkpoint(
         assert (await app.aget_state(cfg)).values["ttc_ledger"] == first
         second = (await app.ainvoke({"rounds": 0}, cfg))["ttc_ledger"]
     assert first.tokens > 0 and second.tokens == spent_tokens(backend) and second.calls == 2
+
+
+def test_report_shows_budget_left_and_the_stop_and_draws_the_burn_down(tmp_path):
+    from typer.testing import CliRunner
+
+    from ttc_agent.cli import app
+    from ttc_agent.report import burn_down, read_decisions
+
+    trace = tmp_path / "run.jsonl"
+    node = TTCNode(
+        ScriptedBackend(texts("= 5")), BUNDLE, trace=trace, budget=WorkflowBudget(max_tokens=100, expected_calls=3)
+    )
+    out = loop_graph(node, calls=5).invoke(start())
+    assert budget_exhausted(out)
+    records = read_decisions(trace)
+    assert records[-1]["choice"] is None and records[-1]["exhausted"]["limit"] == "tokens"
+    left, plan = burn_down(records, "tokens")
+    assert left == sorted(left, reverse=True) and left[0] == 100 - records[0]["budget"]["charged"]["tokens"]
+    assert plan[0] == pytest.approx(100 * 2 / 3)
+    result = CliRunner().invoke(app, ["report", str(trace), "--plot", str(tmp_path / "run.png")])
+    assert result.exit_code == 0, result.output
+    assert "stopped: budget" in result.output and "tok" in result.output
+    assert (tmp_path / "run.png").stat().st_size > 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -54,30 +55,85 @@ def _cost_table(title: str) -> Table:
 
 @app.command()
 def demo(
-    question: Annotated[str, typer.Option(help="The question to answer.")] = "What is 23 + 19?",
-    backend: BackendOpt = "transformers",
-    model: ModelOpt = None,
-    max_tokens: Annotated[int, typer.Option(help="Tokens per sample.")] = 64,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    question: Annotated[
+        str, typer.Argument(help="A chain of sums to solve step by step.")
+    ] = "What is 12 + 7 + 30 + 4?",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Workflow token budget: all steps together (prompt, completion, verifier).")
+    ] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Workflow seconds budget: all steps together.")] = None,
+    manager: Annotated[str, typer.Option(help="Budget manager: paced or equal.")] = "paced",
+    lambda_tokens: Annotated[float, typer.Option(help="Price of a token when no budget is set.")] = 0.0,
+    probes: Annotated[
+        Path | None, typer.Option(help="Probe bundle folder (default: the one shipped in the package).")
+    ] = None,
+    trace: Annotated[Path, typer.Option(help="Where to write the decision trace (JSONL).")] = Path("ttc-demo.jsonl"),
 ) -> None:
-    """Answer a question with greedy decoding and with best-of-4 (majority vote), and print
-    both answers with their exact cost."""
-    from ttc_agent.strategies import BestOfN, Greedy
+    """Run the multi-step math agent on the embedded model: one ttc-agent call per step, each
+    choosing its strategy from the shipped probes, optionally under a workflow budget; print the
+    per-step decisions, the budget left after each, and the total cost."""
+    import time
+
+    from ttc_agent.backends import TransformersBackend
+    from ttc_agent.budgets import WorkflowBudget
+    from ttc_agent.demo import make_graph, shipped_probes
+    from ttc_agent.nodes import TTCContext, TTCNode
+    from ttc_agent.probes import ProbeBundle
 
     try:
-        b = _backend(backend, model)
-        table = _cost_table(f"{question}  [{b.model_name}]")
-        for strategy in (
-            Greedy(max_tokens=max_tokens),
-            BestOfN(4, select="majority", max_tokens=max_tokens, seed=seed),
-        ):
-            with console.status(f"running {strategy.spec}..."):
-                outcome = strategy.run(question, b)
-            _cost_row(table, strategy.spec, outcome)
-            console.print(f"[bold]{strategy.spec}[/bold]: {outcome.text.strip()[:300]}")
-    except TTCError as exc:
+        budget = WorkflowBudget(max_tokens=max_tokens, max_seconds=max_seconds) if max_tokens or max_seconds else None
+        with console.status("loading the embedded model and the probes..."):
+            backend = TransformersBackend()
+            bundle = shipped_probes(backend) if probes is None else ProbeBundle.load(probes, backend.fingerprint())
+        trace.unlink(missing_ok=True)
+        node = TTCNode(backend, bundle, trace=trace, manager=manager)
+        graph = make_graph(node)
+        started = time.perf_counter()
+        with console.status(f"solving {question!r} step by step..."):
+            out = graph.invoke(
+                {"question": question}, context=TTCContext(ttc={"lambda_tokens": lambda_tokens}, budget=budget)
+            )
+        wall = time.perf_counter() - started
+    except (TTCError, ValueError) as exc:
         raise _fail(exc) from exc
-    console.print(table)
+    title = f"{question}  [{backend.model_name}]" + (
+        f", budget {_budget_text(max_tokens, max_seconds)} ({manager})" if budget else ""
+    )
+    t = Table(title=title)
+    for col in ("step", "question", "strategy", "P(right)", "tokens", "seconds", "answer"):
+        t.add_column(col)
+    if budget:
+        t.add_column("budget left")
+    total_tokens = total_seconds = 0.0
+    for i, step in enumerate(out.get("steps", []), 1):
+        left, right = (int(x) for x in _SUM.findall(step["question"]))
+        ok = step["answer"] == str(left + right)
+        total_tokens += step["tokens"]
+        total_seconds += step["seconds"]
+        cells = [
+            str(i),
+            step["question"],
+            step["choice"],
+            f"{step['predicted_accuracy']:.2f}",
+            f"{step['predicted_tokens']:.0f}→{step['tokens']}",
+            f"{step['predicted_seconds']:.1f}→{step['seconds']:.1f}",
+            f"{step['answer']} {'✓' if ok else '✗'}",
+        ]
+        t.add_row(*cells, *([_left(step["budget"])] if budget else []))
+    console.print(t)
+    console.print(f"[bold]{out['messages'][-1].content.splitlines()[-1]}[/bold]")
+    terms = [int(x) for x in _SUM.findall(question)]
+    console.print(
+        f"right answer: {sum(terms)}; total: {total_tokens:.0f} tokens, {total_seconds:.1f} s in LLM calls "
+        f"({wall:.1f} s wall clock); decisions traced to {trace} (see `ttc-agent report {trace}`)"
+    )
+
+
+_SUM = re.compile(r"-?\d+")
+
+
+def _budget_text(max_tokens: int | None, max_seconds: float | None) -> str:
+    return " and ".join(p for p in (max_tokens and f"{max_tokens} tokens", max_seconds and f"{max_seconds:g} s") if p)
 
 
 @app.command()
@@ -275,6 +331,16 @@ def evaluate(
     console.print(f"plots: {', '.join(result['plots'])}")
 
 
+def _left(budget: dict | None) -> str:
+    """What a workflow budget had left after a step: "1200 tok, 31.0 s"."""
+    if not budget:
+        return ""
+    after = budget["after"]
+    parts = [f"{after['tokens_left']:.0f} tok"] if after["tokens_left"] is not None else []
+    parts += [f"{after['seconds_left']:.1f} s"] if after["seconds_left"] is not None else []
+    return ", ".join(parts)
+
+
 def _held_out(traces: Path, probes: Path):
     """The probe bundle and the traces of the problems it was not trained on."""
     from ttc_agent.evaluation.collect import read_traces
@@ -385,7 +451,8 @@ def report(
         typer.Option(help="Where to draw cumulative tokens and seconds per step (PNG); default: beside the trace."),
     ] = None,
 ) -> None:
-    """Print the per-step decision table of a trace and plot its cumulative tokens and seconds."""
+    """Print the per-step decision table of a trace and plot its cumulative tokens and seconds
+    (and, under a workflow budget, what was left after each step against the manager's plan)."""
     from ttc_agent.report import plot_cumulative, read_decisions
 
     try:
@@ -394,13 +461,24 @@ def report(
         raise _fail(exc) from exc
     nodes = {r.get("node", "") for r in records}
     t = Table(title=f"{len(records)} decisions in {trace}" + (f" (node {nodes.pop()})" if len(nodes) == 1 else ""))
-    columns = ["#", "node", "choice", "P", "tokens", "secs", "answer"]
+    columns = ["#", "node", "choice", "P", "tokens", "secs", "left", "answer"]
     if len(nodes) <= 1:
         columns.remove("node")
+    if not any(r.get("budget") for r in records):
+        columns.remove("left")
     for col in columns:
         t.add_column(col, no_wrap=col != "answer")
     total_tokens = total_seconds = 0.0
     for i, r in enumerate(records, 1):
+        if r.get("choice") is None:  # the workflow budget stopped the run here
+            cells = {
+                "#": str(i),
+                "node": r.get("node", ""),
+                "choice": "stopped: budget",
+                "answer": r["exhausted"]["message"],
+            }
+            t.add_row(*(cells.get(c, "") for c in columns))
+            continue
         chosen = next(c for c in r["candidates"] if c["strategy"] == r["choice"])
         a = r["actual"]
         total_tokens += a["total_tokens"]
@@ -409,11 +487,12 @@ def report(
             "#": str(i), "node": r.get("node", ""), "choice": r["choice"] + ("" if r.get("feasible", True) else " (nothing fit)"),
             "P": f"{chosen['accuracy']:.2f}", "tokens": f"{chosen['tokens']:.0f}→{a['total_tokens']}",
             "secs": f"{chosen['seconds']:.1f}→{a['seconds']:.1f}", "answer": str(r.get("answer")),
+            "left": _left(r.get("budget")),
         }  # fmt: skip
         t.add_row(*(cells[c] for c in columns))
     console.print(t)
     console.print("P: predicted probability the choice is right; tokens and secs: predicted→measured")
-    prices = sorted({(r["limits"]["lambda_tokens"], r["limits"]["lambda_seconds"]) for r in records})
+    prices = sorted({(r["limits"]["lambda_tokens"], r["limits"]["lambda_seconds"]) for r in records if "limits" in r})
     console.print(
         f"total: {total_tokens:.0f} tokens, {total_seconds:.2f} s; prices (lambda_tokens, lambda_seconds): {prices}"
     )

@@ -40,12 +40,30 @@ def short_label(spec: str) -> str:
     return spec
 
 
+def burn_down(records: list[dict[str, Any]], unit: str) -> tuple[list[float], list[float]] | None:
+    """Per budgeted step, what was left after it and what the manager's linear plan had left
+    (the total shared evenly over the calls expected), for ``unit`` "tokens" or "seconds"."""
+    left, plan = [], []
+    for r in records:
+        b = r.get("budget")
+        if not b or b["before"].get(f"{unit}_total") is None:
+            continue
+        before = b["before"]
+        calls = before["calls_done"] + before["calls_left"]
+        left.append(b["after"][f"{unit}_left"])
+        plan.append(before[f"{unit}_total"] * (1 - (before["calls_done"] + 1) / calls))
+    return (left, plan) if left else None
+
+
 def plot_cumulative(records: list[dict[str, Any]], path: str | Path) -> Path:
-    """Cumulative tokens and seconds per step, each step labelled with its strategy (PNG)."""
+    """Cumulative tokens and seconds per step, each step labelled with its strategy (PNG); with
+    a workflow budget, a second row draws the burn-down of what is left against the plan."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    records = [r for r in records if r.get("choice") is not None]  # a budget-exhausted stop spends nothing
 
     steps = range(1, len(records) + 1)
     tokens, seconds, t, s = [], [], 0, 0.0
@@ -54,7 +72,23 @@ def plot_cumulative(records: list[dict[str, Any]], path: str | Path) -> Path:
         s += r["actual"]["seconds"]
         tokens.append(t)
         seconds.append(s)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    burns = {u: burn_down(records, u) for u in ("tokens", "seconds")}
+    rows = 2 if any(burns.values()) else 1
+    fig, axes = plt.subplots(rows, 2, figsize=(10, 3.8 * rows), squeeze=False)
+    a, b = axes[0]
+    if rows == 2:
+        for ax, unit in zip(axes[1], ("tokens", "seconds"), strict=True):
+            if burns[unit] is None:
+                ax.set_axis_off()
+                continue
+            left, plan = burns[unit]
+            xs = range(1, len(left) + 1)
+            ax.step(xs, left, where="post", marker="o", label=f"{unit} left")
+            ax.plot(xs, plan, linestyle="--", color="grey", label="plan (even split)")
+            ax.axhline(0, color="red", linewidth=0.8)
+            ax.set(xlabel="budgeted step", ylabel=f"{unit} left", title=f"budget burn-down: {unit}")
+            ax.set_xticks(list(xs))
+            ax.legend(fontsize=7)
     for ax, ys, label in ((a, tokens, "cumulative tokens"), (b, seconds, "cumulative seconds")):
         ax.step(steps, ys, where="post", marker="o")
         for x, y, r in zip(steps, ys, records, strict=True):

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: LangGraph injects `config` into a node by
 # its annotation, which must be the real `RunnableConfig | None`, not a string.
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import tools as tooling
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
-from ttc_agent.strategies import Outcome, Query
+from ttc_agent.strategies import Cost, Outcome, Query
 from ttc_agent.tracing import JsonlTraceSink, aemit, decision_record, emit, features_digest
 from ttc_agent.verifiers import as_verifier
 
@@ -381,7 +382,15 @@ class TTCNode:
         ledger = ledger_of(state)
         run = current_run(state, ledger, config)
         ex = exc.exhausted
-        record = {"node": self.name, "exhausted": {**ex.__dict__, "message": ex.message}}
+        record = {
+            "time": time.time(),
+            "node": self.name,
+            "choice": None,
+            "feasible": False,
+            "answer": None,
+            "actual": Cost().as_dict(),
+            "exhausted": {**ex.__dict__, "message": ex.message},
+        }
         message = AIMessage(ex.message, response_metadata={"ttc": record})
         increment = charge(
             budget.digest,
