@@ -61,3 +61,19 @@ def arithmetic_by_level(per_level: int, levels=(1, 2, 3, 4), seed: int = 7) -> l
 
     per = [arithmetic(per_level=per_level, levels=(lv,), seed=seed * 100 + lv) for lv in levels]
     return [p for p in chain.from_iterable(zip_longest(*per)) if p is not None]
+
+
+def fitted_bundle(traces: Path, test_fraction: float = 0.3):
+    """The probe bundle fitted on the train split of a trace folder, exactly as
+    ``ttc-agent train --traces T --latency T/../latency.json --test-fraction 0.3`` fits it;
+    saved beside the traces as ``<traces>-probes`` and reloaded while the traces are unchanged."""
+    from ttc_agent.probes import ProbeBundle
+    from ttc_agent.probes.training import train_from_traces
+
+    out = traces.with_name(traces.name + "-probes")
+    saved = out / "bundle.json"
+    if saved.is_file() and saved.stat().st_mtime > (traces / "traces.jsonl").stat().st_mtime:
+        return ProbeBundle.load(out)
+    bundle = train_from_traces(traces, latency=traces.parent / "latency.json", test_fraction=test_fraction).bundle
+    bundle.save(out)
+    return bundle

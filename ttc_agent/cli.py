@@ -253,29 +253,16 @@ def train(
 ) -> None:
     """Fit the probes on a train split of TRACES, print metrics on the held-out rest, and save
     the bundle (it records its training problems, so `ttc-agent evaluate` replays only the others)."""
-    from ttc_agent.evaluation.collect import read_meta, read_traces
-    from ttc_agent.evaluation.menu import Menu
-    from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, split_ids
-    from ttc_agent.probes.evaluate import evaluate, metrics_table
+    from ttc_agent.probes.evaluate import metrics_table
+    from ttc_agent.probes.training import train_from_traces
 
     try:
-        meta = read_meta(traces)
-        menu = Menu.from_dict(meta["menu"])
-        table = TraceTable.from_records(read_traces(traces), menu.specs)
-        fs = FeatureSet.from_names(features)
-        lat = LatencyModel.load(latency) if latency else None
-        with console.status(f"featurising {len(table.ids)} problems..."):
-            X = fs.transform(table.prompts)
-        train_idx, test_idx = split_ids(table.ids, test_fraction)
-        if not train_idx or not test_idx:
-            raise TTCError(f"{len(table.ids)} problems are too few to hold {test_fraction:.0%} out; collect more")
-        bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"])
-        bundle.fit_features(X[train_idx], table.subset(train_idx))
-        metrics = evaluate(bundle, table.subset(test_idx), X[test_idx])
+        with console.status(f"featurising and fitting {traces}..."):
+            trained = train_from_traces(traces, features, latency, test_fraction)
     except TTCError as exc:
         raise _fail(exc) from exc
-    t = metrics_table(metrics, f"held-out metrics ({len(test_idx)} of {len(table.ids)} problems)")
-    console.print(t)
+    bundle, n = trained.bundle, len(trained.table.ids)
+    console.print(metrics_table(trained.metrics, f"held-out metrics ({len(trained.test)} of {n} problems)"))
     bundle.save(out)
     console.print(f"probe bundle written to {out}")
 
