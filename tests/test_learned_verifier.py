@@ -79,6 +79,7 @@ def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
     from ttc_agent.evaluation.collect import collect
     from ttc_agent.evaluation.datasets import arithmetic
     from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.evaluation.rollouts import collect_rollouts, read_rollouts
 
     problems = arithmetic(per_level=5, levels=(1, 2), seed=4)
     collect(
@@ -88,6 +89,10 @@ def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
         tmp_path / "traces",
         progress=False,
     )
+    # Process labels: one candidate a run, its step prefixes continued twice by the real model.
+    collect_rollouts(tmp_path / "traces", tf_backend, n=2, per_run=1, max_tokens=24, progress=False)
+    rows = read_rollouts(tmp_path / "traces")
+    assert len(rows) == 10 and all(0 <= s["value"] <= 1 for r in rows for s in r["steps"])
     result = CliRunner().invoke(
         app,
         [
@@ -100,9 +105,43 @@ def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
             "15,30",
             "--test-fraction",
             "0.4",
+            *(["--process"] if any(r["steps"] for r in rows) else []),
         ],
         env={"COLUMNS": "160"},
     )
     assert result.exit_code == 0, result.output
     assert "candidate AUROC" in result.output and "pass@N" in result.output
     assert (tmp_path / "v" / "verifier.json").is_file() and (tmp_path / "v" / "probe.skops").is_file()
+
+
+def test_step_prefixes_and_rollout_labels(tmp_path):
+    from ttc_agent.evaluation.collect import collect
+    from ttc_agent.evaluation.datasets import Problem, arithmetic
+    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.evaluation.rollouts import collect_rollouts, read_rollouts, rollout_values, step_prefixes
+
+    assert step_prefixes("First.\n\nSecond.\n\nSo 5.") == ["First.\n\n", "First.\n\nSecond.\n\n"]
+    assert step_prefixes("2 + 3 = 5. The answer is 5.") == ["2 + 3 = 5. "]
+    assert step_prefixes("5") == [] and step_prefixes("") == []
+    problem = Problem("p", "What is 2 + 3?", "5", "arithmetic", 1, "first_result")
+    half = ScriptedBackend(lambda p, params, i: texts("= 5", "= 6")(p, params, i))
+    (step,) = rollout_values(problem, "2 + 3 makes five. So it is 5.", half, n=4)
+    assert step == {"prefix": "2 + 3 makes five. ", "value": 0.5, "rollouts": 4, "tokens": 30, "seconds": 0.01}
+    # In a trace folder: one right and one wrong candidate per run, resumable.
+    problems = arithmetic(per_level=2, levels=(1,), seed=0)
+    menu = Menu(("best_of_n(2, select=majority)",), {"max_tokens": 24})
+    collect(problems, menu, ScriptedBackend(texts("It is 99. So 99.", "Hmm. Maybe 3.")), tmp_path, progress=False)
+    assert collect_rollouts(tmp_path, half, n=2, per_run=2, progress=False) == 4
+    assert collect_rollouts(tmp_path, half, n=2, per_run=2, progress=False) == 0, "a restart skips what is done"
+    assert len(read_rollouts(tmp_path)) == 4
+    with pytest.raises(InvalidRequestError, match="n >= 1"):
+        collect_rollouts(tmp_path, half, n=0)
+
+
+def test_process_examples_use_the_math_shepherd_hard_label():
+    from ttc_agent.verifiers.learned import prefixes_from_rollouts
+
+    records = [{"problem_id": "p", "messages": [{"role": "user", "content": "What is 2 + 3?"}]}]
+    rollouts = [{"problem_id": "p", "steps": [{"prefix": "a. ", "value": 0.25}, {"prefix": "a. b. ", "value": 0.0}]}]
+    q, c, y, ids = prefixes_from_rollouts(rollouts, records)
+    assert q == ["What is 2 + 3?"] and c == [["a. ", "a. b. "]] and y == [[True, False]] and ids == ["p"]

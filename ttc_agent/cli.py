@@ -195,11 +195,18 @@ def collect(
     seed: Annotated[int, typer.Option(help="Arithmetic question seed.")] = 0,
     repeats: Annotated[int, typer.Option(help="Runs of each strategy per problem (k).")] = 2,
     concurrency: Annotated[int, typer.Option(help="Runs in flight at once (for server backends).")] = 1,
+    rollouts: Annotated[
+        int,
+        typer.Option(help="Then label partial solutions: continue each step prefix of sampled candidates N times."),
+    ] = 0,
 ) -> None:
-    """Run every menu strategy on every problem, REPEATS times, appending traces to OUT (resumable)."""
+    """Run every menu strategy on every problem, REPEATS times, appending traces to OUT (resumable);
+    with --rollouts N, also label the step prefixes of sampled candidates by N continuations each
+    (rollouts.jsonl, for `ttc-agent train-verifier --process`)."""
     from ttc_agent.evaluation.collect import collect as run_collect
     from ttc_agent.evaluation.datasets import load_dataset
     from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.evaluation.rollouts import collect_rollouts
 
     try:
         m = Menu.load(menu)
@@ -211,9 +218,12 @@ def collect(
         problems = load_dataset(dataset, limit, **kwargs)
         b = _backend(backend, model)
         done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
+        labelled = collect_rollouts(out, b, n=rollouts, problems={p.id for p in problems}) if rollouts else 0
     except TTCError as exc:
         raise _fail(exc) from exc
     console.print(f"{done} runs added to {out} ({len(problems)} problems x {len(m.specs)} strategies x {repeats})")
+    if rollouts:
+        console.print(f"{labelled} candidates' step prefixes labelled by {rollouts} rollouts each")
 
 
 @app.command()
@@ -499,16 +509,28 @@ def train_verifier(
     model: ModelOpt = None,
     layers: Annotated[str, typer.Option(help="Hidden-state layers to read, comma-separated.")] = "15,22,30",
     test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.3,
+    process: Annotated[
+        bool,
+        typer.Option(help="Also train on partial solutions labelled by rollouts (`ttc-agent collect --rollouts N`)."),
+    ] = False,
 ) -> None:
-    """Train a LearnedVerifier on the labelled candidates of TRACES; print held-out AUROC and selection accuracy."""
+    """Train a LearnedVerifier on the labelled candidates of TRACES (with --process, also on
+    rollout-labelled partial solutions: a process reward model for beam search); print held-out
+    AUROC and selection accuracy."""
     import numpy as np
 
     from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.evaluation.rollouts import read_rollouts
     from ttc_agent.probes import split_ids
     from ttc_agent.probes.metrics import auroc
     from ttc_agent.strategies import Candidate
     from ttc_agent.strategies.selection import majority
-    from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
+    from ttc_agent.verifiers.learned import (
+        CandidateEncoder,
+        LearnedVerifier,
+        examples_from_traces,
+        prefixes_from_rollouts,
+    )
 
     try:
         records = [r for folder in traces for r in read_traces(folder)]
@@ -520,9 +542,24 @@ def train_verifier(
         test = [i for i, pid in enumerate(ids) if pid in test_ids]
         if not train or not test:
             raise TTCError(f"{len(set(ids))} problems are too few to hold {test_fraction:.0%} out; collect more")
-        verifier = LearnedVerifier(CandidateEncoder(model, layers=[int(x) for x in layers.split(",")]))
-        with console.status(f"encoding and fitting {sum(len(candidates[i]) for i in train)} candidates..."):
-            verifier.fit([questions[i] for i in train], [candidates[i] for i in train], [labels[i] for i in train])
+        fit_q, fit_c, fit_y = (
+            [questions[i] for i in train],
+            [candidates[i] for i in train],
+            [labels[i] for i in train],
+        )
+        if process:
+            rollouts = [r for folder in traces for r in read_rollouts(folder)]
+            pq, pc, py, pids = prefixes_from_rollouts(rollouts, records)
+            if not pq:
+                raise TTCError("--process needs rollout labels: run `ttc-agent collect ... --rollouts 4` first")
+            keep = [i for i, pid in enumerate(pids) if pid not in test_ids]
+            fit_q += [pq[i] for i in keep]
+            fit_c += [pc[i] for i in keep]
+            fit_y += [py[i] for i in keep]
+        encoder = CandidateEncoder(model, layers=[int(x) for x in layers.split(",")])
+        verifier = LearnedVerifier(encoder, kind="process" if process else "outcome")
+        with console.status(f"encoding and fitting {sum(len(c) for c in fit_c)} candidates..."):
+            verifier.fit(fit_q, fit_c, fit_y)
         with console.status(f"scoring {sum(len(candidates[i]) for i in test)} held-out candidates..."):
             scores = [verifier.score(questions[i], candidates[i]).values for i in test]
     except TTCError as exc:

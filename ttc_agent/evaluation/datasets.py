@@ -48,6 +48,14 @@ class Problem:
         """True when ``answer`` equals the gold answer."""
         return answers_equal(answer, self.answer)
 
+    @classmethod
+    def from_record(cls, record: dict) -> Problem:
+        """The problem a trace record was made from (its prompt, gold answer and answer scope)."""
+        users = [m["content"] for m in record["messages"] if m["role"] == "user"]
+        source = record.get("dataset", "")
+        scope = record.get("scope") or ("first_result" if source == "arithmetic" else "all")
+        return cls(record["problem_id"], users[-1], str(record["gold"]), source, record.get("level", 0), scope)
+
 
 def data_dir() -> Path:
     """Folder holding ``gsm8k/`` and ``math500/``."""

@@ -34,6 +34,7 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
         "dataset": problem.source,
         "problem_id": problem.id,
         "level": problem.level,
+        "scope": problem.scope,
         "messages": problem.messages(),
         "strategy": outcome.strategy,
         "gold": problem.answer,

@@ -100,10 +100,23 @@ class CandidateEncoder:
 
 
 class LearnedVerifier(BaseVerifier):
-    """P(correct) of a candidate from the generator's hidden states, trained on traces."""
+    """P(correct) of a candidate from the generator's hidden states, trained on traces.
 
-    def __init__(self, encoder: CandidateEncoder, probe: AccuracyProbe | None = None, name: str = "learned") -> None:
-        self.encoder, self.probe, self.name = encoder, probe, name
+    ``kind="outcome"`` is trained on whole candidates; ``kind="process"`` also on partial
+    solutions labelled by rollouts (`ttc_agent.evaluation.rollouts`), so it scores the steps
+    of a beam search (a process reward model).
+    """
+
+    def __init__(
+        self,
+        encoder: CandidateEncoder,
+        probe: AccuracyProbe | None = None,
+        name: str = "learned",
+        kind: str = "outcome",
+    ) -> None:
+        if kind not in ("outcome", "process"):
+            raise InvalidRequestError(f"kind must be 'outcome' or 'process', got {kind!r}")
+        self.encoder, self.probe, self.name, self.kind = encoder, probe, name, kind
         self._stats = TextStats()
 
     def features(self, question: str, solutions: Sequence[str]) -> tuple[np.ndarray, int]:
@@ -149,6 +162,7 @@ class LearnedVerifier(BaseVerifier):
             "layers": list(self.encoder.layers),
             "weights": self.encoder.fingerprint(),
             "features": "hidden_states+text_stats",
+            "kind": self.kind,
             "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops")},
         }
         (out / "verifier.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -175,7 +189,8 @@ class LearnedVerifier(BaseVerifier):
         untrusted = [t for t in sio.get_untrusted_types(file=root / "probe.skops") if t not in _TRUSTED]
         if untrusted:
             raise VerifierError(f"{root / 'probe.skops'} contains types outside the trusted list: {untrusted}")
-        return cls(encoder, sio.load(root / "probe.skops", trusted=_TRUSTED), name=f"learned:{root}")
+        probe = sio.load(root / "probe.skops", trusted=_TRUSTED)
+        return cls(encoder, probe, name=f"learned:{root}", kind=meta.get("kind", "outcome"))
 
 
 def examples_from_traces(
@@ -195,3 +210,23 @@ def examples_from_traces(
     if not questions:
         raise InvalidRequestError("the traces hold no run with several candidate texts; collect a menu with best_of_n")
     return questions, candidates, labels, ids
+
+
+def prefixes_from_rollouts(
+    rollouts: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]]
+) -> tuple[list[str], list[list[str]], list[list[bool]], list[str]]:
+    """Partial solutions labelled by rollouts (right when some continuation ended right, the
+    Math-Shepherd "hard" label), grouped per labelled candidate like `examples_from_traces`."""
+    questions_by_id = {
+        r["problem_id"]: [m["content"] for m in r["messages"] if m["role"] == "user"][-1] for r in records
+    }
+    questions, prefixes, labels, ids = [], [], [], []
+    for row in rollouts:
+        steps = [s for s in row["steps"] if s.get("prefix")]
+        if not steps or row["problem_id"] not in questions_by_id:
+            continue
+        questions.append(questions_by_id[row["problem_id"]])
+        prefixes.append([s["prefix"] for s in steps])
+        labels.append([s["value"] > 0 for s in steps])
+        ids.append(row["problem_id"])
+    return questions, prefixes, labels, ids

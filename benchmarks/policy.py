@@ -1,0 +1,112 @@
+"""The latency- and token-aware policy against every static strategy, on held-out queries.
+
+Uses the traces benchmarks/probes.py collects (benchmarks/traces/<dataset>, the menu in
+benchmarks/menus/arithmetic.yaml, sampling strategies run ``--repeats`` times): the probes are
+fitted on the train split (``ttc-agent train --test-fraction 0.3``) and every policy is replayed
+on the held-out split without generating (`ttc_agent.evaluation.replay`): statics, the adaptive
+policy over a sweep of token and second prices, and the hindsight oracle. It also sweeps the
+price of a second at a fixed token price to show the choice moving between beam search and
+best-of-N or greedy on the same queries.
+
+Writes benchmarks/results/policy.json and docs/img/policy-<dataset>-{tokens,seconds}.png.
+
+    .venv/bin/python benchmarks/policy.py [--datasets arithmetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fitted_bundle, write_results  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+IMG = HERE.parent / "docs" / "img"
+console = Console()
+
+
+def latency_flip(pred, specs: tuple[str, ...]) -> dict:
+    """At token prices where beam search wins for some queries, how the choices move as the
+    price of a second rises (same queries, same token price)."""
+    from ttc_agent.policy import CallLimits, UtilityPolicy
+
+    beams = [j for j, s in enumerate(specs) if s.startswith("beam")]
+    if not beams:
+        return {}
+    scale_t, scale_s = float(np.median(pred.tokens)), float(np.median(pred.seconds))
+    best = None
+    for lt in np.geomspace(1e-3, 3, 25) / scale_t:
+        counts0 = np.bincount(UtilityPolicy().choose(pred, CallLimits(lt, 0.0)), minlength=len(specs))
+        share = counts0[beams].sum() / len(pred.accuracy)
+        if best is None or share > best[1]:
+            best = (float(lt), float(share))
+    lt = best[0]
+    sweep = []
+    for ls in [0.0, *(np.geomspace(1e-3, 3, 12) / scale_s)]:
+        chosen = UtilityPolicy().choose(pred, CallLimits(lt, float(ls)))
+        sweep.append({"lambda_seconds": float(ls), **{s: int((chosen == j).sum()) for j, s in enumerate(specs)}})
+    return {"lambda_tokens": lt, "sweep": sweep}
+
+
+def run(name: str, bootstrap: int) -> dict:
+    from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.evaluation.replay import plot, replay
+    from ttc_agent.probes import TraceTable
+
+    traces = HERE / "traces" / name
+    bundle = fitted_bundle(traces)
+    table = TraceTable.from_records(read_traces(traces), bundle.specs)
+    trained = set(bundle.train_ids)
+    held = table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
+    pred = bundle.predict(held.prompts, held.prompt_tokens)
+    result = replay(held, pred, bootstrap=bootstrap)
+    IMG.mkdir(parents=True, exist_ok=True)
+    result["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(result, str(IMG / f"policy-{name}"))]
+    result["train_problems"] = len(trained)
+    result["latency_flip"] = latency_flip(pred, bundle.specs)
+
+    t = Table(title=f"{name}: {len(held.ids)} held-out problems (probes fitted on {len(trained)})")
+    for col in ("strategy", "accuracy", "tokens", "seconds"):
+        t.add_column(col)
+    for spec, r in result["static"].items():
+        t.add_row(spec, f"{r['accuracy']:.3f}", f"{r['tokens']:.0f}", f"{r['seconds']:.1f}")
+    console.print(t)
+    for cost in ("tokens", "seconds"):
+        r = result[cost]
+        console.print(
+            f"[{cost}] best static {result['best_static']}: acc {r['best_static']['accuracy']:.3f} at "
+            f"{r['best_static'][cost]:.1f}; adaptive at that cost {r['adaptive_accuracy_at_static_cost']}; "
+            f"oracle {r['oracle_accuracy_at_static_cost']}; adaptive cost for that accuracy "
+            f"{r['cost_ratio_at_static_accuracy']} of static; gap closed {r['gap_closed']} (95% CI {r['ci95']['gap_closed']})"
+        )
+    console.print(f"choices by level: {result['choices_by_level']}")
+    flip = result["latency_flip"]
+    if flip:
+        f = Table(title=f"latency flip at lambda_tokens={flip['lambda_tokens']:.2e}: choices as the price of a second rises")
+        f.add_column("lambda_seconds")
+        for spec in bundle.specs:
+            f.add_column(spec)
+        for row in flip["sweep"]:
+            f.add_row(f"{row['lambda_seconds']:.2e}", *(str(row[s]) for s in bundle.specs))
+        console.print(f)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="arithmetic", help="trace folders under benchmarks/traces, comma-separated")
+    parser.add_argument("--bootstrap", type=int, default=500)
+    args = parser.parse_args()
+    data = {name: run(name, args.bootstrap) for name in args.datasets.split(",") if name}
+    path = write_results("policy", {"datasets": data})
+    console.print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
