@@ -88,7 +88,9 @@ def run(name: str, bootstrap: int) -> dict:
     console.print(f"choices by level: {result['choices_by_level']}")
     flip = result["latency_flip"]
     if flip:
-        f = Table(title=f"latency flip at lambda_tokens={flip['lambda_tokens']:.2e}: choices as the price of a second rises")
+        f = Table(
+            title=f"latency flip at lambda_tokens={flip['lambda_tokens']:.2e}: choices as the price of a second rises"
+        )
         f.add_column("lambda_seconds")
         for spec in bundle.specs:
             f.add_column(spec)
@@ -100,7 +102,9 @@ def run(name: str, bootstrap: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="arithmetic", help="trace folders under benchmarks/traces, comma-separated")
+    parser.add_argument(
+        "--datasets", default="arithmetic", help="trace folders under benchmarks/traces, comma-separated"
+    )
     parser.add_argument("--bootstrap", type=int, default=500)
     args = parser.parse_args()
     data = {name: run(name, args.bootstrap) for name in args.datasets.split(",") if name}

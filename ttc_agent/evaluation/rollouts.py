@@ -80,10 +80,12 @@ def collect_rollouts(
     per_run: int = 2,
     max_tokens: int = 64,
     problems: set[str] | None = None,
+    strategies: set[str] | None = None,
     progress: bool = True,
 ) -> int:
     """Add rollout labels for up to ``per_run`` candidates of every sampling run in a trace
-    folder (only ``problems``, if given); returns how many candidates were labelled now."""
+    folder (only of ``problems`` and ``strategies``, if given); returns how many candidates
+    were labelled now."""
     if not isinstance(n, int) or n < 1 or not isinstance(per_run, int) or per_run < 1:
         raise InvalidRequestError(f"rollouts need n >= 1 and per_run >= 1, got n={n!r}, per_run={per_run!r}")
     folder = Path(folder)
@@ -92,6 +94,8 @@ def collect_rollouts(
     todo = []
     for r in read_traces(folder):
         if len(r.get("candidates", [])) < 2 or (problems is not None and r["problem_id"] not in problems):
+            continue
+        if strategies is not None and r["strategy"] not in strategies:
             continue
         for i in _pick(list(r["candidates"]), per_run):
             if (r["problem_id"], r["strategy"], r["repeat"], i) not in done:
