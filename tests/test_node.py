@@ -168,3 +168,27 @@ def test_runtime_context_carries_settings_and_overrides_configurable():
     )
     with pytest.raises(InvalidRequestError, match="lamda"):
         app.invoke({"messages": HARD}, context=TTCContext(ttc={"lamda": 1}))
+
+
+def test_chat_model_streams_the_final_answer_in_chunks_and_in_a_graph():
+    from langchain_core.messages import AIMessageChunk
+
+    from ttc_agent.nodes import TTCChatModel
+
+    model = TTCChatModel(node=TTCNode(ScriptedBackend(texts("345 + 678 = 1023")), bundle_for(None)))
+    chunks = list(model.stream(HARD, ttc={"lambda_tokens": 1.0}))
+    assert len(chunks) > 3 and all(isinstance(c, AIMessageChunk) for c in chunks)
+    whole = chunks[0]
+    for c in chunks[1:]:
+        whole += c
+    assert whole.content == "345 + 678 = 1023" and whole.response_metadata["ttc"]["choice"] == "greedy"
+    assert whole.usage_metadata["output_tokens"] == 5
+
+    def ask(state):
+        return {"messages": [model.invoke(state["messages"])]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("ask", ask)
+    g.add_edge(START, "ask")
+    pieces = [m.content for m, _ in g.compile().stream({"messages": HARD}, stream_mode="messages") if m.content]
+    assert len(pieces) > 3 and "".join(pieces) == "345 + 678 = 1023"

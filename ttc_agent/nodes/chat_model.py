@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import ensure_config
 from pydantic import ConfigDict
@@ -25,6 +27,11 @@ class TTCChatModel(BaseChatModel):
     ``config["configurable"]["ttc"]``. Each decision is emitted as the custom event
     ``ttc_decision`` on the chat model's run and recorded in the reply's
     ``response_metadata["ttc"]``.
+
+    The final answer can stream (``model.stream(...)``, or ``stream_mode="messages"`` in a
+    graph): the chosen strategy runs to the end first (a vote or a verifier needs every
+    candidate), then the chosen text streams in word-sized chunks; the last chunk carries the
+    decision and the usage.
 
     Example:
         >>> model = TTCChatModel(node=TTCNode(backend, bundle))
@@ -83,3 +90,61 @@ class TTCChatModel(BaseChatModel):
         if run_manager is not None:
             await aemit_on_run(reply.record, run_manager)
         return ChatResult(generations=[ChatGeneration(message=reply.message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        ttc: dict[str, Any] | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        reply = self.node.answer(messages, self._config(ttc), tools, tool_choice)
+        if run_manager is not None:
+            emit_on_run(reply.record, run_manager)
+        for chunk in _chunks(reply.message):
+            if run_manager is not None and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        ttc: dict[str, Any] | None = None,
+        tools: Sequence[Any] = (),
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        reply = await self.node.aanswer(messages, self._config(ttc), tools, tool_choice)
+        if run_manager is not None:
+            await aemit_on_run(reply.record, run_manager)
+        for chunk in _chunks(reply.message):
+            if run_manager is not None and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+
+def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
+    """The reply as stream chunks: its text word by word (a tool call in one piece), then a
+    last chunk with the decision and the usage."""
+    if message.tool_calls:
+        calls = [
+            {"name": c["name"], "args": json.dumps(c["args"]), "id": c.get("id"), "index": i}
+            for i, c in enumerate(message.tool_calls)
+        ]
+        yield ChatGenerationChunk(message=AIMessageChunk(content=message.text, tool_call_chunks=calls))
+    else:
+        for piece in re.findall(r"\s*\S+\s*|\s+", message.text):
+            yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+    yield ChatGenerationChunk(
+        message=AIMessageChunk(
+            content="",
+            response_metadata=message.response_metadata,
+            usage_metadata=message.usage_metadata,
+            chunk_position="last",
+        )
+    )
