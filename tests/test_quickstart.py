@@ -1,0 +1,40 @@
+"""docs/quickstart.md runs as written, and langgraph.json points at a loadable graph."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def test_quickstart_code_runs_in_order(monkeypatch, tmp_path, tf_backend):
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "quickstart.md").read_text(), re.S)
+    assert len(blocks) >= 4
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "quickstart.md", "exec"), namespace)  # noqa: S102 - our own docs
+    assert namespace["out"]["ttc_ledger"].run_tokens <= 400
+    from ttc_agent.cli import app
+
+    result = CliRunner().invoke(app, ["report", "quickstart.jsonl"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert len(Path("quickstart.jsonl").read_text().splitlines()) == 5
+
+
+def test_langgraph_json_names_a_compiled_graph(tf_backend):
+    import importlib.util
+
+    from langgraph.graph.state import CompiledStateGraph
+
+    spec = json.loads((ROOT / "langgraph.json").read_text())
+    path, attr = spec["graphs"]["multistep_math"].split(":")
+    module_spec = importlib.util.spec_from_file_location("ttc_example_graph", ROOT / path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    assert isinstance(getattr(module, attr), CompiledStateGraph)
+    assert spec["dependencies"] == ["."]
