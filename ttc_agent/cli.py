@@ -79,12 +79,17 @@ def demo(
     from ttc_agent.demo import make_graph, shipped_probes
     from ttc_agent.nodes import TTCContext, TTCNode
     from ttc_agent.probes import ProbeBundle
+    from ttc_agent.report import short_label
 
     try:
         budget = WorkflowBudget(max_tokens=max_tokens, max_seconds=max_seconds) if max_tokens or max_seconds else None
         with console.status("loading the embedded model and the probes..."):
             backend = TransformersBackend()
-            bundle = shipped_probes(backend) if probes is None else ProbeBundle.load(probes, backend.fingerprint())
+            bundle = (
+                shipped_probes(backend)
+                if probes is None
+                else ProbeBundle.load(probes, fingerprint=backend.fingerprint())
+            )
         trace.unlink(missing_ok=True)
         node = TTCNode(backend, bundle, trace=trace, manager=manager)
         graph = make_graph(node)
@@ -113,7 +118,7 @@ def demo(
         cells = [
             str(i),
             step["question"],
-            step["choice"],
+            short_label(step["choice"]),
             f"{step['predicted_accuracy']:.2f}",
             f"{step['predicted_tokens']:.0f}→{step['tokens']}",
             f"{step['predicted_seconds']:.1f}→{step['seconds']:.1f}",

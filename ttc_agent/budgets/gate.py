@@ -40,9 +40,10 @@ class CallPlan:
         return max(self.reservation.seconds - (time.perf_counter() - self.started), 0.001)
 
 
-#: A call reserves its cap, but no more than this multiple of its chosen strategy's q90 cost,
-#: so concurrent calls are not starved by one call's generous cap.
-HEADROOM = 1.5
+#: A call reserves its caps, but no more than these multiples of its chosen strategy's q90
+#: tokens and seconds, so concurrent calls are not starved by one call's generous cap (seconds
+#: get more room: latency varies with the machine's load more than token counts do).
+HEADROOM = (1.5, 2.0)
 
 
 def _min_cap(a: float | None, b: float | None) -> float | None:
@@ -53,8 +54,8 @@ def _want(decision: Decision, predictions: Any) -> tuple[float | None, float | N
     """What a call reserves: its caps, at most `HEADROOM` times its strategy's q90 cost."""
     i = decision.index
     return (
-        _min_cap(decision.limits.max_tokens, HEADROOM * decision.tokens_q90[i]),
-        _min_cap(decision.limits.max_seconds, HEADROOM * float(predictions.seconds_q90[0][i])),
+        _min_cap(decision.limits.max_tokens, HEADROOM[0] * decision.tokens_q90[i]),
+        _min_cap(decision.limits.max_seconds, HEADROOM[1] * float(predictions.seconds_q90[0][i])),
     )
 
 

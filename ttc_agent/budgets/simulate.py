@@ -127,8 +127,8 @@ def run_manager(
                 break  # exhausted: the remaining steps are not answered
             j = int(policy.choose(row, limits)[0])
             lambdas = (limits.lambda_tokens, limits.lambda_seconds)
-            cap_t = None if limits.max_tokens is None else min(limits.max_tokens, HEADROOM * row.tokens_q90[0, j])
-            cap_s = None if limits.max_seconds is None else min(limits.max_seconds, HEADROOM * row.seconds_q90[0, j])
+            cap_t = None if limits.max_tokens is None else min(limits.max_tokens, HEADROOM[0] * row.tokens_q90[0, j])
+            cap_s = None if limits.max_seconds is None else min(limits.max_seconds, HEADROOM[1] * row.seconds_q90[0, j])
             tok, sec, good = _outcome(world, w, t, j, cap_t, cap_s)
             spent_t[w] += tok
             spent_s[w] += sec
