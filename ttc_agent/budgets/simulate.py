@@ -27,6 +27,7 @@ import numpy as np
 
 from ttc_agent.budgets.budget import BudgetError, WorkflowBudget
 from ttc_agent.budgets.managers import balance_for, make_manager
+from ttc_agent.plotting import save_figure
 from ttc_agent.policy import UtilityPolicy, fits
 from ttc_agent.probes.bundle import Predictions
 
@@ -268,10 +269,4 @@ def plot_simulation(rows: Sequence[dict[str, Any]], path: str) -> list[str]:
     ax.set(xlabel=f"workflow budget ({key.removeprefix('max_')})", ylabel="workflow success rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = []
-    for ext in ("png", "svg"):
-        fig.savefig(f"{path}.{ext}", dpi=110)
-        out.append(f"{path}.{ext}")
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)

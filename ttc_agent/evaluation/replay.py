@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ttc_agent.plotting import save_figure
 from ttc_agent.policy import CallLimits, OraclePolicy, UtilityPolicy
 from ttc_agent.probes.bundle import Predictions, TraceTable
 
@@ -191,10 +192,4 @@ def plot(result: dict[str, Any], path_stem: str) -> list[str]:
             title=f"accuracy vs {cost} ({result['queries']} held-out queries)",
         )
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        fig.savefig(f"{path_stem}.{ext}", dpi=110)
-        paths.append(f"{path_stem}.{ext}")
-    plt.close(fig)
-    return paths
+    return save_figure(fig, path_stem)
