@@ -372,3 +372,18 @@ def test_report_shows_budget_left_and_the_stop_and_draws_the_burn_down(tmp_path)
     assert result.exit_code == 0, result.output
     assert "stopped: budget" in result.output and "tok" in result.output
     assert (tmp_path / "run.png").stat().st_size > 1000
+
+
+def test_a_graph_without_the_ledger_channel_is_told_to_add_it():
+    node = TTCNode(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=1000, expected_calls=3))
+
+    def solve(state, config):
+        return node.respond(state["messages"], state, config).update
+
+    g = StateGraph(MessagesState)  # no BudgetState: LangGraph would drop the ledger silently
+    g.add_node("solve", solve)
+    g.add_edge(START, "solve")
+    g.add_edge("solve", "again")
+    g.add_node("again", solve)
+    with pytest.raises(BudgetError, match="add ttc_agent.budgets.BudgetState"):
+        g.compile().invoke({"messages": Q})

@@ -254,6 +254,7 @@ class TTCNode:
         if budget is None:
             decision = self.policy.decide(pred, limits, allowed)[0]
         else:
+            _check_ledger_channel(state)
             ledger = ledger_of(state)
             configurable = (config or {}).get("configurable") or {}
             steps = state.get("remaining_steps") if isinstance(state, Mapping) else None
@@ -470,6 +471,19 @@ class TTCNode:
         reply = await self.arespond(_messages(state), state, config)
         await aemit(reply.record, config)
         return reply.update
+
+
+def _check_ledger_channel(state: Any) -> None:
+    """A budgeted call whose graph drops the ledger would never see its earlier spend: when the
+    conversation already holds a budgeted reply but the state has no ledger, say so."""
+    if not isinstance(state, Mapping) or LEDGER_KEY in state:
+        return
+    earlier = state.get("messages") or ()
+    if any(isinstance(m, AIMessage) and (m.response_metadata.get("ttc") or {}).get("budget") for m in earlier):
+        raise BudgetError(
+            f"the graph's state has no {LEDGER_KEY!r} channel, so the workflow budget cannot keep its spend: "
+            "add ttc_agent.budgets.BudgetState to the state schema (class State(MessagesState, BudgetState))"
+        )
 
 
 def parse_grant(answer: Any) -> tuple[int, float] | None:
