@@ -38,3 +38,18 @@ def test_langgraph_json_names_a_compiled_graph(tf_backend):
     module_spec.loader.exec_module(module)
     assert isinstance(getattr(module, attr), CompiledStateGraph)
     assert spec["dependencies"] == ["."]
+
+
+def test_demo_under_a_workflow_budget(monkeypatch, tmp_path, tf_backend):
+    from ttc_agent.cli import app
+    from ttc_agent.report import read_decisions
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app, ["demo", "What is 3 + 4 + 5?", "--max-tokens", "400", "--max-seconds", "40"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "budget left" in result.output and "right answer: 12" in result.output
+    records = read_decisions(tmp_path / "ttc-demo.jsonl")
+    spent = sum(r["actual"]["total_tokens"] for r in records)
+    assert spent <= 400 and all(r.get("budget") or r.get("exhausted") for r in records)

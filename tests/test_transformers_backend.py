@@ -94,3 +94,19 @@ def test_unknown_model_path_names_it(tmp_path):
 def test_fingerprint_identifies_the_weights(tf_backend):
     fp = tf_backend.fingerprint()
     assert fp["backend"] == "transformers" and len(fp["weights"]) == 16
+
+
+def test_model_digest_ignores_the_transformers_version_that_saved_it(tmp_path):
+    import json
+
+    from ttc_agent.backends.fingerprint import model_digest
+
+    for name, version in (("a", "5.19.0"), ("b", "5.19.1")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"hidden_size": 8, "transformers_version": version}))
+        (folder / "model.safetensors").write_bytes(b"weights")
+    assert model_digest(str(tmp_path / "a")) == model_digest(str(tmp_path / "b"))
+    (tmp_path / "b" / "model.safetensors").write_bytes(b"other weights")
+    model_digest.cache_clear()
+    assert model_digest(str(tmp_path / "a")) != model_digest(str(tmp_path / "b"))

@@ -8,6 +8,7 @@ weight file with its size, so it takes milliseconds even for multi-GB checkpoint
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def model_digest(model_dir: str) -> str:
         p = root / name
         if p.is_file():
             h.update(name.encode())
-            h.update(p.read_bytes())
+            h.update(_stable_json(p))
     for p in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")):
         size = p.stat().st_size
         h.update(f"{p.name}:{size}".encode())
@@ -34,3 +35,16 @@ def model_digest(model_dir: str) -> str:
                 f.seek(max(size - _CHUNK, _CHUNK))
                 h.update(f.read(_CHUNK))
     return h.hexdigest()[:16]
+
+
+def _stable_json(path: Path) -> bytes:
+    """A JSON file's content without the ``transformers_version`` that saved it (a newer
+    transformers writing the same weights must not change the model's identity)."""
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return path.read_bytes()
+    if isinstance(data, dict):
+        data.pop("transformers_version", None)
+    return json.dumps(data, sort_keys=True).encode()
+
