@@ -47,4 +47,3 @@ def _stable_json(path: Path) -> bytes:
     if isinstance(data, dict):
         data.pop("transformers_version", None)
     return json.dumps(data, sort_keys=True).encode()
-

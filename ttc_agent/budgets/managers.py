@@ -165,14 +165,17 @@ class Paced:
     def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance:
         start_t, start_s = self._initial(balance, calibration)
         lam_t, lam_s = balance.lambda_tokens, balance.lambda_seconds
-        lam_t = start_t if lam_t is None else lam_t
-        lam_s = start_s if lam_s is None else lam_s
+        # No price yet, or the zero a call expected to be the last one set: start over.
+        lam_t = lam_t or start_t
+        lam_s = lam_s or start_s
         if balance.tokens_left is not None and balance.calls_done:
             spent = balance.tokens_total - balance.tokens_left
             lam_t = self._update(lam_t, start_t, spent, balance.tokens_total, balance)
         if balance.seconds_left is not None and balance.calls_done:
             spent = balance.seconds_total - balance.seconds_left
             lam_s = self._update(lam_s, start_s, spent, balance.seconds_total, balance)
+        if balance.calls_left == 1:  # nothing later to save for: accuracy within what is left
+            lam_t = lam_s = 0.0
         cap_t, cap_s, keep = _caps(balance, predictions, (None, None))
         return Allowance(_limits(lam_t, lam_s, cap_t, cap_s), *keep)
 

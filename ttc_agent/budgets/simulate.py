@@ -12,7 +12,9 @@ Allocations compared at equal total budget:
 - ``equal`` / ``paced``: the budget managers, with the reserve rule and hard caps;
 - ``static:SPEC``: always one strategy, stopping when its q90 cost no longer fits;
 - ``adaptive``: per-call utility with fixed prices and no manager, prices calibrated so its mean
-  workflow cost equals the budget (it can overrun: its violations are counted);
+  workflow cost equals the budget. Nothing stops it from overrunning: its violations are
+  counted, and a workflow that overran does not count as a success under a hard budget
+  (``success_ignoring_budget`` reports it as if the budget were soft);
 - ``oracle``: hindsight, the cheapest right run per step when the total fits (the ceiling).
 """
 
@@ -71,6 +73,7 @@ class Result:
     tokens: np.ndarray
     seconds: np.ndarray
     violations: int
+    soft_success: np.ndarray | None = None
 
     def summary(self, budget: WorkflowBudget) -> dict[str, float]:
         out = {
@@ -79,6 +82,8 @@ class Result:
             "seconds": float(self.seconds.mean()),
             "violations": int(self.violations),
         }
+        if self.soft_success is not None:
+            out["success_ignoring_budget"] = float(self.soft_success.mean())
         if budget.max_tokens is not None:
             out["utilisation_tokens"] = float(self.tokens.mean() / budget.max_tokens)
         if budget.max_seconds is not None:
@@ -175,7 +180,10 @@ def run_adaptive(world: World, pred: Predictions, budget: WorkflowBudget, share:
     right = pick(world.correct, choice[..., None], axis=2)[..., 0]
     spent_t = pick(world.tokens, choice[..., None], axis=2)[..., 0].sum(axis=1)
     spent_s = pick(world.seconds, choice[..., None], axis=2)[..., 0].sum(axis=1)
-    return Result(_succeeded(right, share), spent_t, spent_s, _violations(budget, spent_t, spent_s))
+    over = _over(budget, spent_t, spent_s)
+    result = Result(_succeeded(right, share) & ~over, spent_t, spent_s, int(over.sum()))
+    result.soft_success = _succeeded(right, share)
+    return result
 
 
 def run_oracle(world: World, budget: WorkflowBudget, share: float) -> Result:
@@ -203,13 +211,18 @@ def run_oracle(world: World, budget: WorkflowBudget, share: float) -> Result:
     return Result(success, spent_t, spent_s, 0)
 
 
-def _violations(budget: WorkflowBudget, tokens: np.ndarray, seconds: np.ndarray) -> int:
+def _over(budget: WorkflowBudget, tokens: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Which workflows spent more than the budget."""
     over = np.zeros(len(tokens), dtype=bool)
     if budget.max_tokens is not None:
         over |= tokens > budget.max_tokens + 1e-6
     if budget.max_seconds is not None:
         over |= seconds > budget.max_seconds + 1e-6
-    return int(over.sum())
+    return over
+
+
+def _violations(budget: WorkflowBudget, tokens: np.ndarray, seconds: np.ndarray) -> int:
+    return int(_over(budget, tokens, seconds).sum())
 
 
 def simulate(
@@ -237,8 +250,10 @@ def simulate(
     for budget in track(budgets, description="simulate", disable=not progress):
         limit = {"max_tokens": budget.max_tokens, "max_seconds": budget.max_seconds}
         runs: dict[str, Result] = {}
+        names = []
         for m in managers:
-            runs[m] = run_manager(world, pred, budget, m, calibration, success_share)
+            names.append(getattr(make_manager(m), "name", str(m)))
+            runs[names[-1]] = run_manager(world, pred, budget, m, calibration, success_share)
         for spec in statics:
             runs[f"static:{spec}"] = run_static(world, pred, budget, list(pred.specs).index(spec), success_share)
         runs["adaptive"] = run_adaptive(world, pred, budget, success_share)
@@ -247,7 +262,7 @@ def simulate(
         adaptive = runs["adaptive"].success.mean()
         for name, result in runs.items():
             row = {"allocation": name, **limit, **result.summary(budget)}
-            if name in managers and oracle > adaptive:
+            if name in names and oracle > adaptive:
                 row["gap_closed_vs_adaptive"] = float((result.success.mean() - adaptive) / (oracle - adaptive))
             rows.append(row)
     return rows
