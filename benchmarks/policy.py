@@ -1,7 +1,8 @@
 """The latency- and token-aware policy against every static strategy, on held-out queries.
 
-Uses the traces benchmarks/probes.py collects (benchmarks/traces/<dataset>, the menu in
-benchmarks/menus/arithmetic.yaml, sampling strategies run ``--repeats`` times): the probes are
+End to end: it collects (or resumes) the arithmetic traces that benchmarks/probes.py also uses
+(benchmarks/traces/arithmetic, the menu in benchmarks/menus/arithmetic.yaml, levels 1-4,
+sampling strategies run ``--repeats`` times; a no-op when they are complete), the probes are
 fitted on the train split (``ttc-agent train --test-fraction 0.3``) and every policy is replayed
 on the held-out split without generating (`ttc_agent.evaluation.replay`): statics, the adaptive
 policy over a sweep of token and second prices, and the hindsight oracle. It also sweeps the
@@ -24,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fitted_bundle, write_results  # noqa: E402
+from _common import arithmetic_by_level, fitted_bundle, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 IMG = HERE.parent / "docs" / "img"
@@ -106,7 +107,25 @@ def main() -> None:
         "--datasets", default="arithmetic", help="trace folders under benchmarks/traces, comma-separated"
     )
     parser.add_argument("--bootstrap", type=int, default=500)
+    parser.add_argument("--per-level", type=int, default=25, help="arithmetic questions per level to collect")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each sampling strategy per question")
+    parser.add_argument("--no-collect", action="store_true", help="replay the traces as they are")
     args = parser.parse_args()
+    if not args.no_collect:
+        from ttc_agent.backends import TransformersBackend
+        from ttc_agent.evaluation.collect import collect
+        from ttc_agent.evaluation.menu import Menu
+
+        menu = Menu.load(HERE / "menus" / "arithmetic.yaml")
+        problems = arithmetic_by_level(args.per_level)
+        collect(
+            problems,
+            menu,
+            TransformersBackend(),
+            HERE / "traces" / "arithmetic",
+            repeats=args.repeats,
+            dataset="arithmetic",
+        )
     data = {name: run(name, args.bootstrap) for name in args.datasets.split(",") if name}
     path = write_results("policy", {"datasets": data})
     console.print(f"wrote {path}")
