@@ -151,3 +151,27 @@ def test_agent_budget_ledger_is_written_by_the_middleware_and_ends_the_run_clean
     )
     assert budget_exhausted(tight) and tight["messages"][-1].content.startswith("Stopped: the workflow's tokens")
     assert [m.type for m in tight["messages"]] == ["human", "ai"]
+
+
+def test_agent_budget_ask_pauses_and_resumes_with_a_grant():
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+
+    from ttc_agent.budgets import WorkflowBudget
+    from ttc_agent.nodes import TTCContext
+
+    node = TTCNode(scripted_tool_backend(), bundle_for(None))
+    agent = create_agent(
+        TTCChatModel(node=node),
+        tools=[calculator],
+        middleware=[TTCMiddleware(node, force_first_tool_call=True)],
+        context_schema=TTCContext,
+        checkpointer=InMemorySaver(),
+    )
+    cfg = {"configurable": {"thread_id": "ask"}}
+    ctx = TTCContext(budget=WorkflowBudget(max_tokens=30, on_exhausted="ask"))
+    paused = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]}, cfg, context=ctx)
+    assert paused["__interrupt__"][0].value["ttc_budget_exhausted"]["limit"] == "tokens"
+    out = agent.invoke(Command(resume={"tokens": 3000}), cfg, context=ctx)
+    assert out["messages"][-1].content == "The answer is 1023."
+    assert out["ttc_ledger"].run_granted_tokens == 3000 and out["ttc_ledger"].run_tokens <= 3030
