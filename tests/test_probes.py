@@ -178,3 +178,9 @@ def test_sentence_embedding_and_hidden_state_features(embedded_dir):
     H = h.transform(prompts)
     assert H.shape == (3, 576) and np.isfinite(H).all() and h.last_seconds > 0
     assert not np.allclose(H[0], H[2])
+
+
+def test_text_stats_read_odd_number_runs():
+    X = TextStats().transform(["Step 10.1.5.1.5 then 1,234.5 and 7"])
+    cols = dict(zip(TextStats.columns, X[0], strict=True))
+    assert cols["max_number_digits"] == 4 and np.isfinite(X).all()

@@ -45,7 +45,7 @@ def prompt_text(prompt: Prompt) -> str:
     return "\n".join(m["content"] for m in p.messages if m["role"] != "system")
 
 
-_NUM = re.compile(r"\d+(?:[.,]\d+)*")
+_NUM = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")  # 1,234.5; "10.1.5" reads as 10.1 and 5
 _OPS = re.compile(r"[+\-*/×÷=^<>]")
 
 
