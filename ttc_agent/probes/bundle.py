@@ -39,6 +39,7 @@ _TRUSTED = [
     "ttc_agent.probes.predictors.TokenRegressor",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.StratifiedKFold",
 ]
 
 

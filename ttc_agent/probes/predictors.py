@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -45,7 +46,10 @@ class AccuracyProbe(BaseEstimator, ClassifierMixin):
         if counts.min() == 0:
             self.model_ = DummyClassifier(strategy="prior").fit(X, y)
         elif self.calibrate and counts.min() >= 2 * self.cv:
-            self.model_ = CalibratedClassifierCV(base, method="sigmoid", cv=self.cv).fit(X, y)
+            # Shuffled folds: traces come sorted (by problem, so by level), and contiguous folds
+            # would calibrate each model on difficulties it never saw, which can invert it.
+            folds = StratifiedKFold(n_splits=self.cv, shuffle=True, random_state=0)
+            self.model_ = CalibratedClassifierCV(base, method="sigmoid", cv=folds).fit(X, y)
         else:
             self.model_ = clone(base).fit(X, y)
         self.classes_ = np.array([0, 1])

@@ -32,6 +32,7 @@ _TRUSTED = [
     "ttc_agent.probes.predictors.AccuracyProbe",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.model_selection._split.StratifiedKFold",
 ]
 
 
