@@ -186,8 +186,16 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=20, help="real workflows on the embedded model (0 to skip)")
     parser.add_argument("--real-max-tokens", type=int, default=700)
     parser.add_argument("--real-max-seconds", type=float, default=20.0)
+    parser.add_argument("--keep-simulator", action="store_true", help="reuse the simulator part of budgets.json")
     args = parser.parse_args()
-    data = {"simulator": simulator(args.workflows, args.steps)}
+    if args.keep_simulator:
+        import json
+
+        from _common import RESULTS
+
+        data = {"simulator": json.loads((RESULTS / "budgets.json").read_text())["simulator"]}
+    else:
+        data = {"simulator": simulator(args.workflows, args.steps)}
     if args.real:
         data["real"] = real_run(args.real, args.real_max_tokens, args.real_max_seconds)
     path = write_results("budgets", data)

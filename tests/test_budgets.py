@@ -387,3 +387,12 @@ def test_a_graph_without_the_ledger_channel_is_told_to_add_it():
     g.add_node("again", solve)
     with pytest.raises(BudgetError, match="add ttc_agent.budgets.BudgetState"):
         g.compile().invoke({"messages": Q})
+
+
+def test_each_invocation_without_a_thread_is_a_run_of_its_own():
+    backend = ScriptedBackend(texts("= 5"))
+    node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=2), pool=ReservationPool())
+    app = loop_graph(node, calls=2)
+    runs = [app.invoke(start())["ttc_ledger"] for _ in range(4)]
+    assert len({r.run for r in runs}) == 4, "no checkpointer, no thread: four separate runs"
+    assert all(r.calls == 2 and not r.exhausted for r in runs), "each run had the whole budget"

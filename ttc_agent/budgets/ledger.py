@@ -11,6 +11,7 @@ continues from the right balance. The ledger holds thread totals (``tokens``, ``
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
@@ -192,10 +193,11 @@ def current_run(state: Any, ledger: Ledger | None, config: Any) -> str:
     """The id of the run a call belongs to (for run-scoped budgets).
 
     Within a run it is the id the run's first budgeted call wrote to ``state["ttc_run"]``, an
-    untracked channel that every new invocation starts without. The first call of a run takes
-    ``config["run_id"]`` if the caller set one, the ledger's run when LangGraph is resuming an
-    interrupted run, and otherwise derives the id from the thread and its ledger totals, so
-    parallel branches of one step agree on it.
+    untracked channel that every new invocation starts without. The first budgeted call of a
+    run takes ``config["run_id"]`` if the caller set one, the ledger's run when LangGraph is
+    resuming an interrupted run, and otherwise derives the id from the thread and the checkpoint
+    its step started from, which parallel branches of one step share and a new invocation does
+    not. Outside a graph run every call is a run of its own.
     """
     marker = state.get(RUN_KEY) if isinstance(state, dict) else getattr(state, RUN_KEY, None)
     if marker:
@@ -206,6 +208,18 @@ def current_run(state: Any, ledger: Ledger | None, config: Any) -> str:
         return ledger.run
     if config.get("run_id"):
         return str(config["run_id"])
-    led = ledger or Ledger()
-    seed = f"{configurable.get('thread_id', '')}/{led.calls}/{led.tokens}/{led.seconds:.6f}/{led.run}"
-    return hashlib.sha256(seed.encode()).hexdigest()[:16]
+    step = _step_checkpoint()
+    if step is None:
+        return uuid.uuid4().hex[:16]
+    return hashlib.sha256(f"{configurable.get('thread_id', '')}/{step}".encode()).hexdigest()[:16]
+
+
+def _step_checkpoint() -> str | None:
+    """The id of the checkpoint the current LangGraph step started from (None outside a graph)."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        info = getattr(get_runtime(), "execution_info", None)
+    except RuntimeError:
+        return None
+    return getattr(info, "checkpoint_id", None) or None
