@@ -63,7 +63,9 @@ def demo(
     ] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Workflow seconds budget: all steps together.")] = None,
     manager: Annotated[str, typer.Option(help="Budget manager: paced or equal.")] = "paced",
-    lambda_tokens: Annotated[float, typer.Option(help="Price of a token when no budget is set.")] = 0.0,
+    lambda_tokens: Annotated[
+        float, typer.Option(help="Price of a token when no budget is set (accuracy per token).")
+    ] = 5e-4,
     probes: Annotated[
         Path | None, typer.Option(help="Probe bundle folder (default: the one shipped in the package).")
     ] = None,
