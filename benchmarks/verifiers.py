@@ -72,6 +72,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rollouts", type=int, default=4, help="continuations per step prefix (process labels)")
     parser.add_argument("--beam-questions", type=int, default=20, help="held-out questions for beam search (0: skip)")
+    parser.add_argument("--no-process", action="store_true", help="skip the rollouts and the process verifier")
+    parser.add_argument(
+        "--train-on",
+        default="all",
+        choices=["all", "bo8"],
+        help="candidates to train on: every sampled run, or best-of-8 only",
+    )
     args = parser.parse_args()
     from ttc_agent.answers import answer_key
     from ttc_agent.backends import TransformersBackend
@@ -97,7 +104,9 @@ def main() -> None:
     backend = TransformersBackend()
 
     # -- train the outcome and process verifiers on the train split ---------------------------
-    questions, candidates, labels, ids = examples_from_traces(records)
+    questions, candidates, labels, ids = examples_from_traces(
+        [r for r in records if args.train_on == "all" or r["strategy"] == BO8]
+    )
     train = [i for i, pid in enumerate(ids) if pid in train_ids]
     encoder = CandidateEncoder()
     started = time.perf_counter()
@@ -108,23 +117,25 @@ def main() -> None:
     console.print(
         f"outcome verifier: {sum(len(candidates[i]) for i in train)} candidates, {time.perf_counter() - started:.0f} s"
     )
-    collect_rollouts(TRACES, backend, n=args.rollouts, per_run=1, problems=train_ids, strategies={BO8})
-    pq, pc, py, pids = prefixes_from_rollouts(read_rollouts(TRACES), records)
-    keep = [i for i, pid in enumerate(pids) if pid in train_ids]
-    process = LearnedVerifier(encoder, kind="process").fit(
-        [questions[i] for i in train] + [pq[i] for i in keep],
-        [candidates[i] for i in train] + [pc[i] for i in keep],
-        [labels[i] for i in train] + [py[i] for i in keep],
-    )
-    process.save(PROCESS)
-    prefixes = sum(len(pc[i]) for i in keep)
-    console.print(f"process verifier: plus {prefixes} step prefixes labelled by {args.rollouts} rollouts each")
+    process = None
+    if not args.no_process:
+        collect_rollouts(TRACES, backend, n=args.rollouts, per_run=1, problems=train_ids, strategies={BO8})
+        pq, pc, py, pids = prefixes_from_rollouts(read_rollouts(TRACES), records)
+        keep = [i for i, pid in enumerate(pids) if pid in train_ids]
+        process = LearnedVerifier(encoder, kind="process").fit(
+            [questions[i] for i in train] + [pq[i] for i in keep],
+            [candidates[i] for i in train] + [pc[i] for i in keep],
+            [labels[i] for i in train] + [py[i] for i in keep],
+        )
+        process.save(PROCESS)
+        prefixes = sum(len(pc[i]) for i in keep)
+        console.print(f"process verifier: plus {prefixes} step prefixes labelled by {args.rollouts} rollouts each")
 
     # -- score the held-out best-of-8 runs ------------------------------------------------------
     held = [r for r in records if r["problem_id"] in test_ids and r["strategy"] == BO8]
     greedy = {r["problem_id"]: r["correct"] for r in records if r["strategy"] == "greedy"}
     judge = JudgeVerifier()
-    verifiers = {"learned outcome": outcome, "learned process": process, "judge": judge}
+    verifiers = {"learned outcome": outcome, "judge": judge, **({"learned process": process} if process else {})}
     per_run = []
     for r in held:
         q = Problem.from_record(r).question
@@ -141,7 +152,7 @@ def main() -> None:
             s = v.score(q, texts, backend=backend)
             row["scores"][name], row["cost"][name] = list(s.values), (s.tokens, s.seconds)
         per_run.append(row)
-    names = ["logprob (mean)", "judge", "learned outcome", "learned process"]
+    names = ["logprob (mean)", *verifiers]
     levels = sorted({r["level"] for r in per_run})
     summary: dict = {"held_out_problems": len(test_ids), "held_out_runs": len(per_run), "verifiers": {}}
     for name in names:
@@ -223,7 +234,7 @@ def main() -> None:
     console.print(t)
 
     # -- beam search with process scores on held-out questions --------------------------------
-    if args.beam_questions:
+    if args.beam_questions and process is not None:
         beam_traced = "beam(width=2, expand=2, max_steps=4)"
         by_problem = {
             r["problem_id"]: r for r in records if r["strategy"] == beam_traced and r["problem_id"] in test_ids
