@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fitted_bundle, write_results  # noqa: E402
@@ -37,7 +36,7 @@ console = Console()
 
 def simulator(workflows: int, steps: int) -> dict:
     from ttc_agent.budgets import WorkflowBudget
-    from ttc_agent.budgets.simulate import plot_simulation, simulate
+    from ttc_agent.budgets.simulate import plot_simulation, simulate, simulation_table
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.probes import TraceTable
 
@@ -71,23 +70,8 @@ def simulator(workflows: int, steps: int) -> dict:
             "rows": rows,
             "plots": [str(Path(p).relative_to(HERE.parent)) for p in plots],
         }
-        t = Table(
-            title=f"{workflows} workflows x {steps} calls, {len(table.ids)} held-out problems, success = {share:.0%} of steps right"
-        )
-        for col in ("budget", "allocation", "success", "tokens", "utilisation", "violations", "gap closed vs adaptive"):
-            t.add_column(col)
-        for r in rows:
-            gap = r.get("gap_closed_vs_adaptive")
-            t.add_row(
-                f"{r['max_tokens']} ({r['budget_vs_greedy']:g}x greedy)",
-                r["allocation"],
-                f"{r['success']:.3f}",
-                f"{r['tokens']:.0f}",
-                f"{r['utilisation_tokens']:.0%}",
-                str(r["violations"]),
-                "-" if gap is None else f"{gap:.0%}",
-            )
-        console.print(t)
+        title = f"{workflows} workflows x {steps} calls, {len(table.ids)} held-out problems, success = {share:.0%} of steps right"
+        console.print(simulation_table(rows, title))
     return {
         "problems": len(table.ids),
         "greedy_tokens_per_call": greedy,

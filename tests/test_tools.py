@@ -122,7 +122,6 @@ def test_react_agent_on_the_embedded_model_really_calls_the_calculator(tf_backen
 
 
 def test_agent_budget_ledger_is_written_by_the_middleware_and_ends_the_run_cleanly():
-    from langgraph.checkpoint.memory import InMemorySaver
 
     from ttc_agent.budgets import WorkflowBudget, budget_exhausted
     from ttc_agent.nodes import TTCContext
@@ -130,13 +129,7 @@ def test_agent_budget_ledger_is_written_by_the_middleware_and_ends_the_run_clean
     CALLS.clear()
     backend = scripted_tool_backend()
     node = TTCNode(backend, bundle_for(None), budget=WorkflowBudget(max_tokens=2000, expected_calls=2))
-    agent = create_agent(
-        TTCChatModel(node=node),
-        tools=[calculator],
-        middleware=[TTCMiddleware(node, force_first_tool_call=True)],
-        context_schema=TTCContext,
-        checkpointer=InMemorySaver(),
-    )
+    agent = budget_agent(node)
     cfg = {"configurable": {"thread_id": "a"}}
     out = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]}, cfg)
     ledger = out["ttc_ledger"]
@@ -154,20 +147,13 @@ def test_agent_budget_ledger_is_written_by_the_middleware_and_ends_the_run_clean
 
 
 def test_agent_budget_ask_pauses_and_resumes_with_a_grant():
-    from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.types import Command
 
     from ttc_agent.budgets import WorkflowBudget
     from ttc_agent.nodes import TTCContext
 
     node = TTCNode(scripted_tool_backend(), bundle_for(None))
-    agent = create_agent(
-        TTCChatModel(node=node),
-        tools=[calculator],
-        middleware=[TTCMiddleware(node, force_first_tool_call=True)],
-        context_schema=TTCContext,
-        checkpointer=InMemorySaver(),
-    )
+    agent = budget_agent(node)
     cfg = {"configurable": {"thread_id": "ask"}}
     ctx = TTCContext(budget=WorkflowBudget(max_tokens=30, on_exhausted="ask"))
     paused = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]}, cfg, context=ctx)
@@ -175,3 +161,18 @@ def test_agent_budget_ask_pauses_and_resumes_with_a_grant():
     out = agent.invoke(Command(resume={"tokens": 3000}), cfg, context=ctx)
     assert out["messages"][-1].content == "The answer is 1023."
     assert out["ttc_ledger"].run_granted_tokens == 3000 and out["ttc_ledger"].run_tokens <= 3030
+
+
+def budget_agent(node):
+    """A checkpointed ReAct agent whose runs take a `TTCContext` (and so a workflow budget)."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from ttc_agent.nodes import TTCContext
+
+    return create_agent(
+        TTCChatModel(node=node),
+        tools=[calculator],
+        middleware=[TTCMiddleware(node, force_first_tool_call=True)],
+        context_schema=TTCContext,
+        checkpointer=InMemorySaver(),
+    )

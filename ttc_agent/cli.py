@@ -383,7 +383,7 @@ def simulate(
     import json
 
     from ttc_agent.budgets import WorkflowBudget
-    from ttc_agent.budgets.simulate import plot_simulation
+    from ttc_agent.budgets.simulate import plot_simulation, simulation_table
     from ttc_agent.budgets.simulate import simulate as run_simulation
 
     try:
@@ -418,24 +418,9 @@ def simulate(
     out.mkdir(parents=True, exist_ok=True)
     plots = plot_simulation(rows, str(out / "success-vs-budget"))
     (out / "simulate.json").write_text(json.dumps({"rows": rows, "plots": plots}, indent=2) + "\n")
-    key = "max_tokens" if tok else "max_seconds"
-    t = Table(title=f"{workflows} workflows of {steps} calls from {len(table.ids)} held-out problems")
-    for col in ("budget", "allocation", "success", "tokens", "seconds", "utilisation", "violations", "gap closed"):
-        t.add_column(col)
-    for r in rows:
-        util = r.get("utilisation_tokens", r.get("utilisation_seconds"))
-        gap = r.get("gap_closed_vs_adaptive")
-        t.add_row(
-            f"{r[key]:g}",
-            r["allocation"],
-            f"{r['success']:.3f}",
-            f"{r['tokens']:.0f}",
-            f"{r['seconds']:.1f}",
-            f"{util:.0%}",
-            str(r["violations"]),
-            "-" if gap is None else f"{gap:.0%}",
-        )
-    console.print(t)
+    console.print(
+        simulation_table(rows, f"{workflows} workflows of {steps} calls from {len(table.ids)} held-out problems")
+    )
     console.print(f"wrote {out / 'simulate.json'} and {', '.join(plots)}")
 
 
