@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(
             app.invoke({"messages": [("user", "And what is 4 + 4?")]}, config)
         values = app.get_state(config).values
         messages = [{"type": m.type, "content": m.content, "ttc": m.response_metadata.get("ttc", {}).get("choice"),
-                     "budget": m.response_metadata.get("ttc", {}).get("budget"), "usage": m.usage_metadata}
+                     "budget": m.response_metadata.get("ttc", {}).get("budget"), "usage": getattr(m, "usage_metadata", None)}
                     for m in values["messages"]]
         print(json.dumps({"messages": messages, "ledger": dataclasses.asdict(values["ttc_ledger"])}))
     """
