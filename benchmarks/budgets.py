@@ -42,8 +42,7 @@ def simulator(workflows: int, steps: int) -> dict:
 
     bundle = fitted_bundle(TRACES)
     table = TraceTable.from_records(read_traces(TRACES), bundle.specs)
-    trained = set(bundle.train_ids)
-    table = table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
+    table = bundle.held_out(table)
     pred = bundle.predict(table.prompts, table.prompt_tokens)
     greedy = float(table.mean("greedy", "total_tokens").mean())
     multiples = (1.0, 1.5, 2.0, 3.0, 5.0, 8.0)

@@ -63,8 +63,8 @@ def run(name: str, bootstrap: int) -> dict:
     traces = HERE / "traces" / name
     bundle = fitted_bundle(traces)
     table = TraceTable.from_records(read_traces(traces), bundle.specs)
-    trained = set(bundle.train_ids)
-    held = table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
+    held = bundle.held_out(table)
+    trained = bundle.train_ids
     pred = bundle.predict(held.prompts, held.prompt_tokens)
     result = replay(held, pred, bootstrap=bootstrap)
     IMG.mkdir(parents=True, exist_ok=True)

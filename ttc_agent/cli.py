@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -78,7 +77,7 @@ def demo(
 
     from ttc_agent.backends import TransformersBackend
     from ttc_agent.budgets import WorkflowBudget
-    from ttc_agent.demo import make_graph, shipped_probes
+    from ttc_agent.demo import make_graph, numbers, shipped_probes
     from ttc_agent.nodes import TTCContext, TTCNode
     from ttc_agent.probes import ProbeBundle
     from ttc_agent.report import short_label
@@ -113,7 +112,7 @@ def demo(
         t.add_column("budget left")
     total_tokens = total_seconds = 0.0
     for i, step in enumerate(out.get("steps", []), 1):
-        left, right = (int(x) for x in _SUM.findall(step["question"]))
+        left, right = numbers(step["question"])
         ok = step["answer"] == str(left + right)
         total_tokens += step["tokens"]
         total_seconds += step["seconds"]
@@ -129,14 +128,11 @@ def demo(
         t.add_row(*cells, *([_left(step["budget"])] if budget else []))
     console.print(t)
     console.print(f"[bold]{out['messages'][-1].content.splitlines()[-1]}[/bold]")
-    terms = [int(x) for x in _SUM.findall(question)]
+    terms = numbers(question)
     console.print(
         f"right answer: {sum(terms)}; total: {total_tokens:.0f} tokens, {total_seconds:.1f} s in LLM calls "
         f"({wall:.1f} s wall clock); decisions traced to {trace} (see `ttc-agent report {trace}`)"
     )
-
-
-_SUM = re.compile(r"-?\d+")
 
 
 def _budget_text(max_tokens: int | None, max_seconds: float | None) -> str:
@@ -352,13 +348,12 @@ def _held_out(traces: Path, probes: Path):
 
     bundle = ProbeBundle.load(probes)
     table = TraceTable.from_records(read_traces(traces), bundle.specs)
-    trained = set(bundle.train_ids)
-    held = [i for i, pid in enumerate(table.ids) if pid not in trained]
-    if len(held) < 5:
+    held = bundle.held_out(table)
+    if len(held.ids) < 5:
         raise TTCError(
-            f"only {len(held)} problems in {traces} were not used to train {probes}; collect held-out traces"
+            f"only {len(held.ids)} problems in {traces} were not used to train {probes}; collect held-out traces"
         )
-    return bundle, table.subset(held)
+    return bundle, held
 
 
 @app.command()

@@ -40,6 +40,11 @@ def shipped_probes(backend):
 _TERM = re.compile(r"-?\d+")
 
 
+def numbers(text: str) -> list[int]:
+    """The integers written in ``text``, in order (the terms of a sum)."""
+    return [int(t) for t in _TERM.findall(text)]
+
+
 class MathState(BudgetState, TypedDict, total=False):
     """The question, the numbers still to add, each step's answer and the final reply (and,
     from `BudgetState`, the workflow budget's ledger)."""
@@ -52,7 +57,7 @@ class MathState(BudgetState, TypedDict, total=False):
 
 def decompose(state: MathState) -> MathState:
     """Split "What is a + b + c ...?" into its terms (at least two)."""
-    terms = [int(t) for t in _TERM.findall(state["question"])]
+    terms = numbers(state["question"])
     if len(terms) < 2:
         raise ValueError(f"expected a sum of at least two numbers, got {state['question']!r}")
     return {"terms": terms}

@@ -31,6 +31,10 @@ class BudgetExhausted:
     left: float
     node: str = ""
 
+    def as_dict(self) -> dict[str, Any]:
+        """The fields and the message, JSON-ready (for records and interrupts)."""
+        return {**asdict(self), "message": self.message}
+
     @property
     def message(self) -> str:
         unit = "tokens" if self.limit == "tokens" else "seconds"

@@ -322,7 +322,7 @@ class TTCNode:
         )
         return Reply(message, record, {"messages": [message], **update})
 
-    def _failed(self, p: _Prepared, exc: BaseException) -> None:
+    def _failed(self, p: _Prepared) -> None:
         """A call that raised still spent: charge its seconds and reserved tokens to the pool."""
         if p.plan is not None:
             self.gate.settle(p.plan, None, p.grant)
@@ -351,8 +351,8 @@ class TTCNode:
         strategy, query, kwargs = self._run_args(p)
         try:
             outcome = strategy.run(query, self.backend, self.verifier, **kwargs)
-        except BaseException as exc:
-            self._failed(p, exc)
+        except BaseException:
+            self._failed(p)
             raise
         return self._finish(p, outcome, state or {})
 
@@ -372,8 +372,8 @@ class TTCNode:
         strategy, query, kwargs = self._run_args(p)
         try:
             outcome = await strategy.arun(query, self.backend, self.verifier, **kwargs)
-        except BaseException as exc:
-            self._failed(p, exc)
+        except BaseException:
+            self._failed(p)
             raise
         return self._finish(p, outcome, state or {})
 
@@ -390,7 +390,7 @@ class TTCNode:
             "feasible": False,
             "answer": None,
             "actual": Cost().as_dict(),
-            "exhausted": {**ex.__dict__, "message": ex.message},
+            "exhausted": ex.as_dict(),
         }
         message = AIMessage(ex.message, response_metadata={"ttc": record})
         increment = charge(
@@ -415,7 +415,7 @@ class TTCNode:
             return None
         from langgraph.types import interrupt
 
-        answer = interrupt({"ttc_budget_exhausted": {**exc.exhausted.__dict__, "message": exc.exhausted.message}})
+        answer = interrupt({"ttc_budget_exhausted": exc.exhausted.as_dict()})
         more = parse_grant(answer)
         return None if more is None else (grant[0] + more[0], grant[1] + more[1])
 

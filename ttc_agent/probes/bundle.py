@@ -208,6 +208,11 @@ class ProbeBundle:
         self.calibration = self.predict_features(X, table.prompt_tokens)
         return self
 
+    def held_out(self, table: TraceTable) -> TraceTable:
+        """The problems of ``table`` this bundle was not trained on."""
+        trained = set(self.train_ids)
+        return table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
+
     def predict(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Predictions:
         """Predictions for each prompt (``prompt_tokens``: their exact token counts)."""
         return self.predict_features(self.features.transform(prompts), np.asarray(prompt_tokens, dtype=float))

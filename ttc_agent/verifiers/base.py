@@ -104,12 +104,13 @@ class CallableVerifier(BaseVerifier):
         >>> CallableVerifier(lambda q, s: 1.0 if "42" in s else 0.0)
     """
 
+    reads_tokens = False
+
     def __init__(self, fn: Callable[[str, str], float], name: str | None = None) -> None:
         if not callable(fn):
             raise VerifierError(f"CallableVerifier needs a callable, got {fn!r}")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "callable")
-        self.reads_tokens = False
 
     def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
         started = time.perf_counter()

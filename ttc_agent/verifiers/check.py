@@ -23,6 +23,8 @@ class CheckVerifier(BaseVerifier):
         >>> CheckVerifier(lambda q, s: recompute(q) == extract_answer(s))
     """
 
+    reads_tokens = False
+
     def __init__(
         self,
         check: Callable[[str, str], bool | None],
@@ -39,7 +41,6 @@ class CheckVerifier(BaseVerifier):
             raise VerifierError(f"unknown_score must lie strictly between {FAIL} and {PASS}, got {unknown_score!r}")
         self.check, self.on_error, self.unknown_score = check, on_error, float(unknown_score)
         self.name = name or f"check:{getattr(check, '__name__', 'check')}"
-        self.reads_tokens = False
 
     def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
         started = time.perf_counter()
