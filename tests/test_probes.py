@@ -130,6 +130,59 @@ def test_bundle_with_latency_model_predicts_seconds_from_tokens():
         assert m["seconds_mape"] < 0.25
 
 
+LATENCY_ROWS = [
+    {"prompt_tokens": p, "n": n, "tokens_per_sample": t, "seconds": 0.05 + 1e-4 * p + 0.07 * t * (1 + 0.1 * n)}
+    for p in (40, 80)
+    for n in (1, 2, 4, 8)
+    for t in (8, 16, 32, 64)
+]
+
+
+def _all_right_for_greedy(records):
+    return [dict(r, correct=True) if r["strategy"] == "greedy" else r for r in records]
+
+
+@pytest.mark.parametrize(
+    ("calibrate", "latency", "relabel"),
+    [(True, True, None), (False, False, None), (True, False, _all_right_for_greedy)],
+    ids=["calibrated+latency", "plain+seconds-regressor", "one-class-probe"],
+)
+def test_linear_heads_give_the_estimators_predictions(tmp_path, calibrate, latency, relabel):
+    records = synthetic_traces()
+    records = relabel(records) if relabel else records
+    lat = LatencyModel.fit(LATENCY_ROWS) if latency else None
+    bundle = ProbeBundle(MENU, FeatureSet([TextStats()]), latency=lat, calibrate=calibrate).fit(records)
+    assert bundle.linear is not None, "the default predictors fold into one matrix"
+    table = TraceTable.from_records(synthetic_traces(seed=3), MENU.specs)
+    X, tokens = bundle.features.transform(table.prompts), table.prompt_tokens + np.arange(len(table.ids))
+    fast, each = bundle.predict_features(X, tokens), bundle._predict_each(X, tokens)
+    for field in ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds"):
+        assert np.allclose(getattr(fast, field), getattr(each, field), rtol=1e-9, atol=1e-9), field
+    if relabel:
+        assert np.allclose(fast.accuracy[:, 0], 1.0)
+    bundle.save(tmp_path / "b")
+    again = ProbeBundle.load(tmp_path / "b")
+    assert again.linear is not None
+    assert np.allclose(again.predict_features(X, tokens).accuracy, fast.accuracy)
+
+
+def test_a_non_linear_probe_keeps_the_estimator_path():
+    from sklearn.ensemble import RandomForestClassifier
+
+    from ttc_agent.probes.linear import LinearHeads
+
+    table = TraceTable.from_records(synthetic_traces(), MENU.specs)
+    bundle = ProbeBundle(MENU, FeatureSet([TextStats()])).fit(table)
+    X = bundle.features.transform(table.prompts)
+    idx, y = table.run_rows("greedy")
+    forest = AccuracyProbe(estimator=lambda: RandomForestClassifier(n_estimators=5, random_state=0), calibrate=False)
+    bundle.models["greedy"]["accuracy"] = forest.fit(X[idx], y)
+    bundle.linear = LinearHeads.compile(bundle.specs, bundle.models)
+    assert bundle.linear is None
+    pred = bundle.predict_features(X, table.prompt_tokens)
+    assert np.allclose(pred.accuracy[:, 0], forest.predict_proba(X)[:, 1])
+
+
 def test_loading_a_mismatched_bundle_names_the_difference(tmp_path):
     ProbeBundle(MENU, FeatureSet([TextStats()]), fingerprint={"weights": "w1"}).fit(synthetic_traces()).save(tmp_path)
     with pytest.raises(ProbeMismatchError, match="menu"):

@@ -30,6 +30,7 @@ from ttc_agent.errors import InvalidRequestError, TTCError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
+from ttc_agent.probes.linear import LinearHeads
 from ttc_agent.probes.predictors import AccuracyProbe, TokenRegressor
 
 BUNDLE_SCHEMA = 1
@@ -168,6 +169,7 @@ class ProbeBundle:
         self.seconds_scale: dict[str, float] = {}
         self.train_ids: list[str] = []
         self.calibration: Predictions | None = None
+        self.linear: LinearHeads | None = None
 
     @property
     def specs(self) -> tuple[str, ...]:
@@ -203,6 +205,7 @@ class ProbeBundle:
                 )
                 self.seconds_scale[spec] = float(np.median(table.mean(spec, "seconds") / np.maximum(modelled, 1e-6)))
             self.models[spec] = models
+        self.linear = LinearHeads.compile(self.specs, self.models)
         # Predictions on the training problems: what `UtilityPolicy.calibrate` turns a target
         # mean cost into lambdas with.
         self.calibration = self.predict_features(X, table.prompt_tokens)
@@ -218,8 +221,25 @@ class ProbeBundle:
         return self.predict_features(self.features.transform(prompts), np.asarray(prompt_tokens, dtype=float))
 
     def predict_features(self, X: np.ndarray, prompt_tokens: np.ndarray) -> Predictions:
+        """Predictions from precomputed features ``X`` (one row per query).
+
+        Linear predictors (the default) are evaluated as one matrix product (`LinearHeads`);
+        others estimator by estimator.
+        """
         if not self.models:
             raise InvalidRequestError("this ProbeBundle is not fitted: call fit() or ProbeBundle.load()")
+        if self.linear is None:
+            return self._predict_each(X, prompt_tokens)
+        out = self.linear.predict(X)
+        out["rounds"] = np.maximum(out["rounds"], 1)
+        if self.latency is not None:
+            sizes = np.array([batch_size(s) for s in self.specs], dtype=float)
+            scale = np.array([self.seconds_scale[s] for s in self.specs])
+            p = np.asarray(prompt_tokens, dtype=float).reshape(-1, 1)
+            out["seconds"] = scale * self.latency.seconds(p, sizes, out["completion_tokens"], out["rounds"])
+        return Predictions(self.specs, **{k: out[k] for k in _PREDICTION_ARRAYS})
+
+    def _predict_each(self, X: np.ndarray, prompt_tokens: np.ndarray) -> Predictions:
         cols: dict[str, list[np.ndarray]] = defaultdict(list)
         for spec in self.specs:
             m = self.models[spec]
@@ -328,6 +348,7 @@ class ProbeBundle:
                 if untrusted:
                     raise ProbeMismatchError(f"{file} contains types outside the trusted list: {untrusted}")
                 bundle.models[spec][name] = sio.load(file, trusted=_TRUSTED)
+        bundle.linear = LinearHeads.compile(bundle.specs, bundle.models)
         if (root / "calibration.npz").is_file():
             with np.load(root / "calibration.npz", allow_pickle=False) as arrays:
                 bundle.calibration = Predictions(bundle.specs, **{k: arrays[k] for k in _PREDICTION_ARRAYS})

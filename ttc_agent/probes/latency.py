@@ -26,10 +26,11 @@ COLUMNS = ("const", "prompt_tokens", "n", "tokens_per_sample", "n_x_tokens_per_s
 
 
 def _design(prompt_tokens, n, tokens_per_sample) -> np.ndarray:
+    """The regressors along a new last axis; the inputs broadcast against each other."""
     p, n, t = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(x, dtype=float)) for x in (prompt_tokens, n, tokens_per_sample))
     )
-    return np.column_stack([np.ones_like(p), p, n, t, n * t])
+    return np.stack([np.ones_like(p), p, n, t, n * t], axis=-1)
 
 
 @dataclass
