@@ -130,6 +130,8 @@ def test_async_run_matches_sync():
         ),
         ("beam(width=4, expand=4)", "beam(width=4, expand=4, max_steps=8)"),
         ("beam(2, 3, 5)", "beam(width=2, expand=3, max_steps=5)"),
+        ("beam(2, 3, 5, max_step_tokens=64)", "beam(width=2, expand=3, max_steps=5, max_step_tokens=64)"),
+        ("beam(2, 3, 5, max_step_tokens=96)", "beam(width=2, expand=3, max_steps=5)"),
     ],
 )
 def test_spec_round_trips(spec, expected):

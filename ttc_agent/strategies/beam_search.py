@@ -8,6 +8,8 @@ from typing import Any
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, ScoreCall, Strategy
 
+_STEP_TOKENS = 96  # the default cap on one step's tokens
+
 
 @dataclass(frozen=True)
 class _Beam:
@@ -40,7 +42,7 @@ class BeamSearch(Strategy):
         expand: int = 4,
         max_steps: int = 8,
         step_delimiter: str = "\n\n",
-        max_step_tokens: int = 96,
+        max_step_tokens: int = _STEP_TOKENS,
         **kwargs: Any,
     ) -> None:
         for name, value in (
@@ -61,7 +63,8 @@ class BeamSearch(Strategy):
 
     @property
     def spec(self) -> str:
-        extra = f", verifier={self.verifier.name}" if self.verifier else ""
+        extra = "" if self.max_step_tokens == _STEP_TOKENS else f", max_step_tokens={self.max_step_tokens}"
+        extra += f", verifier={self.verifier.name}" if self.verifier else ""
         return f"beam(width={self.width}, expand={self.expand}, max_steps={self.max_steps}{extra})"
 
     def _algorithm(self, query: Query, verifier, params) -> Algorithm:
