@@ -15,7 +15,7 @@ It also writes benchmarks/traces/arithmetic-learned: the arithmetic traces plus
 ``best_of_n(8, select=verifier:<outcome verifier>)``, re-selected from the same best-of-8
 samples with the verifier's cost added, so benchmarks/policy.py can put it on the menu.
 
-    .venv/bin/python benchmarks/verifiers.py [--rollouts 4] [--beam-questions 20]
+    .venv/bin/python benchmarks/verifiers.py [--rollouts 4] [--rollout-questions 20] [--beam-questions 20]
 """
 
 from __future__ import annotations
@@ -68,9 +68,25 @@ def _majority(answers, labels) -> bool:
     return next(lab for a, lab in zip(answers, labels, strict=True) if a == best)
 
 
+def interleaved_by_level(records, ids: set[str], limit: int) -> set[str]:
+    """``limit`` of the problem ids (all when 0), taken in turn from each level."""
+    from itertools import chain, zip_longest
+
+    level = {r["problem_id"]: r["level"] for r in records}
+    by_level = [sorted(p for p in ids if level[p] == lv) for lv in sorted({level[p] for p in ids})]
+    order = [p for p in chain.from_iterable(zip_longest(*by_level)) if p is not None]
+    return set(order[:limit] if limit else order)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rollouts", type=int, default=4, help="continuations per step prefix (process labels)")
+    parser.add_argument(
+        "--rollout-questions",
+        type=int,
+        default=0,
+        help="train questions whose best-of-8 candidates get rollouts, levels interleaved (0: all)",
+    )
     parser.add_argument("--beam-questions", type=int, default=20, help="held-out questions for beam search (0: skip)")
     parser.add_argument("--no-process", action="store_true", help="skip the rollouts and the process verifier")
     parser.add_argument(
@@ -119,9 +135,10 @@ def main() -> None:
     )
     process = None
     if not args.no_process:
-        collect_rollouts(TRACES, backend, n=args.rollouts, per_run=1, problems=train_ids, strategies={BO8})
+        labelled = interleaved_by_level(records, train_ids, args.rollout_questions)
+        collect_rollouts(TRACES, backend, n=args.rollouts, per_run=1, problems=labelled, strategies={BO8})
         pq, pc, py, pids = prefixes_from_rollouts(read_rollouts(TRACES), records)
-        keep = [i for i, pid in enumerate(pids) if pid in train_ids]
+        keep = [i for i, pid in enumerate(pids) if pid in labelled]
         process = LearnedVerifier(encoder, kind="process").fit(
             [questions[i] for i in train] + [pq[i] for i in keep],
             [candidates[i] for i in train] + [pc[i] for i in keep],
@@ -129,7 +146,10 @@ def main() -> None:
         )
         process.save(PROCESS)
         prefixes = sum(len(pc[i]) for i in keep)
-        console.print(f"process verifier: plus {prefixes} step prefixes labelled by {args.rollouts} rollouts each")
+        console.print(
+            f"process verifier: plus {prefixes} step prefixes of {len(labelled)} questions, "
+            f"labelled by {args.rollouts} rollouts each"
+        )
 
     # -- score the held-out best-of-8 runs ------------------------------------------------------
     held = [r for r in records if r["problem_id"] in test_ids and r["strategy"] == BO8]

@@ -1,5 +1,6 @@
 """LearnedVerifier: fit, score, safe save/load, mismatch errors, and use from a strategy spec."""
 
+import numpy as np
 import pytest
 from fakes import ScriptedBackend, texts
 from test_prm_verifier import make_tiny_prm
@@ -31,6 +32,18 @@ def test_fit_score_save_and_load(tiny_model, tmp_path):
     verifier.save(tmp_path / "v")
     again = LearnedVerifier.load(tmp_path / "v", model=tiny_model)
     assert again.score("What is 2 + 2?", ["4"]).values[0] == pytest.approx(scores.values[0], abs=1e-6)
+
+
+def test_the_fit_cache_reads_each_candidate_once_and_gives_the_same_features(tiny_model):
+    encoder = CandidateEncoder(tiny_model, layers=(0, 1))
+    fresh, tokens = encoder.encode(QUESTIONS[0], CANDIDATES[0])
+    cached, read = encoder.encode(QUESTIONS[0], CANDIDATES[0], cache=True)
+    assert read > 0 and read < tokens, "the repeated candidates were read once"
+    assert np.abs(fresh - cached).max() < 1e-5
+    again, read_again = encoder.encode(QUESTIONS[0], CANDIDATES[0][:2], cache=True)
+    assert read_again == 0 and np.abs(again - cached[:2]).max() == 0
+    _, scored = encoder.encode(QUESTIONS[0], CANDIDATES[0][:2])
+    assert scored > 0, "without the cache (scoring), the cost is what was read"
 
 
 def test_nothing_to_learn_and_mismatches_are_refused(tiny_model, embedded_dir, tmp_path):

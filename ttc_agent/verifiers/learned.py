@@ -43,6 +43,11 @@ class CandidateEncoder:
         model: the generator's local HF folder (``None``: the embedded model).
         layers: hidden-state layers to read (0 = embeddings).
         batch_size: candidates per forward pass.
+
+    ``encode(..., cache=True)`` keeps each (question, candidate)'s features in memory and reuses
+    them, so fitting several verifiers on the same candidates (outcome, then process) reads each
+    candidate once; `LearnedVerifier.fit` uses it, scoring does not (a score's cost is what it
+    read).
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class CandidateEncoder:
             if not (folder / "config.json").is_file():
                 raise ModelLoadError(f"no Hugging Face model folder (with config.json) at {str(model)!r}")
         self.folder, self.layers, self.batch_size = folder, tuple(int(x) for x in layers), batch_size
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         n = self.model.config.num_hidden_layers
@@ -72,8 +78,19 @@ class CandidateEncoder:
 
         return model_digest(str(self.folder))
 
-    def encode(self, question: str, candidates: Sequence[str]) -> tuple[np.ndarray, int]:
-        """Features of each candidate, and the number of tokens read."""
+    def encode(self, question: str, candidates: Sequence[str], *, cache: bool = False) -> tuple[np.ndarray, int]:
+        """Features of each candidate, and the number of tokens read (with ``cache``, the
+        candidates seen before are not read again)."""
+        if not cache:
+            return self._encode(question, candidates)
+        todo = list(dict.fromkeys(c for c in candidates if (question, c) not in self._cache))
+        tokens = 0
+        if todo:
+            rows, tokens = self._encode(question, todo)
+            self._cache.update({(question, c): row for c, row in zip(todo, rows, strict=True)})
+        return np.stack([self._cache[(question, c)] for c in candidates]), tokens
+
+    def _encode(self, question: str, candidates: Sequence[str]) -> tuple[np.ndarray, int]:
         import torch
 
         prefix = self.tokenizer.apply_chat_template(
@@ -120,8 +137,9 @@ class LearnedVerifier(BaseVerifier):
         self.encoder, self.probe, self.name, self.kind = encoder, probe, name, kind
         self._stats = TextStats()
 
-    def features(self, question: str, solutions: Sequence[str]) -> tuple[np.ndarray, int]:
-        hidden, tokens = self.encoder.encode(question, solutions)
+    def features(self, question: str, solutions: Sequence[str], *, cache: bool = False) -> tuple[np.ndarray, int]:
+        """Hidden-state and text features of each solution, and the tokens the encoder read."""
+        hidden, tokens = self.encoder.encode(question, solutions, cache=cache)
         return np.concatenate(
             [hidden, self._stats.transform(list(solutions) or [" "])[: len(solutions)]], axis=1
         ), tokens
@@ -135,7 +153,9 @@ class LearnedVerifier(BaseVerifier):
             raise VerifierError(
                 f"nothing to learn: the traces hold {int(y.sum())} correct and {int((1 - y).sum())} wrong candidates; both kinds are needed"
             )
-        X = np.concatenate([self.features(q, c)[0] for q, c in zip(questions, candidates, strict=True) if c])
+        X = np.concatenate(
+            [self.features(q, c, cache=True)[0] for q, c in zip(questions, candidates, strict=True) if c]
+        )
         # Thousands of hidden-state features from few questions: strong L2 regularisation.
         self.probe = AccuracyProbe(C=0.01).fit(X, y)
         return self
