@@ -19,7 +19,7 @@ from scipy.special import expit
 from scipy.stats import norm
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -31,7 +31,7 @@ def _affine(model: Any) -> tuple[np.ndarray, float] | None:
     if not isinstance(model, Pipeline) or len(model.steps) != 2:
         return None
     scaler, last = (step for _, step in model.steps)
-    if not isinstance(scaler, StandardScaler) or not isinstance(last, (Ridge, LogisticRegression)):
+    if not isinstance(scaler, StandardScaler) or not isinstance(last, (Ridge, RidgeCV, LogisticRegression)):
         return None
     coef = np.ravel(last.coef_)
     if coef.shape[0] != scaler.n_features_in_:  # multi-class or multi-output: not a single head

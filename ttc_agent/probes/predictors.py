@@ -9,7 +9,7 @@ from scipy.stats import norm
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -70,19 +70,26 @@ class AccuracyProbe(BaseEstimator, ClassifierMixin):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
+ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
+
+
 class TokenRegressor(BaseEstimator, RegressorMixin):
     """Predicts a strategy's token count from query features (ridge regression on log tokens).
 
-    ``predict`` gives the median, ``predict_quantile(X, 0.9)`` a high quantile from the
-    log-scale residual spread, for budget checks that must not be overrun.
+    ``alpha`` is the ridge penalty; ``None`` (the default) picks it from ``ALPHAS`` by
+    leave-one-out cross-validation on the training data (`RidgeCV`), which matters when a
+    few dozen queries meet hundreds of embedding features. ``predict`` gives the median,
+    ``predict_quantile(X, 0.9)`` a high quantile from the log-scale residual spread, for
+    budget checks that must not be overrun.
     """
 
-    def __init__(self, alpha: float = 10.0) -> None:
+    def __init__(self, alpha: float | None = None) -> None:
         self.alpha = alpha
 
     def fit(self, X: np.ndarray, tokens: np.ndarray) -> TokenRegressor:
         target = np.log1p(np.asarray(tokens, dtype=float))
-        self.model_ = make_pipeline(StandardScaler(), Ridge(alpha=self.alpha)).fit(X, target)
+        ridge = RidgeCV(alphas=ALPHAS) if self.alpha is None else Ridge(alpha=self.alpha)
+        self.model_ = make_pipeline(StandardScaler(), ridge).fit(X, target)
         residual = target - self.model_.predict(X)
         self.sigma_ = float(np.std(residual)) if len(residual) > 1 else 0.0
         return self
