@@ -1,10 +1,16 @@
 """Offline replay: the adaptive policy against statics and the oracle, on synthetic traces."""
 
+import json
+
 import numpy as np
+import pytest
 from test_probes import MENU, synthetic_traces
 
+from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.replay import Outcomes, plot, replay
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats, TraceTable, split_ids
+from ttc_agent.probes.bundle import id_bucket
+from ttc_agent.probes.training import cross_fit
 
 
 def held_out():
@@ -50,22 +56,39 @@ def test_outcomes_score_is_the_mean_of_the_chosen_cells():
     assert out.score(chosen)["tokens"] == out.tokens[:, 0].mean()
 
 
-def test_evaluate_command_replays_only_held_out_problems(tmp_path):
-    import json
+def write_trace_folder(folder, records):
+    """A trace folder as `ttc-agent collect` writes it."""
+    folder.mkdir()
+    with (folder / "traces.jsonl").open("w") as f:
+        for r in records:
+            f.write(json.dumps({"schema": 1, **r}) + "\n")
+    (folder / "meta.json").write_text(
+        json.dumps({"schema": 1, "menu": MENU.to_dict(), "backend": {"backend": "synthetic"}, "dataset": "synthetic"})
+    )
+    return folder
 
+
+def test_cross_fitting_predicts_every_problem_from_a_bundle_that_never_saw_it(tmp_path):
+    traces = write_trace_folder(tmp_path / "traces", synthetic_traces(n=60, repeats=2))
+    table, pred = cross_fit(traces, features="text_stats", folds=3)
+    assert pred.accuracy.shape == (60, 2) and (pred.tokens > 0).all()
+    fold = np.array([min(int(id_bucket(pid) * 3), 2) for pid in table.ids])
+    train, test = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
+    alone = ProbeBundle(MENU, FeatureSet([TextStats()])).fit(table.subset(list(train)))
+    held = table.subset(list(test))
+    assert np.allclose(pred.accuracy[test], alone.predict(held.prompts, held.prompt_tokens).accuracy)
+    hard = np.array([int(pid[1:]) % 2 == 1 for pid in table.ids])
+    assert pred.accuracy[~hard, 0].mean() > pred.accuracy[hard, 0].mean() + 0.3, "out of fold, easy sums look easy"
+    with pytest.raises(InvalidRequestError, match="folds"):
+        cross_fit(traces, features="text_stats", folds=1)
+
+
+def test_evaluate_command_replays_only_held_out_problems(tmp_path):
     from typer.testing import CliRunner
 
     from ttc_agent.cli import app
 
-    traces = tmp_path / "traces"
-    traces.mkdir()
-    records = synthetic_traces(n=120, repeats=4, gain_easy=0.0, gain_hard=0.25)
-    with (traces / "traces.jsonl").open("w") as f:
-        for r in records:
-            f.write(json.dumps({"schema": 1, **r}) + "\n")
-    (traces / "meta.json").write_text(
-        json.dumps({"schema": 1, "menu": MENU.to_dict(), "backend": {"backend": "synthetic"}, "dataset": "synthetic"})
-    )
+    traces = write_trace_folder(tmp_path / "traces", synthetic_traces(n=120, repeats=4, gain_easy=0.0, gain_hard=0.25))
     runner = CliRunner()
     trained = runner.invoke(
         app, ["train", "--traces", str(traces), "--out", str(tmp_path / "probes"), "--features", "text_stats"]

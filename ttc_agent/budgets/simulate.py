@@ -92,10 +92,7 @@ class Result:
 
 
 def _row(pred: Predictions, q: int) -> Predictions:
-    return Predictions(pred.specs, *(getattr(pred, f)[q : q + 1] for f in _FIELDS))
-
-
-_FIELDS = ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds")
+    return pred.take(slice(q, q + 1))
 
 
 def _succeeded(right: np.ndarray, share: float) -> np.ndarray:
@@ -172,7 +169,7 @@ def run_adaptive(world: World, pred: Predictions, budget: WorkflowBudget, share:
     else:
         per_call["target_mean_seconds"] = budget.max_seconds / T
     q = world.queries.ravel()
-    flat = Predictions(pred.specs, *(getattr(pred, f)[q] for f in _FIELDS))
+    flat = pred.take(q)
     measured = (world.tokens if "target_mean_tokens" in per_call else world.seconds).reshape(W * T, -1)
     policy = UtilityPolicy().calibrate(flat, cost=measured, **per_call)
     choice = policy.choose(flat).reshape(W, T)

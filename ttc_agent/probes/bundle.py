@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,7 +34,6 @@ from ttc_agent.probes.linear import LinearHeads
 from ttc_agent.probes.predictors import AccuracyProbe, TokenRegressor
 
 BUNDLE_SCHEMA = 1
-_PREDICTION_ARRAYS = ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds")
 _TRUSTED = [
     "ttc_agent.probes.predictors.AccuracyProbe",
     "ttc_agent.probes.predictors.TokenRegressor",
@@ -72,6 +71,12 @@ class Predictions:
     completion_tokens: np.ndarray
     seconds: np.ndarray
     rounds: np.ndarray
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds")
+
+    def take(self, rows: Any) -> Predictions:
+        """The predictions of some queries (``rows``: indices or a slice)."""
+        return Predictions(self.specs, **{f: getattr(self, f)[rows] for f in self.FIELDS})
 
     @property
     def seconds_q90(self) -> np.ndarray:
@@ -127,13 +132,14 @@ class TraceTable:
         return np.array(idx, dtype=int), np.array(y, dtype=int)
 
 
+def id_bucket(pid: str, seed: int = 0) -> float:
+    """A stable pseudo-random number in [0, 1] for a problem id (what splits and folds use)."""
+    return int(hashlib.sha256(f"{seed}/{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
 def split_ids(ids: Sequence[str], test_fraction: float = 0.25, seed: int = 0) -> tuple[list[int], list[int]]:
     """A deterministic split of problem ids into train and test indices (by hash)."""
-
-    def bucket(pid: str) -> float:
-        return int(hashlib.sha256(f"{seed}/{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-    test = [i for i, pid in enumerate(ids) if bucket(pid) < test_fraction]
+    test = [i for i, pid in enumerate(ids) if id_bucket(pid, seed) < test_fraction]
     held = set(test)
     train = [i for i in range(len(ids)) if i not in held]
     return train, test
@@ -237,7 +243,7 @@ class ProbeBundle:
             scale = np.array([self.seconds_scale[s] for s in self.specs])
             p = np.asarray(prompt_tokens, dtype=float).reshape(-1, 1)
             out["seconds"] = scale * self.latency.seconds(p, sizes, out["completion_tokens"], out["rounds"])
-        return Predictions(self.specs, **{k: out[k] for k in _PREDICTION_ARRAYS})
+        return Predictions(self.specs, **{k: out[k] for k in Predictions.FIELDS})
 
     def _predict_each(self, X: np.ndarray, prompt_tokens: np.ndarray) -> Predictions:
         cols: dict[str, list[np.ndarray]] = defaultdict(list)
@@ -287,7 +293,7 @@ class ProbeBundle:
         }
         (out / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
         if self.calibration is not None:
-            arrays = {k: getattr(self.calibration, k) for k in _PREDICTION_ARRAYS}
+            arrays = {k: getattr(self.calibration, k) for k in Predictions.FIELDS}
             np.savez(out / "calibration.npz", **arrays)
         return out
 
@@ -351,5 +357,5 @@ class ProbeBundle:
         bundle.linear = LinearHeads.compile(bundle.specs, bundle.models)
         if (root / "calibration.npz").is_file():
             with np.load(root / "calibration.npz", allow_pickle=False) as arrays:
-                bundle.calibration = Predictions(bundle.specs, **{k: arrays[k] for k in _PREDICTION_ARRAYS})
+                bundle.calibration = Predictions(bundle.specs, **{k: arrays[k] for k in Predictions.FIELDS})
         return bundle

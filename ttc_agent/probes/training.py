@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.probes.bundle import ProbeBundle, TraceTable, split_ids
+from ttc_agent.probes.bundle import Predictions, ProbeBundle, TraceTable, id_bucket, split_ids
 
 
 @dataclass
@@ -32,9 +32,55 @@ def train_from_traces(
 ) -> Trained:
     """Fit every probe of the traces' menu on a hash split of the problems and measure the
     held-out rest (`ttc_agent.probes.evaluate.evaluate`)."""
+    from ttc_agent.probes.evaluate import evaluate
+
+    bundle, table, X = _unfitted(traces, features, latency)
+    train, test = split_ids(table.ids, test_fraction)
+    if not train or not test:
+        raise InvalidRequestError(
+            f"{len(table.ids)} problems are too few to hold {test_fraction:.0%} out; collect more"
+        )
+    bundle.fit_features(X[train], table.subset(train))
+    metrics = evaluate(bundle, table.subset(test), X[test])
+    return Trained(bundle, table, X, train, test, metrics)
+
+
+def cross_fit(
+    traces: str | Path,
+    features: str = "text_stats,sentence_embedding",
+    latency: str | Path | None = None,
+    folds: int = 5,
+) -> tuple[TraceTable, Predictions]:
+    """Out-of-fold predictions for every problem of a trace folder: the problems fall into
+    ``folds`` groups by a hash of their id, and each group is predicted by a bundle fitted on
+    the other groups. Every problem is then held out once, so a policy or a budget manager can
+    be evaluated on all of them instead of one test split."""
+    if not isinstance(folds, int) or folds < 2:
+        raise InvalidRequestError(f"cross-fitting needs folds >= 2, got {folds!r}")
+    template, table, X = _unfitted(traces, features, latency)
+    fold = np.array([min(int(id_bucket(pid) * folds), folds - 1) for pid in table.ids])
+    parts: dict[str, np.ndarray] = {}
+    for k in range(folds):
+        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        if not len(test):
+            continue
+        if len(train) < 2:
+            raise InvalidRequestError(f"{len(table.ids)} problems are too few for {folds} folds; collect more")
+        bundle = ProbeBundle(template.menu, template.features, latency=template.latency)
+        pred = bundle.fit_features(X[train], table.subset(list(train))).predict_features(
+            X[test], table.prompt_tokens[test]
+        )
+        for name in Predictions.FIELDS:
+            parts.setdefault(name, np.zeros((len(table.ids), len(template.specs))))[test] = getattr(pred, name)
+    return table, Predictions(template.specs, **parts)
+
+
+def _unfitted(
+    traces: str | Path, features: str, latency: str | Path | None
+) -> tuple[ProbeBundle, TraceTable, np.ndarray]:
+    """An unfitted bundle for a trace folder's menu and model, its trace table and features."""
     from ttc_agent.evaluation.collect import read_meta, read_traces
     from ttc_agent.evaluation.menu import Menu
-    from ttc_agent.probes.evaluate import evaluate
     from ttc_agent.probes.features import FeatureSet
     from ttc_agent.probes.latency import LatencyModel
 
@@ -43,13 +89,5 @@ def train_from_traces(
     table = TraceTable.from_records(read_traces(traces), menu.specs)
     fs = FeatureSet.from_names(features)
     lat = LatencyModel.load(latency) if latency else None
-    X = fs.transform(table.prompts)
-    train, test = split_ids(table.ids, test_fraction)
-    if not train or not test:
-        raise InvalidRequestError(
-            f"{len(table.ids)} problems are too few to hold {test_fraction:.0%} out; collect more"
-        )
     bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"])
-    bundle.fit_features(X[train], table.subset(train))
-    metrics = evaluate(bundle, table.subset(test), X[test])
-    return Trained(bundle, table, X, train, test, metrics)
+    return bundle, table, fs.transform(table.prompts)
