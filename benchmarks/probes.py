@@ -3,14 +3,15 @@
 Steps (each resumable; traces live in benchmarks/traces/):
 1. profile the embedded model's latency (`LatencyModel`);
 2. collect traces of the menu in benchmarks/menus/arithmetic.yaml on arithmetic (levels 1-4,
-   k repeats) and on GSM8K train questions;
+   k repeats); the GSM8K traces are the GSM8K runs of benchmarks/strategies.py (its menu, one
+   run per strategy), which that script writes to benchmarks/traces/gsm8k;
 3. per dataset, fit a `ProbeBundle` on a train split and report, per strategy, accuracy-probe
    AUROC, Brier score and ECE, token and latency MAPE, and the median time to featurise and
-   predict the whole menu for one query (the LM forward pass of `PromptHiddenState` is
-   reported separately).
+   predict the whole menu for one query (the LM forward passes of the sentence encoder and of
+   `PromptHiddenState` are reported separately).
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
-    .venv/bin/python benchmarks/probes.py [--per-level 25] [--gsm8k 20] [--repeats 2]
+    .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 25] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -90,30 +91,32 @@ def plots(name: str, bundle, table, X) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-level", type=int, default=25, help="arithmetic questions per level (levels 1-4)")
-    parser.add_argument("--gsm8k", type=int, default=20, help="GSM8K train questions (0 to skip)")
+    parser.add_argument(
+        "--datasets", default="arithmetic,gsm8k", help="trace folders under benchmarks/traces, comma-separated"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="runs of each strategy per question")
     args = parser.parse_args()
     from ttc_agent.backends import TransformersBackend
-    from ttc_agent.evaluation.collect import collect, read_traces
-    from ttc_agent.evaluation.datasets import load_gsm8k
+    from ttc_agent.evaluation.collect import collect, read_meta, read_traces
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
     from ttc_agent.probes.evaluate import evaluate, metrics_table
 
     console = Console()
     backend = TransformersBackend()
-    menu = Menu.load(HERE / "menus" / "arithmetic.yaml")
     latency_path = TRACES / "latency.json"
     if not latency_path.is_file():
         TRACES.mkdir(parents=True, exist_ok=True)
         LatencyModel.fit(profile(backend, requests=32), backend=backend.fingerprint()).save(latency_path)
     latency = LatencyModel.load(latency_path)
-    datasets = {"arithmetic": arithmetic_by_level(args.per_level)}
-    if args.gsm8k:
-        datasets["gsm8k"] = load_gsm8k("train", limit=args.gsm8k)
+    names = [n for n in args.datasets.split(",") if n]
+    if "arithmetic" in names:
+        arithmetic_menu = Menu.load(HERE / "menus" / "arithmetic.yaml")
+        problems = arithmetic_by_level(args.per_level)
+        collect(problems, arithmetic_menu, backend, TRACES / "arithmetic", repeats=args.repeats, dataset="arithmetic")
     results = {}
-    for name, problems in datasets.items():
-        collect(problems, menu, backend, TRACES / name, repeats=args.repeats, dataset=name)
+    for name in names:
+        menu = Menu.from_dict(read_meta(TRACES / name)["menu"])
         table = TraceTable.from_records(read_traces(TRACES / name), menu.specs)
         features = FeatureSet.from_names(FEATURES)
         X = features.transform(table.prompts)
@@ -124,6 +127,7 @@ def main() -> None:
         held = table.subset(test)
         metrics = evaluate(bundle, held, X[test])
         results[name] = {
+            "menu": menu.to_dict(),
             "problems": len(table.ids),
             "train": len(train),
             "test": len(test),
@@ -143,7 +147,6 @@ def main() -> None:
     path = write_results(
         "probes",
         {
-            "menu": menu.to_dict(),
             "features": FEATURES,
             "repeats": args.repeats,
             "latency_weights": latency.weights,

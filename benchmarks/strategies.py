@@ -8,6 +8,11 @@ resumes where it stopped. Best-of-N samples are drawn once per N and all three s
 they share one cost. Prints a table, writes benchmarks/results/strategies.json and the
 markdown table into docs/benchmarks.md.
 
+The GSM8K runs double as GSM8K traces for the probe, policy and budget benchmarks: they are
+written to benchmarks/traces/gsm8k in `ttc-agent collect`'s format (this menu, one run per
+strategy and question), since collecting a separate k-run trace set costs about 5 minutes a
+question on this CPU.
+
     .venv/bin/python benchmarks/strategies.py [--per-level 20] [--gsm8k 30] [--report-only]
 """
 
@@ -26,10 +31,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_results  # noqa: E402
+from _common import RESULTS, write_doc_block, write_results  # noqa: E402
 
 RUNS = RESULTS / "strategies-runs.jsonl"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+TRACES = Path(__file__).resolve().parent / "traces"
 SELECTIONS = ("verifier", "majority", "weighted_majority")
 
 
@@ -47,6 +52,40 @@ def menu(dataset: str, seed: int):
         BeamSearch(width=2, expand=2, max_steps=6, max_step_tokens=step, max_tokens=tokens, seed=seed),
         BeamSearch(width=4, expand=4, max_steps=6, max_step_tokens=step, max_tokens=tokens, seed=seed),
     ]
+
+
+def menu_of(dataset: str):
+    """The strategies of `menu` as a `Menu` (specs plus their shared ``max_tokens``)."""
+    from ttc_agent.evaluation.menu import Menu
+
+    strategies = menu(dataset, seed=0)
+    return Menu(tuple(s.spec for s in strategies), {"max_tokens": strategies[0].sampling.max_tokens})
+
+
+def export_traces(runs: list[dict], dataset: str, out: Path) -> int:
+    """Write ``dataset``'s complete runs as a trace folder (``traces.jsonl`` + ``meta.json``,
+    `ttc_agent.evaluation.collect`'s format, repeat 0) and return how many problems it holds."""
+    from ttc_agent.backends import TransformersBackend
+    from ttc_agent.evaluation.records import SCHEMA_VERSION
+
+    m = menu_of(dataset)
+    by_problem: dict[str, dict[str, dict]] = defaultdict(dict)
+    for r in runs:
+        if r["dataset"] == dataset and r["strategy"] in m.specs:
+            by_problem[r["problem_id"]][r["strategy"]] = r
+    complete = [p for p, rs in by_problem.items() if len(rs) == len(m.specs)]
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "schema": SCHEMA_VERSION,
+        "menu": m.to_dict(),
+        "backend": TransformersBackend().fingerprint(),
+        "dataset": dataset,
+        "source": "benchmarks/results/strategies-runs.jsonl",
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    lines = [json.dumps({**by_problem[p][s], "repeat": 0}) for p in complete for s in m.specs]
+    (out / "traces.jsonl").write_text("".join(line + "\n" for line in lines))
+    return len(complete)
 
 
 def problems(per_level: int, gsm8k: int):
@@ -155,18 +194,6 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_doc(table: str) -> None:
-    begin, end = "<!-- strategies:begin -->", "<!-- strategies:end -->"
-    text = DOC.read_text()
-    block = f"{begin}\n{table}\n{end}"
-    text = (
-        re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.DOTALL)
-        if begin in text
-        else text + "\n" + block + "\n"
-    )
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-level", type=int, default=20, help="arithmetic questions per level (levels 1-3)")
@@ -198,7 +225,10 @@ def main() -> None:
     write_results(
         "strategies", {"model": "SmolLM2-135M-Instruct", "per_level": args.per_level, "gsm8k": args.gsm8k, **summary}
     )
-    write_doc(markdown(summary))
+    write_doc_block("strategies", markdown(summary))
+    if args.gsm8k:
+        n = export_traces(load_runs(args.runs), "gsm8k", TRACES / "gsm8k")
+        console.print(f"wrote {n} GSM8K questions as traces to {TRACES / 'gsm8k'}")
 
 
 if __name__ == "__main__":
