@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument(
         "--folds", type=int, default=5, help="cross-fitting folds for the all-questions replay (0: skip)"
     )
-    parser.add_argument("--per-level", type=int, default=25, help="arithmetic questions per level to collect")
+    parser.add_argument("--per-level", type=int, default=20, help="arithmetic questions per level to collect")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each sampling strategy per question")
     parser.add_argument("--no-collect", action="store_true", help="replay the traces as they are")
     args = parser.parse_args()

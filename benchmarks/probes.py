@@ -11,7 +11,7 @@ Steps (each resumable; traces live in benchmarks/traces/):
    `PromptHiddenState` are reported separately).
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
-    .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 25] [--repeats 2]
+    .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def plots(name: str, bundle, table, X) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-level", type=int, default=25, help="arithmetic questions per level (levels 1-4)")
+    parser.add_argument("--per-level", type=int, default=20, help="arithmetic questions per level (levels 1-4)")
     parser.add_argument(
         "--datasets", default="arithmetic,gsm8k", help="trace folders under benchmarks/traces, comma-separated"
     )
