@@ -203,7 +203,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report_only:
         collect(args.per_level, args.gsm8k, args.runs)
-    summary = summarise(load_runs(args.runs))
+    # Only this run's questions: the file also keeps runs of questions an earlier generator drew.
+    wanted = {p.id for p in problems(args.per_level, args.gsm8k)}
+    runs = [r for r in load_runs(args.runs) if r["problem_id"] in wanted]
+    summary = summarise(runs)
     table = Table(title="Strategies on the embedded model")
     for col in ("group", "strategy", "n", "acc", "pass@N", "tokens", "seconds", "rounds"):
         table.add_column(col)
@@ -227,7 +230,7 @@ def main() -> None:
     )
     write_doc_block("strategies", markdown(summary))
     if args.gsm8k:
-        n = export_traces(load_runs(args.runs), "gsm8k", TRACES / "gsm8k")
+        n = export_traces(runs, "gsm8k", TRACES / "gsm8k")
         console.print(f"wrote {n} GSM8K questions as traces to {TRACES / 'gsm8k'}")
 
 
