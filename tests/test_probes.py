@@ -155,7 +155,10 @@ def test_linear_heads_give_the_estimators_predictions(tmp_path, calibrate, laten
     assert bundle.linear is not None, "the default predictors fold into one matrix"
     table = TraceTable.from_records(synthetic_traces(seed=3), MENU.specs)
     X, tokens = bundle.features.transform(table.prompts), table.prompt_tokens + np.arange(len(table.ids))
-    fast, each = bundle.predict_features(X, tokens), bundle._predict_each(X, tokens)
+    fast = bundle.predict_features(X, tokens)
+    linear, bundle.linear = bundle.linear, None  # the estimator-by-estimator path
+    each = bundle.predict_features(X, tokens)
+    bundle.linear = linear
     for field in ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds"):
         assert np.allclose(getattr(fast, field), getattr(each, field), rtol=1e-9, atol=1e-9), field
     if relabel:

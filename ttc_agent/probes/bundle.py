@@ -31,7 +31,7 @@ from ttc_agent.evaluation.menu import Menu
 from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.linear import LinearHeads
-from ttc_agent.probes.predictors import AccuracyProbe, TokenRegressor
+from ttc_agent.probes.predictors import TOKENS_QUANTILE, AccuracyProbe, TokenRegressor
 
 BUNDLE_SCHEMA = 1
 _TRUSTED = [
@@ -234,9 +234,7 @@ class ProbeBundle:
         """
         if not self.models:
             raise InvalidRequestError("this ProbeBundle is not fitted: call fit() or ProbeBundle.load()")
-        if self.linear is None:
-            return self._predict_each(X, prompt_tokens)
-        out = self.linear.predict(X)
+        out = self._heads_each(X) if self.linear is None else self.linear.predict(X)
         out["rounds"] = np.maximum(out["rounds"], 1)
         if self.latency is not None:
             sizes = np.array([batch_size(s) for s in self.specs], dtype=float)
@@ -245,23 +243,15 @@ class ProbeBundle:
             out["seconds"] = scale * self.latency.seconds(p, sizes, out["completion_tokens"], out["rounds"])
         return Predictions(self.specs, **{k: out[k] for k in Predictions.FIELDS})
 
-    def _predict_each(self, X: np.ndarray, prompt_tokens: np.ndarray) -> Predictions:
-        cols: dict[str, list[np.ndarray]] = defaultdict(list)
-        for spec in self.specs:
-            m = self.models[spec]
-            ctok, rounds = m["completion_tokens"].predict(X), np.maximum(m["rounds"].predict(X), 1)
-            cols["accuracy"].append(m["accuracy"].predict_proba(X)[:, 1])
-            cols["tokens"].append(m["tokens"].predict(X))
-            cols["tokens_q90"].append(m["tokens"].predict_quantile(X, 0.9))
-            cols["completion_tokens"].append(ctok)
-            cols["rounds"].append(rounds)
-            if self.latency is None:
-                cols["seconds"].append(m["seconds"].predict(X))
-            else:
-                cols["seconds"].append(
-                    self.seconds_scale[spec] * self.latency.seconds(prompt_tokens, batch_size(spec), ctok, rounds)
-                )
-        return Predictions(self.specs, **{k: np.column_stack(v) for k, v in cols.items()})
+    def _heads_each(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """What `LinearHeads.predict` gives, estimator by estimator (queries x strategies each)."""
+        heads = ("tokens", "completion_tokens", "rounds") + (("seconds",) if self.latency is None else ())
+        out = {h: np.column_stack([self.models[s][h].predict(X) for s in self.specs]) for h in heads}
+        out["tokens_q90"] = np.column_stack(
+            [self.models[s]["tokens"].predict_quantile(X, TOKENS_QUANTILE) for s in self.specs]
+        )
+        out["accuracy"] = np.column_stack([self.models[s]["accuracy"].predict_proba(X)[:, 1] for s in self.specs])
+        return out
 
     # -- persistence ----------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ttc_agent.probes.predictors import TOKENS_QUANTILE
+
 REGRESSION_HEADS = ("tokens", "completion_tokens", "rounds", "seconds")
 
 
@@ -134,7 +136,7 @@ class LinearHeads:
         for i, head in enumerate(self.heads):
             out[head] = np.expm1(z[:, i * s : (i + 1) * s]).clip(min=0)
         log_tokens = z[:, self.heads.index("tokens") * s : (self.heads.index("tokens") + 1) * s]
-        out["tokens_q90"] = np.expm1(log_tokens + norm.ppf(0.9) * self.sigma_tokens).clip(min=0)
+        out["tokens_q90"] = np.expm1(log_tokens + norm.ppf(TOKENS_QUANTILE) * self.sigma_tokens).clip(min=0)
         folds = z[:, len(self.heads) * s :]
         out["accuracy"] = expit(-(self.calib_a * folds + self.calib_c)) @ self.fold_mean + self.constant
         return out

@@ -71,6 +71,8 @@ class AccuracyProbe(BaseEstimator, ClassifierMixin):
 
 
 ALPHAS = tuple(float(a) for a in np.logspace(-1, 5, 13))
+#: The quantile of a strategy's tokens that hard budget checks use (``Predictions.tokens_q90``).
+TOKENS_QUANTILE = 0.9
 
 
 class TokenRegressor(BaseEstimator, RegressorMixin):
