@@ -65,16 +65,21 @@ def write_doc_block(name: str, text: str) -> None:
     DOC.write_text(doc)
 
 
+def interleave(groups: list[list]) -> list:
+    """The items of several lists taken in turn (a1, b1, c1, a2, b2, ...), shorter lists dropping out."""
+    from itertools import chain, zip_longest
+
+    gap = object()
+    return [x for x in chain.from_iterable(zip_longest(*groups, fillvalue=gap)) if x is not gap]
+
+
 def arithmetic_by_level(per_level: int, levels=(1, 2, 3, 4), seed: int = 7) -> list:
     """Arithmetic problems, levels interleaved (1, 2, 3, 4, 1, 2, ...), each level drawn with its
     own seed so that a larger ``per_level`` extends the same questions: a collection stopped
     early has every level covered equally, and a later run with more questions resumes it."""
-    from itertools import chain, zip_longest
-
     from ttc_agent.evaluation.datasets import arithmetic
 
-    per = [arithmetic(per_level=per_level, levels=(lv,), seed=seed * 100 + lv) for lv in levels]
-    return [p for p in chain.from_iterable(zip_longest(*per)) if p is not None]
+    return interleave([arithmetic(per_level=per_level, levels=(lv,), seed=seed * 100 + lv) for lv in levels])
 
 
 def fitted_bundle(traces: Path, test_fraction: float = 0.3):

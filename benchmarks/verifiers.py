@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import interleave, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces" / "arithmetic"
@@ -70,11 +70,8 @@ def _majority(answers, labels) -> bool:
 
 def interleaved_by_level(records, ids: set[str], limit: int) -> set[str]:
     """``limit`` of the problem ids (all when 0), taken in turn from each level."""
-    from itertools import chain, zip_longest
-
     level = {r["problem_id"]: r["level"] for r in records}
-    by_level = [sorted(p for p in ids if level[p] == lv) for lv in sorted({level[p] for p in ids})]
-    order = [p for p in chain.from_iterable(zip_longest(*by_level)) if p is not None]
+    order = interleave([sorted(p for p in ids if level[p] == lv) for lv in sorted({level[p] for p in ids})])
     return set(order[:limit] if limit else order)
 
 
