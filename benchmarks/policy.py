@@ -11,7 +11,7 @@ best-of-N or greedy on the same queries. Then the same replay on every question 
 cross-fitted probes (5 folds: each question predicted by probes fitted on the other folds),
 for intervals that a 30% split is too small to give.
 
-Writes benchmarks/results/policy.json and docs/img/policy-<dataset>-{tokens,seconds}.png.
+Writes benchmarks/results/policy.json (a dataset not run is kept from the file) and docs/img/policy-<dataset>-{tokens,seconds}.png.
 
     .venv/bin/python benchmarks/policy.py [--datasets arithmetic]
 """
@@ -19,6 +19,7 @@ Writes benchmarks/results/policy.json and docs/img/policy-<dataset>-{tokens,seco
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arithmetic_by_level, fitted_bundle, write_results  # noqa: E402
+from _common import RESULTS, arithmetic_by_level, fitted_bundle, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 IMG = HERE.parent / "docs" / "img"
@@ -144,7 +145,9 @@ def main() -> None:
             repeats=args.repeats,
             dataset="arithmetic",
         )
-    data = {name: run(name, args.bootstrap, args.folds) for name in args.datasets.split(",") if name}
+    saved = RESULTS / "policy.json"
+    data = json.loads(saved.read_text())["datasets"] if saved.is_file() else {}  # datasets not run are kept
+    data.update({name: run(name, args.bootstrap, args.folds) for name in args.datasets.split(",") if name})
     path = write_results("policy", {"datasets": data})
     console.print(f"wrote {path}")
 

@@ -1,4 +1,4 @@
-"""Verifiers compared on held-out arithmetic questions of the embedded model, by level.
+"""Verifiers compared on held-out questions of the embedded model: arithmetic by level, and GSM8K.
 
 Uses the traces benchmarks/probes.py collects (benchmarks/traces/arithmetic): every sampled
 candidate of the best-of-4 and best-of-8 runs, with its correctness. Problems are split as
@@ -8,14 +8,25 @@ majority vote, mean token logprob (the score recorded at generation), the judge 
 split: outcome (whole candidates) and process (also step prefixes labelled by rollouts, the
 Math-Shepherd recipe; rollouts are collected here for the train split). Reports per verifier:
 candidate AUROC, best-of-8 accuracy, weighted-vote accuracy, pass@8 and greedy by level, and
-verifier tokens and seconds per run; then beam search on held-out questions scored by the
-process verifier against the traced beam search scored by logprobs.
+verifier tokens and seconds per run. Then beam search scored by the process verifier runs once
+on every problem (resumable, benchmarks/traces/arithmetic-process-beam) and is compared on
+the held-out ones with the traced beam search of the same shape scored by logprobs.
 
 It also writes benchmarks/traces/arithmetic-learned: the arithmetic traces plus
 ``best_of_n(8, select=verifier:<outcome verifier>)``, re-selected from the same best-of-8
-samples with the verifier's cost added, so benchmarks/policy.py can put it on the menu.
+samples with the verifier's cost added, and the process-scored beam search, so
+benchmarks/policy.py can put both on the menu. (On the train split both verifiers have seen
+these questions' candidates: only held-out figures are free of that.)
 
-    .venv/bin/python benchmarks/verifiers.py [--rollouts 4] [--rollout-questions 20] [--beam-questions 20]
+GSM8K (the traces benchmarks/strategies.py writes, benchmarks/traces/gsm8k): the same
+comparison for the outcome verifier, cross-fitted over ``--folds`` folds of the 30 problems
+(right candidates are rare, so every problem is held out once and every sampled candidate of
+the other folds trains).
+
+Writes benchmarks/results/verifiers.json, one entry per dataset (a dataset not run is kept).
+
+    .venv/bin/python benchmarks/verifiers.py [--datasets arithmetic,gsm8k] [--rollouts 4]
+        [--rollout-questions 30] [--train-on bo8] [--folds 3]
 """
 
 from __future__ import annotations
@@ -32,14 +43,17 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleave, write_results  # noqa: E402
+from _common import RESULTS, interleave, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces" / "arithmetic"
 OUTCOME = HERE / "traces" / "verifier-outcome"
 PROCESS = HERE / "traces" / "verifier-process"
 LEARNED_TRACES = HERE / "traces" / "arithmetic-learned"
+PROCESS_BEAM_TRACES = HERE / "traces" / "arithmetic-process-beam"
+PROCESS_BEAM = f"beam(width=2, expand=2, max_steps=4, verifier=learned:{PROCESS})"
 BO8 = "best_of_n(8, select=weighted_majority)"
+GSM8K_BO8 = "best_of_n(8, select=majority)"
 console = Console()
 
 
@@ -77,6 +91,9 @@ def interleaved_by_level(records, ids: set[str], limit: int) -> set[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--datasets", default="arithmetic,gsm8k", help="comma-separated: arithmetic, gsm8k (unrun ones are kept)"
+    )
     parser.add_argument("--rollouts", type=int, default=4, help="continuations per step prefix (process labels)")
     parser.add_argument(
         "--rollout-questions",
@@ -84,23 +101,40 @@ def main() -> None:
         default=0,
         help="train questions whose best-of-8 candidates get rollouts, levels interleaved (0: all)",
     )
-    parser.add_argument("--beam-questions", type=int, default=20, help="held-out questions for beam search (0: skip)")
-    parser.add_argument("--no-process", action="store_true", help="skip the rollouts and the process verifier")
+    parser.add_argument(
+        "--no-process", action="store_true", help="skip the rollouts, the process verifier and its beam search"
+    )
     parser.add_argument(
         "--train-on",
         default="all",
         choices=["all", "bo8"],
-        help="candidates to train on: every sampled run, or best-of-8 only",
+        help="arithmetic candidates to train on: every sampled run, or best-of-8 only",
     )
+    parser.add_argument("--folds", type=int, default=3, help="GSM8K: cross-fitting folds")
     args = parser.parse_args()
-    from ttc_agent.answers import answer_key
     from ttc_agent.backends import TransformersBackend
-    from ttc_agent.evaluation.collect import read_meta, read_traces
-    from ttc_agent.evaluation.datasets import Problem
+
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    unknown = sorted(set(datasets) - {"arithmetic", "gsm8k"})
+    if unknown:
+        parser.error(f"unknown datasets {unknown}; known: arithmetic, gsm8k")
+    path = RESULTS / "verifiers.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.pop("machine", None)
+    backend = TransformersBackend()
+    if "arithmetic" in datasets:
+        results["arithmetic"] = arithmetic(args, backend)
+    if "gsm8k" in datasets:
+        results["gsm8k"] = gsm8k(args.folds, backend)
+    console.print(f"wrote {write_results('verifiers', results)}")
+
+
+def arithmetic(args: argparse.Namespace, backend) -> dict:
+    """Outcome and process verifiers trained on the arithmetic train split, compared on the
+    held-out best-of-8 runs, then beam search with process scores; writes the learned traces."""
+    from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.evaluation.rollouts import collect_rollouts, read_rollouts
     from ttc_agent.probes import split_ids
-    from ttc_agent.probes.metrics import auroc
-    from ttc_agent.strategies import parse_strategy
     from ttc_agent.verifiers import JudgeVerifier
     from ttc_agent.verifiers.learned import (
         CandidateEncoder,
@@ -114,7 +148,6 @@ def main() -> None:
     _, test_idx = split_ids(problems, 0.3)
     test_ids = {problems[i] for i in test_idx}
     train_ids = set(problems) - test_ids
-    backend = TransformersBackend()
 
     # -- train the outcome and process verifiers on the train split ---------------------------
     questions, candidates, labels, ids = examples_from_traces(
@@ -151,8 +184,77 @@ def main() -> None:
     # -- score the held-out best-of-8 runs ------------------------------------------------------
     held = [r for r in records if r["problem_id"] in test_ids and r["strategy"] == BO8]
     greedy = {r["problem_id"]: r["correct"] for r in records if r["strategy"] == "greedy"}
+    verifiers = {
+        "learned outcome": outcome,
+        "judge": JudgeVerifier(),
+        **({"learned process": process} if process else {}),
+    }
+    per_run = score_runs(held, verifiers, backend)
+    summary = {"held_out_problems": len(test_ids), **summarize(per_run, greedy)}
+    console.print(
+        comparison_table(summary, f"arithmetic: {len(per_run)} held-out best-of-8 runs ({len(test_ids)} problems)")
+    )
+
+    # -- beam search scored by the process verifier on every problem; held-out ones compared ----
+    beams = []
+    if process is not None:
+        beams = collect_process_beams(records, backend)
+        summary["beam"] = beam_comparison(records, beams, test_ids)
+        console.print(summary["beam"])
+
+    # -- traces with the learned-verifier strategies, for the policy benchmark ------------------
+    summary["learned_traces"] = write_learned_traces(records, outcome, backend, beams)
+    return summary
+
+
+def gsm8k(folds: int, backend) -> dict:
+    """The outcome verifier on GSM8K (the strategies benchmark's traces), cross-fitted: the
+    problems fall into ``folds`` groups by a hash of their id, each group's best-of-8 runs are
+    scored by a verifier trained on every sampled candidate of the other groups (right
+    candidates are rare, so all of them are needed). No process verifier: rollouts of 192-token
+    GSM8K steps are hours of this CPU."""
+    from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.probes.bundle import id_bucket
+    from ttc_agent.verifiers import JudgeVerifier
+    from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
+
+    records = read_traces(TRACES.parent / "gsm8k")
+    problems = sorted({r["problem_id"] for r in records})
+    fold = {pid: min(int(id_bucket(pid) * folds), folds - 1) for pid in problems}
+    questions, candidates, labels, ids = examples_from_traces(records)
+    greedy = {r["problem_id"]: r["correct"] for r in records if r["strategy"] == "greedy"}
+    encoder = CandidateEncoder()
     judge = JudgeVerifier()
-    verifiers = {"learned outcome": outcome, "judge": judge, **({"learned process": process} if process else {})}
+    per_run, started = [], time.perf_counter()
+    for k in range(folds):
+        train = [i for i, pid in enumerate(ids) if fold[pid] != k]
+        held = [r for r in records if fold[r["problem_id"]] == k and r["strategy"] == GSM8K_BO8]
+        outcome = LearnedVerifier(encoder, kind="outcome").fit(
+            [questions[i] for i in train], [candidates[i] for i in train], [labels[i] for i in train]
+        )
+        per_run += score_runs(held, {"learned outcome": outcome, "judge": judge}, backend)
+    positives = sum(sum(row) for row in labels)
+    console.print(
+        f"gsm8k: {folds} folds, {sum(map(len, candidates))} candidates ({positives} right), "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    summary = {
+        "folds": folds,
+        "problems": len(problems),
+        "candidates": sum(map(len, candidates)),
+        "right_candidates": positives,
+        **summarize(per_run, greedy),
+    }
+    console.print(comparison_table(summary, f"gsm8k: {len(per_run)} best-of-8 runs, cross-fitted over {folds} folds"))
+    return summary
+
+
+def score_runs(held: list[dict], verifiers: dict, backend) -> list[dict]:
+    """Every held-out best-of-N run scored by the logprob recorded at generation and by each
+    verifier (with the verifier's tokens and seconds)."""
+    from ttc_agent.answers import answer_key
+    from ttc_agent.evaluation.datasets import Problem
+
     per_run = []
     for r in held:
         q = Problem.from_record(r).question
@@ -166,19 +268,36 @@ def main() -> None:
             "cost": {"logprob (mean)": (0, 0.0)},
         }
         for name, v in verifiers.items():
-            s = v.score(q, texts, backend=backend)
-            row["scores"][name], row["cost"][name] = list(s.values), (s.tokens, s.seconds)
+            scored = v.score(q, texts, backend=backend)
+            row["scores"][name], row["cost"][name] = list(scored.values), (scored.tokens, scored.seconds)
         per_run.append(row)
-    names = ["logprob (mean)", *verifiers]
-    levels = sorted({r["level"] for r in per_run})
-    summary: dict = {"held_out_problems": len(test_ids), "held_out_runs": len(per_run), "verifiers": {}}
+    return per_run
+
+
+def summarize(per_run: list[dict], greedy: dict) -> dict:
+    """Per verifier: candidate AUROC, best-of-N and weighted-vote accuracy by level, cost; the
+    greedy, majority and pass@N baselines; the share of the level-2 greedy-to-pass@N gap closed."""
+    from ttc_agent.probes.metrics import auroc
+
+    names = list(per_run[0]["scores"])
+    levels = [str(lv) for lv in sorted({r["level"] for r in per_run if r["level"] is not None})]
+
+    def rows_of(level: str) -> list[dict]:
+        return [r for r in per_run if level == "all" or str(r["level"]) == level]
+
+    summary: dict = {"held_out_runs": len(per_run), "verifiers": {}, "baselines": {}}
+    for level in [*levels, "all"]:
+        rows = rows_of(level)
+        summary["baselines"][level] = {
+            "runs": len(rows),
+            "greedy": float(np.mean([greedy[pid] for pid in {r["problem_id"] for r in rows}])),
+            "majority": float(np.mean([_majority(r["answers"], r["labels"]) for r in rows])),
+            "pass@8": float(np.mean([any(r["labels"]) for r in rows])),
+        }
+    base2 = summary["baselines"].get("2")
     for name in names:
-        y = [lab for r in per_run for lab in r["labels"]]
-        p = [s for r in per_run for s in r["scores"][name]]
-        by_level = {}
-        for level in levels + ["all"]:
-            rows = [r for r in per_run if level == "all" or r["level"] == level]
-            by_level[str(level)] = {
+        by_level = {
+            level: {
                 "best_of_8": float(
                     np.mean([_pick_by(r["scores"][name], r["answers"], r["labels"], False) for r in rows])
                 ),
@@ -186,33 +305,28 @@ def main() -> None:
                     np.mean([_pick_by(r["scores"][name], r["answers"], r["labels"], True) for r in rows])
                 ),
             }
+            for level in [*levels, "all"]
+            for rows in [rows_of(level)]
+        }
         summary["verifiers"][name] = {
-            "auroc": auroc(np.array(y), np.array(p)),
+            "auroc": auroc(
+                np.array([x for r in per_run for x in r["labels"]]),
+                np.array([s for r in per_run for s in r["scores"][name]]),
+            ),
             "tokens_per_run": float(np.mean([r["cost"][name][0] for r in per_run])),
             "seconds_per_run": float(np.mean([r["cost"][name][1] for r in per_run])),
             "by_level": by_level,
+            "gap_closed_level2": None
+            if base2 is None or base2["pass@8"] <= base2["greedy"]
+            else (by_level["2"]["best_of_8"] - base2["greedy"]) / (base2["pass@8"] - base2["greedy"]),
         }
-    baselines = {}
-    for level in levels + ["all"]:
-        rows = [r for r in per_run if level == "all" or r["level"] == level]
-        pids = {r["problem_id"] for r in rows}
-        baselines[str(level)] = {
-            "runs": len(rows),
-            "greedy": float(np.mean([greedy[pid] for pid in pids])),
-            "majority": float(np.mean([_majority(r["answers"], r["labels"]) for r in rows])),
-            "pass@8": float(np.mean([any(r["labels"]) for r in rows])),
-        }
-    summary["baselines"] = baselines
-    for name in names:
-        lv = summary["verifiers"][name]["by_level"]
-        summary["verifiers"][name]["gap_closed_level2"] = (
-            None
-            if "2" not in baselines or baselines["2"]["pass@8"] <= baselines["2"]["greedy"]
-            else (lv["2"]["best_of_8"] - baselines["2"]["greedy"])
-            / (baselines["2"]["pass@8"] - baselines["2"]["greedy"])
-        )
+    return summary
 
-    t = Table(title=f"verifiers on {len(per_run)} held-out best-of-8 runs ({len(test_ids)} problems)")
+
+def comparison_table(summary: dict, title: str) -> Table:
+    """`summarize`'s figures as a rich table, one row per verifier and baseline."""
+    levels = [lv for lv in summary["baselines"] if lv != "all"]
+    t = Table(title=title)
     for col in (
         "verifier",
         "AUROC",
@@ -224,13 +338,12 @@ def main() -> None:
         "s/run",
     ):
         t.add_column(col)
-    for name in names:
-        v = summary["verifiers"][name]
+    for name, v in summary["verifiers"].items():
         gap = v["gap_closed_level2"]
         t.add_row(
             name,
             "-" if v["auroc"] is None else f"{v['auroc']:.3f}",
-            *(f"{v['by_level'][str(lv)]['best_of_8']:.2f}" for lv in levels),
+            *(f"{v['by_level'][lv]['best_of_8']:.2f}" for lv in levels),
             f"{v['by_level']['all']['best_of_8']:.3f}",
             f"{v['by_level']['all']['weighted_vote']:.3f}",
             "-" if gap is None else f"{gap:.0%}",
@@ -238,76 +351,70 @@ def main() -> None:
             f"{v['seconds_per_run']:.2f}",
         )
     for base in ("greedy", "majority", "pass@8"):
-        t.add_row(
-            base,
-            "",
-            *(f"{baselines[str(lv)][base]:.2f}" for lv in levels),
-            f"{baselines['all'][base]:.3f}",
-            "",
-            "",
-            "",
-            "",
-        )
-    console.print(t)
+        b = summary["baselines"]
+        t.add_row(base, "", *(f"{b[lv][base]:.2f}" for lv in levels), f"{b['all'][base]:.3f}", "", "", "", "")
+    return t
 
-    # -- beam search with process scores on held-out questions --------------------------------
-    if args.beam_questions and process is not None:
-        beam_traced = "beam(width=2, expand=2, max_steps=4)"
-        by_problem = {
-            r["problem_id"]: r for r in records if r["strategy"] == beam_traced and r["problem_id"] in test_ids
+
+def collect_process_beams(records, backend) -> list[dict]:
+    """Beam search scored by the process verifier, run once on every arithmetic problem
+    (resumable: `collect` appends to benchmarks/traces/arithmetic-process-beam)."""
+    from ttc_agent.evaluation.collect import collect, read_meta, read_traces
+    from ttc_agent.evaluation.datasets import Problem
+    from ttc_agent.evaluation.menu import Menu
+
+    problems = {r["problem_id"]: Problem.from_record(r) for r in records}
+    menu = Menu((PROCESS_BEAM,), read_meta(TRACES)["menu"]["defaults"])
+    collect(list(problems.values()), menu, backend, PROCESS_BEAM_TRACES, dataset="arithmetic")
+    return read_traces(PROCESS_BEAM_TRACES)
+
+
+def beam_comparison(records, beams, test_ids: set[str]) -> dict:
+    """Held-out accuracy and cost, by level, of the process-scored beam search against the
+    traced beam search of the same shape scored by mean token logprob (mean over each
+    problem's runs)."""
+    traced = "beam(width=2, expand=2, max_steps=4)"
+
+    def per_problem(runs, key):
+        by: dict = defaultdict(list)
+        for r in runs:
+            if r["problem_id"] in test_ids:
+                by[(r["level"], r["problem_id"])].append(r[key])
+        return {k: float(np.mean(v)) for k, v in by.items()}
+
+    results = {}
+    for name, runs in (("process", beams), ("logprob", [r for r in records if r["strategy"] == traced])):
+        correct, tokens = per_problem(runs, "correct"), per_problem(runs, "total_tokens")
+        seconds = per_problem(runs, "seconds")
+        levels = sorted({lv for lv, _ in correct})
+        results[name] = {
+            "problems": len(correct),
+            "accuracy": float(np.mean(list(correct.values()))),
+            "by_level": {str(lv): float(np.mean([v for k, v in correct.items() if k[0] == lv])) for lv in levels},
+            "tokens_per_run": float(np.mean(list(tokens.values()))),
+            "seconds_per_run": float(np.mean(list(seconds.values()))),
         }
-        chosen = sorted(by_problem)[: args.beam_questions]
-        meta = read_meta(TRACES)
-        spec = f"beam(width=2, expand=2, max_steps=4, verifier=learned:{PROCESS})"
-        strategy = parse_strategy(spec, **meta["menu"]["defaults"])
-        runs = []
-        for pid in chosen:
-            problem = Problem.from_record(by_problem[pid])
-            out = strategy.run(problem, backend)
-            runs.append(
-                {
-                    "problem_id": pid,
-                    "level": problem.level,
-                    "process": problem.is_correct(out.answer),
-                    "logprob": by_problem[pid]["correct"],
-                    **out.cost.as_dict(),
-                }
-            )
-        summary["beam"] = {
-            "spec": spec,
-            "questions": len(runs),
-            "by_level": {
-                str(lv): {
-                    "process": float(np.mean([r["process"] for r in runs if r["level"] == lv])),
-                    "logprob": float(np.mean([r["logprob"] for r in runs if r["level"] == lv])),
-                }
-                for lv in sorted({r["level"] for r in runs})
-            },
-            "process_accuracy": float(np.mean([r["process"] for r in runs])),
-            "logprob_accuracy": float(np.mean([r["logprob"] for r in runs])),
-            "verifier_tokens_per_run": float(np.mean([r["verifier_tokens"] for r in runs])),
-            "seconds_per_run": float(np.mean([r["seconds"] for r in runs])),
-        }
-        console.print({k: v for k, v in summary["beam"].items()})
-
-    # -- traces with the learned-verifier strategy, for the policy benchmark --------------------
-    summary["learned_traces"] = write_learned_traces(records, outcome, backend)
-    path = write_results("verifiers", summary)
-    console.print(f"wrote {path}")
+    verifier_tokens = per_problem(beams, "verifier_tokens")
+    results["process"]["verifier_tokens_per_run"] = float(np.mean(list(verifier_tokens.values())))
+    return {"spec": PROCESS_BEAM.replace(f"{HERE.parent}/", ""), "traced": traced, **results}
 
 
-def write_learned_traces(records, verifier, backend) -> str:
+def write_learned_traces(records, verifier, backend, beams=()) -> str:
     """The arithmetic traces plus best-of-8 re-selected by the outcome verifier (same samples;
-    the verifier's tokens and seconds added to the run's cost)."""
+    the verifier's tokens and seconds added to the run's cost) and the process-scored beam
+    search runs ``beams``."""
     from ttc_agent.evaluation.collect import read_meta
     from ttc_agent.evaluation.datasets import Problem
 
     spec = f"best_of_n(8, select=verifier, verifier=learned:{OUTCOME})"
     meta = read_meta(TRACES)
     LEARNED_TRACES.mkdir(parents=True, exist_ok=True)
-    meta = {**meta, "menu": {**meta["menu"], "strategies": [*meta["menu"]["strategies"], spec]}}
+    added = [spec, *dict.fromkeys(r["strategy"] for r in beams)]
+    meta = {**meta, "menu": {**meta["menu"], "strategies": [*meta["menu"]["strategies"], *added]}}
     (LEARNED_TRACES / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     with (LEARNED_TRACES / "traces.jsonl").open("w") as out:
+        for r in beams:
+            out.write(json.dumps(r) + "\n")
         for r in records:
             out.write(json.dumps(r) + "\n")
             if r["strategy"] != BO8:
