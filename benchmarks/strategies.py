@@ -66,7 +66,7 @@ def export_traces(runs: list[dict], dataset: str, out: Path) -> int:
     """Write ``dataset``'s complete runs as a trace folder (``traces.jsonl`` + ``meta.json``,
     `ttc_agent.evaluation.collect`'s format, repeat 0) and return how many problems it holds."""
     from ttc_agent.backends import TransformersBackend
-    from ttc_agent.evaluation.records import SCHEMA_VERSION
+    from ttc_agent.evaluation.collect import write_trace_folder
 
     m = menu_of(dataset)
     by_problem: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -74,17 +74,13 @@ def export_traces(runs: list[dict], dataset: str, out: Path) -> int:
         if r["dataset"] == dataset and r["strategy"] in m.specs:
             by_problem[r["problem_id"]][r["strategy"]] = r
     complete = [p for p, rs in by_problem.items() if len(rs) == len(m.specs)]
-    out.mkdir(parents=True, exist_ok=True)
     meta = {
-        "schema": SCHEMA_VERSION,
         "menu": m.to_dict(),
         "backend": TransformersBackend().fingerprint(),
         "dataset": dataset,
         "source": "benchmarks/results/strategies-runs.jsonl",
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    lines = [json.dumps({**by_problem[p][s], "repeat": 0}) for p in complete for s in m.specs]
-    (out / "traces.jsonl").write_text("".join(line + "\n" for line in lines))
+    write_trace_folder(out, meta, [{**by_problem[p][s], "repeat": 0} for p in complete for s in m.specs])
     return len(complete)
 
 

@@ -403,42 +403,35 @@ def write_learned_traces(records, verifier, backend, beams=()) -> str:
     """The arithmetic traces plus best-of-8 re-selected by the outcome verifier (same samples;
     the verifier's tokens and seconds added to the run's cost) and the process-scored beam
     search runs ``beams``."""
-    from ttc_agent.evaluation.collect import read_meta
+    from ttc_agent.evaluation.collect import read_meta, write_trace_folder
     from ttc_agent.evaluation.datasets import Problem
 
     spec = f"best_of_n(8, select=verifier, verifier=learned:{OUTCOME})"
     meta = read_meta(TRACES)
-    LEARNED_TRACES.mkdir(parents=True, exist_ok=True)
     added = [spec, *dict.fromkeys(r["strategy"] for r in beams)]
     meta = {**meta, "menu": {**meta["menu"], "strategies": [*meta["menu"]["strategies"], *added]}}
-    (LEARNED_TRACES / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    with (LEARNED_TRACES / "traces.jsonl").open("w") as out:
-        for r in beams:
-            out.write(json.dumps(r) + "\n")
-        for r in records:
-            out.write(json.dumps(r) + "\n")
-            if r["strategy"] != BO8:
-                continue
-            problem = Problem.from_record(r)
-            s = verifier.score(problem.question, [c["text"] for c in r["candidates"]], backend=backend)
-            best = int(np.argmax(s.values))
-            c = r["candidates"][best]
-            out.write(
-                json.dumps(
-                    {
-                        **r,
-                        "strategy": spec,
-                        "answer": c["answer"],
-                        "correct": c["correct"],
-                        "verifier_tokens": s.tokens,
-                        "total_tokens": r["total_tokens"] + s.tokens,
-                        "seconds": r["seconds"] + s.seconds,
-                        "verifier_seconds": s.seconds,
-                        "candidates": [{**k, "score": v} for k, v in zip(r["candidates"], s.values, strict=True)],
-                    }
-                )
-                + "\n"
-            )
+    out = [*beams]
+    for r in records:
+        out.append(r)
+        if r["strategy"] != BO8:
+            continue
+        problem = Problem.from_record(r)
+        s = verifier.score(problem.question, [c["text"] for c in r["candidates"]], backend=backend)
+        c = r["candidates"][int(np.argmax(s.values))]
+        out.append(
+            {
+                **r,
+                "strategy": spec,
+                "answer": c["answer"],
+                "correct": c["correct"],
+                "verifier_tokens": s.tokens,
+                "total_tokens": r["total_tokens"] + s.tokens,
+                "seconds": r["seconds"] + s.seconds,
+                "verifier_seconds": s.seconds,
+                "candidates": [{**k, "score": v} for k, v in zip(r["candidates"], s.values, strict=True)],
+            }
+        )
+    write_trace_folder(LEARNED_TRACES, meta, out)
     return str(LEARNED_TRACES.relative_to(HERE.parent))
 
 

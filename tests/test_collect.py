@@ -6,7 +6,7 @@ import pytest
 from fakes import ScriptedBackend, texts
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.collect import collect, read_meta, read_traces
+from ttc_agent.evaluation.collect import collect, read_meta, read_traces, write_trace_folder
 from ttc_agent.evaluation.datasets import arithmetic
 from ttc_agent.evaluation.menu import Menu
 
@@ -92,6 +92,32 @@ def test_bad_collection_arguments(tmp_path):
     (tmp_path / "t" / "traces.jsonl").write_text(json.dumps({"schema": 99}) + "\n")
     with pytest.raises(InvalidRequestError, match="schema 99"):
         read_traces(tmp_path / "t")
+
+
+def test_write_trace_folder_derives_a_folder_that_reads_back(tmp_path):
+    problems = arithmetic(per_level=1, levels=(1,), seed=0)
+    collect(problems, MENU, ScriptedBackend(texts("= 5")), tmp_path / "src", progress=False)
+    records = read_traces(tmp_path / "src")
+    meta = read_meta(tmp_path / "src")
+    derived = [{**r, "strategy": "best_of_n(4, select=majority)"} for r in records if r["strategy"] == "greedy"]
+    menu = {**meta["menu"], "strategies": [*meta["menu"]["strategies"], "best_of_n(4, select=majority)"]}
+    out = write_trace_folder(tmp_path / "out", {**meta, "menu": menu}, records + derived)
+    assert read_traces(out) == records + derived
+    assert read_meta(out)["menu"]["strategies"][-1] == "best_of_n(4, select=majority)" and read_meta(out)["schema"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "traces.jsonl"], "no temporary files left"
+
+
+def test_write_trace_folder_refuses_bad_input_and_keeps_the_old_folder(tmp_path):
+    problems = arithmetic(per_level=1, levels=(1,), seed=0)
+    collect(problems, MENU, ScriptedBackend(texts("= 5")), tmp_path, progress=False)
+    records, meta = read_traces(tmp_path), read_meta(tmp_path)
+    before = (tmp_path / "traces.jsonl").read_text()
+    with pytest.raises(InvalidRequestError, match=r"best_of_n\(16\).*not on the menu"):
+        write_trace_folder(tmp_path, meta, [*records, {**records[0], "strategy": "best_of_n(16)"}])
+    with pytest.raises(InvalidRequestError, match="backend"):
+        write_trace_folder(tmp_path, {"menu": meta["menu"]}, records)
+    assert (tmp_path / "traces.jsonl").read_text() == before
+    assert read_meta(tmp_path) == meta
 
 
 @pytest.mark.slow

@@ -67,6 +67,34 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def write_trace_folder(folder: str | Path, meta: dict[str, Any], records: Sequence[dict[str, Any]]) -> Path:
+    """Write a whole trace folder at once, for traces made otherwise than by `collect` (exported
+    from another benchmark, or re-selected from recorded samples).
+
+    ``meta`` needs the ``menu`` (a `Menu` dict) and the ``backend`` fingerprint; every record's
+    strategy must be on the menu. Both files are written to temporary names and renamed into
+    place, so a failure leaves the folder as it was; an existing folder is replaced.
+    """
+    folder = Path(folder)
+    missing = [k for k in ("menu", "backend") if k not in meta]
+    if missing:
+        raise InvalidRequestError(f"trace folder meta needs {missing}; got keys {sorted(meta)}")
+    specs = set(Menu.from_dict(meta["menu"]).specs)
+    stray = sorted({r.get("strategy") for r in records} - specs, key=str)
+    if stray:
+        raise InvalidRequestError(
+            f"records with strategies {stray} are not on the menu (canonical specs: {sorted(specs)})"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"schema": SCHEMA_VERSION, **meta}
+    texts = {META: json.dumps(meta, indent=2) + "\n", TRACES: "".join(json.dumps(r) + "\n" for r in records)}
+    for name, text in texts.items():
+        (folder / f".{name}.tmp").write_text(text)
+    for name in texts:
+        (folder / f".{name}.tmp").replace(folder / name)
+    return folder
+
+
 def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     path = out / META
     if path.is_file():
