@@ -178,7 +178,7 @@ def test_a_non_linear_probe_keeps_the_estimator_path():
     bundle = ProbeBundle(MENU, FeatureSet([TextStats()])).fit(table)
     X = bundle.features.transform(table.prompts)
     idx, y = table.run_rows("greedy")
-    forest = AccuracyProbe(estimator=lambda: RandomForestClassifier(n_estimators=5, random_state=0), calibrate=False)
+    forest = AccuracyProbe(estimator=RandomForestClassifier(n_estimators=5, random_state=0), calibrate=False)
     bundle.models["greedy"]["accuracy"] = forest.fit(X[idx], y)
     bundle.linear = LinearHeads.compile(bundle.specs, bundle.models)
     assert bundle.linear is None
@@ -240,3 +240,31 @@ def test_text_stats_read_odd_number_runs():
     X = TextStats().transform(["Step 10.1.5.1.5 then 1,234.5 and 7"])
     cols = dict(zip(TextStats.columns, X[0], strict=True))
     assert cols["max_number_digits"] == 4 and np.isfinite(X).all()
+
+
+def test_a_bundle_takes_another_accuracy_estimator_and_loads_it_only_when_trusted(tmp_path):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    table = TraceTable.from_records(synthetic_traces(), MENU.specs)
+    forest = HistGradientBoostingClassifier(max_iter=20, random_state=0)
+    bundle = ProbeBundle(MENU, FeatureSet([TextStats()]), accuracy_estimator=forest).fit(table)
+    probe = bundle.models["greedy"]["accuracy"].model_
+    assert "HistGradientBoosting" in repr(getattr(probe, "calibrated_classifiers_", [probe])[0].estimator)
+    assert bundle.linear is None, "a non-linear probe predicts estimator by estimator"
+    assert not hasattr(forest, "n_iter_"), "the estimator passed in is cloned, not fitted"
+    bundle.save(tmp_path)
+    with pytest.raises(ProbeMismatchError, match="TreePredictor.*trusted="):
+        ProbeBundle.load(tmp_path)
+    loaded = ProbeBundle.load(tmp_path, trusted=["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"])
+    X = bundle.features.transform(table.prompts)
+    assert np.allclose(
+        loaded.predict_features(X, table.prompt_tokens).accuracy,
+        bundle.predict_features(X, table.prompt_tokens).accuracy,
+    )
+
+
+def test_an_accuracy_estimator_without_probabilities_is_refused():
+    from sklearn.svm import LinearSVC
+
+    with pytest.raises(InvalidRequestError, match="predict_proba.*LinearSVC"):
+        AccuracyProbe(estimator=LinearSVC()).fit(np.eye(4), [0, 1, 0, 1])

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.linear import LinearHeads
 from ttc_agent.probes.predictors import TOKENS_QUANTILE, AccuracyProbe, TokenRegressor
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 BUNDLE_SCHEMA = 1
 _TRUSTED = [
@@ -153,6 +156,11 @@ class ProbeBundle:
         >>> bundle.fit(read_traces("traces/"))
         >>> preds = bundle.predict([messages], prompt_tokens=[backend.count_tokens(messages)])
         >>> bundle.save("probes/")
+
+    ``accuracy_estimator`` replaces the accuracy probes' logistic regression with another
+    unfitted scikit-learn classifier (each strategy's probe fits a clone); loading such a bundle
+    needs its types passed as ``trusted``, and it predicts estimator by estimator instead of
+    through the folded `LinearHeads`.
     """
 
     def __init__(
@@ -163,6 +171,7 @@ class ProbeBundle:
         latency: LatencyModel | None = None,
         fingerprint: dict[str, Any] | None = None,
         calibrate: bool = True,
+        accuracy_estimator: BaseEstimator | None = None,
     ) -> None:
         self.menu, self.features, self.latency, self.fingerprint, self.calibrate = (
             menu,
@@ -171,6 +180,7 @@ class ProbeBundle:
             fingerprint,
             calibrate,
         )
+        self.accuracy_estimator = accuracy_estimator
         self.models: dict[str, dict[str, Any]] = {}
         self.seconds_scale: dict[str, float] = {}
         self.train_ids: list[str] = []
@@ -193,7 +203,7 @@ class ProbeBundle:
         for spec in self.specs:
             idx, y = table.run_rows(spec)
             models = {
-                "accuracy": AccuracyProbe(calibrate=self.calibrate).fit(X[idx], y),
+                "accuracy": AccuracyProbe(self.accuracy_estimator, calibrate=self.calibrate).fit(X[idx], y),
                 "tokens": TokenRegressor().fit(X, table.mean(spec, "total_tokens")),
                 "completion_tokens": TokenRegressor().fit(X, table.mean(spec, "completion_tokens")),
                 "rounds": TokenRegressor().fit(X, table.mean(spec, "rounds")),
@@ -295,8 +305,14 @@ class ProbeBundle:
         menu: Menu | None = None,
         features: FeatureSet | None = None,
         fingerprint: dict[str, Any] | None = None,
+        trusted: Sequence[str] = (),
     ) -> ProbeBundle:
-        """Read a bundle folder, checking it against the menu, features and model it will serve."""
+        """Read a bundle folder, checking it against the menu, features and model it will serve.
+
+        ``trusted`` adds type names (as the error for an untrusted file lists them) to the types
+        the skops files may hold: needed for a bundle fitted with another ``accuracy_estimator``
+        than the default logistic regression, and only for files you made yourself.
+        """
         import skops.io as sio
 
         root = Path(folder)
@@ -340,10 +356,14 @@ class ProbeBundle:
             bundle.models[spec] = {}
             for name, fname in files.items():
                 file = root / fname
-                untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in _TRUSTED]
+                allowed = [*_TRUSTED, *trusted]
+                untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in allowed]
                 if untrusted:
-                    raise ProbeMismatchError(f"{file} contains types outside the trusted list: {untrusted}")
-                bundle.models[spec][name] = sio.load(file, trusted=_TRUSTED)
+                    raise ProbeMismatchError(
+                        f"{file} contains types outside the trusted list: {untrusted} "
+                        "(pass them as trusted= only if you made this bundle)"
+                    )
+                bundle.models[spec][name] = sio.load(file, trusted=allowed)
         bundle.linear = LinearHeads.compile(bundle.specs, bundle.models)
         if (root / "calibration.npz").is_file():
             with np.load(root / "calibration.npz", allow_pickle=False) as arrays:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
@@ -13,6 +11,8 @@ from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from ttc_agent.errors import InvalidRequestError
 
 
 def logistic(C: float = 0.5) -> Pipeline:
@@ -24,15 +24,15 @@ class AccuracyProbe(BaseEstimator, ClassifierMixin):
     """P(strategy answers correctly | query features), a calibrated classifier.
 
     ``fit(X, y)`` takes one row per run (a query run k times gives k rows with 0/1 labels), so
-    the probe learns a probability, not a coin flip. ``estimator`` is any scikit-learn
-    classifier factory (by default logistic regression with inverse regularisation ``C``); it is
-    wrapped in sigmoid calibration
-    (``CalibratedClassifierCV``) when each class has at least ``2 * cv`` examples. With one
-    class only, the probe predicts its frequency.
+    the probe learns a probability, not a coin flip. ``estimator`` is any unfitted scikit-learn
+    classifier with ``predict_proba`` (cloned at fit, as scikit-learn's meta-estimators do; by
+    default logistic regression with inverse regularisation ``C``); it is wrapped in sigmoid
+    calibration (``CalibratedClassifierCV``) when each class has at least ``2 * cv`` examples.
+    With one class only, the probe predicts its frequency.
     """
 
     def __init__(
-        self, estimator: Callable[[], BaseEstimator] | None = None, calibrate: bool = True, cv: int = 3, C: float = 0.5
+        self, estimator: BaseEstimator | None = None, calibrate: bool = True, cv: int = 3, C: float = 0.5
     ) -> None:
         self.estimator = estimator
         self.calibrate = calibrate
@@ -41,7 +41,11 @@ class AccuracyProbe(BaseEstimator, ClassifierMixin):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> AccuracyProbe:
         y = np.asarray(y).astype(int)
-        base = self.estimator() if self.estimator else logistic(self.C)
+        if self.estimator is not None and not hasattr(self.estimator, "predict_proba"):
+            raise InvalidRequestError(
+                f"an accuracy probe needs a classifier with predict_proba, got {self.estimator!r}"
+            )
+        base = clone(self.estimator) if self.estimator is not None else logistic(self.C)
         counts = np.bincount(y, minlength=2)
         if counts.min() == 0:
             self.model_ = DummyClassifier(strategy="prior").fit(X, y)
