@@ -52,6 +52,15 @@ def write_results(name: str, data: dict) -> Path:
     return path
 
 
+def saved_results(name: str) -> dict:
+    """What ``benchmarks/results/NAME.json`` holds, without its machine facts (empty if none):
+    a benchmark that reruns some of its parts keeps the others from it."""
+    path = RESULTS / f"{name}.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.pop("machine", None)
+    return data
+
+
 def write_doc_block(name: str, text: str) -> None:
     """Put ``text`` between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in
     docs/benchmarks.md (appended at the end the first time)."""

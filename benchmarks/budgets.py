@@ -21,7 +21,6 @@ kept from the file) and docs/img/budgets-success-<dataset>-*.png.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, fitted_bundle, write_doc_block, write_results  # noqa: E402
+from _common import fitted_bundle, saved_results, write_doc_block, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -231,9 +230,7 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if unknown := parts - {"simulator", "real"}:
         parser.error(f"unknown parts {sorted(unknown)}; expected simulator and/or real")
-    path = RESULTS / "budgets.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data.pop("machine", None)
+    data = saved_results("budgets")
     if "simulator" in parts:
         simulated = data.setdefault("simulator", {})
         for name in (n for n in args.datasets.split(",") if n):

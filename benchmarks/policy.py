@@ -19,7 +19,6 @@ Writes benchmarks/results/policy.json (a dataset not run is kept from the file) 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, arithmetic_by_level, fitted_bundle, write_results  # noqa: E402
+from _common import arithmetic_by_level, fitted_bundle, saved_results, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 IMG = HERE.parent / "docs" / "img"
@@ -145,8 +144,7 @@ def main() -> None:
             repeats=args.repeats,
             dataset="arithmetic",
         )
-    saved = RESULTS / "policy.json"
-    data = json.loads(saved.read_text())["datasets"] if saved.is_file() else {}  # datasets not run are kept
+    data = saved_results("policy").get("datasets", {})  # datasets not run are kept
     data.update({name: run(name, args.bootstrap, args.folds) for name in args.datasets.split(",") if name})
     path = write_results("policy", {"datasets": data})
     console.print(f"wrote {path}")

@@ -32,7 +32,6 @@ Writes benchmarks/results/verifiers.json, one entry per dataset (a dataset not r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -43,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, interleave, write_results  # noqa: E402
+from _common import interleave, saved_results, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces" / "arithmetic"
@@ -118,9 +117,7 @@ def main() -> None:
     unknown = sorted(set(datasets) - {"arithmetic", "gsm8k"})
     if unknown:
         parser.error(f"unknown datasets {unknown}; known: arithmetic, gsm8k")
-    path = RESULTS / "verifiers.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results.pop("machine", None)
+    results = saved_results("verifiers")  # a dataset not run is kept
     backend = TransformersBackend()
     if "arithmetic" in datasets:
         results["arithmetic"] = arithmetic(args, backend)
@@ -233,15 +230,14 @@ def gsm8k(folds: int, backend) -> dict:
             [questions[i] for i in train], [candidates[i] for i in train], [labels[i] for i in train]
         )
         per_run += score_runs(held, {"learned outcome": outcome, "judge": judge}, backend)
-    positives = sum(sum(row) for row in labels)
+    positives, total = sum(sum(row) for row in labels), sum(map(len, candidates))
     console.print(
-        f"gsm8k: {folds} folds, {sum(map(len, candidates))} candidates ({positives} right), "
-        f"{time.perf_counter() - started:.0f} s"
+        f"gsm8k: {folds} folds, {total} candidates ({positives} right), {time.perf_counter() - started:.0f} s"
     )
     summary = {
         "folds": folds,
         "problems": len(problems),
-        "candidates": sum(map(len, candidates)),
+        "candidates": total,
         "right_candidates": positives,
         **summarize(per_run, greedy),
     }

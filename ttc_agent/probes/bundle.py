@@ -352,11 +352,11 @@ class ProbeBundle:
         )
         bundle.seconds_scale = {k: float(v) for k, v in meta["seconds_scale"].items()}
         bundle.train_ids = list(meta.get("train_ids", []))
+        allowed = [*_TRUSTED, *trusted]
         for spec, files in meta["files"].items():
             bundle.models[spec] = {}
             for name, fname in files.items():
                 file = root / fname
-                allowed = [*_TRUSTED, *trusted]
                 untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in allowed]
                 if untrusted:
                     raise ProbeMismatchError(
