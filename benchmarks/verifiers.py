@@ -211,13 +211,13 @@ def gsm8k(folds: int, backend) -> dict:
     candidates are rare, so all of them are needed). No process verifier: rollouts of 192-token
     GSM8K steps are hours of this CPU."""
     from ttc_agent.evaluation.collect import read_traces
-    from ttc_agent.probes.bundle import id_bucket
+    from ttc_agent.probes.bundle import fold_of
     from ttc_agent.verifiers import JudgeVerifier
     from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
 
     records = read_traces(TRACES.parent / "gsm8k")
     problems = sorted({r["problem_id"] for r in records})
-    fold = {pid: min(int(id_bucket(pid) * folds), folds - 1) for pid in problems}
+    fold = {pid: fold_of(pid, folds) for pid in problems}
     questions, candidates, labels, ids = examples_from_traces(records)
     greedy = {r["problem_id"]: r["correct"] for r in records if r["strategy"] == "greedy"}
     encoder = CandidateEncoder()

@@ -140,6 +140,11 @@ def id_bucket(pid: str, seed: int = 0) -> float:
     return int(hashlib.sha256(f"{seed}/{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
+def fold_of(pid: str, folds: int) -> int:
+    """The cross-fitting fold (``0 .. folds - 1``) of a problem id, from its stable hash."""
+    return min(int(id_bucket(pid) * folds), folds - 1)
+
+
 def split_ids(ids: Sequence[str], test_fraction: float = 0.25, seed: int = 0) -> tuple[list[int], list[int]]:
     """A deterministic split of problem ids into train and test indices (by hash)."""
     test = [i for i, pid in enumerate(ids) if id_bucket(pid, seed) < test_fraction]

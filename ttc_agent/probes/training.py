@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.probes.bundle import Predictions, ProbeBundle, TraceTable, id_bucket, split_ids
+from ttc_agent.probes.bundle import Predictions, ProbeBundle, TraceTable, fold_of, split_ids
 
 
 @dataclass
@@ -58,7 +58,7 @@ def cross_fit(
     if not isinstance(folds, int) or folds < 2:
         raise InvalidRequestError(f"cross-fitting needs folds >= 2, got {folds!r}")
     template, table, X = _unfitted(traces, features, latency)
-    fold = np.array([min(int(id_bucket(pid) * folds), folds - 1) for pid in table.ids])
+    fold = np.array([fold_of(pid, folds) for pid in table.ids])
     parts: dict[str, np.ndarray] = {}
     for k in range(folds):
         train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
