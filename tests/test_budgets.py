@@ -89,6 +89,9 @@ def spent_tokens(backend, sample_tokens=5):
         ({"max_tokens": 100, "on_exhausted": "retry"}, "on_exhausted"),
         ({"max_tokens": 100, "expected_calls": 0}, "expected_calls"),
         ({"max_tokens": 100, "count": ("prompt", "images")}, "count"),
+        ({"max_tokens": 100, "quantile": 0.3}, "quantile"),
+        ({"max_tokens": 100, "quantile": 1}, "quantile"),
+        ({"max_tokens": 100, "quantile": math.nan}, "quantile"),
     ],
 )
 def test_bad_budgets_are_refused_at_construction(kwargs, match):
@@ -151,6 +154,31 @@ def test_equal_split_gives_each_call_its_share_and_keeps_the_reserve():
     # Little left: the reserve leaves this call only what the cheapest strategy needs.
     tight = EqualSplit().allowance(balance_for(budget, 1000 - 2 * cheapest, 0.0, (0, 0.0), 2, 3), p)
     assert tight.limits.max_tokens == pytest.approx(cheapest)
+
+
+def test_the_reserve_and_feasibility_follow_the_budgets_quantile():
+    p = preds()
+    q90 = EqualSplit().allowance(balance_for(WorkflowBudget(max_tokens=1000), 0, 0.0, (0, 0.0), 0, 4), p)
+    median = WorkflowBudget(max_tokens=1000, quantile=0.5)
+    q50 = EqualSplit().allowance(balance_for(median, 0, 0.0, (0, 0.0), 0, 4), p)
+    assert q90.reserve_tokens == pytest.approx(3 * float(p.tokens_q90[0].min()))
+    assert q50.reserve_tokens == pytest.approx(3 * float(p.tokens[0].min()))
+    assert q50.reserve_tokens < q90.reserve_tokens
+    assert q50.limits.quantile == 0.5 and median.digest == WorkflowBudget(max_tokens=1000).digest
+
+
+@pytest.mark.parametrize("quantile", [0.9, 0.5])
+def test_a_budget_between_the_median_and_the_q90_runs_only_at_the_lower_quantile(quantile):
+    p = preds()
+    tokens = int(p.tokens[0].min()) + 1  # above greedy's median, below its q90
+    assert p.tokens[0].min() < tokens < p.tokens_q90[0].min()
+    backend = ScriptedBackend(texts("= 5"))
+    budget = WorkflowBudget(max_tokens=tokens, expected_calls=1, quantile=quantile)
+    out = loop_graph(TTCNode(backend, BUNDLE, budget=budget), calls=1).invoke(start())
+    if quantile == 0.9:
+        assert out["ttc_ledger"].exhausted and backend.calls == []
+    else:
+        assert not out["ttc_ledger"].exhausted and 0 < out["ttc_ledger"].tokens == spent_tokens(backend) <= tokens
 
 
 def test_paced_prices_rise_when_spending_runs_ahead_and_fall_when_behind():

@@ -49,6 +49,8 @@ def test_settings_are_checked_before_any_generation():
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lamda_tokens": 1}}})
     with pytest.raises(InvalidRequestError, match="lambda_tokens"):
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": -1}}})
+    with pytest.raises(InvalidRequestError, match="quantile must be a number in"):
+        app.invoke({"messages": HARD}, {"configurable": {"ttc": {"quantile": 0.2}}})
     with pytest.raises(InvalidRequestError, match="no messages"):
         app.invoke({"messages": []})
     assert backend.calls == [], "nothing was generated"
@@ -68,6 +70,8 @@ def test_target_mean_cost_calibrates_lambda():
     cheap = node.limits({"configurable": {"ttc": {"target_mean_tokens": 60}}})
     rich = node.limits({"configurable": {"ttc": {"target_mean_tokens": 140}}})
     assert cheap.lambda_tokens > rich.lambda_tokens >= 0
+    kept = node.limits({"configurable": {"ttc": {"target_mean_tokens": 60, "quantile": 0.75, "max_tokens": 300}}})
+    assert (kept.lambda_tokens, kept.quantile, kept.max_tokens) == (cheap.lambda_tokens, 0.75, 300)
     with pytest.raises(InvalidRequestError, match="not both"):
         node.limits({"configurable": {"ttc": {"target_mean_tokens": 60, "target_mean_seconds": 1}}})
 

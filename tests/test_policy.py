@@ -44,6 +44,17 @@ def test_hard_caps_use_the_token_quantile_and_fall_back_to_the_cheapest():
     assert UtilityPolicy(max_seconds=1.1).decide(P)[1].spec == "greedy"
 
 
+def test_a_lower_quantile_admits_what_the_q90_refuses():
+    assert np.allclose(P.tokens_quantile(0.9), P.tokens_q90) and np.allclose(P.tokens_quantile(0.5), P.tokens)
+    assert (P.tokens < P.tokens_quantile(0.75)).all() and (P.tokens_quantile(0.75) < P.tokens_q90).all()
+    assert np.allclose(P.seconds_quantile(0.5), P.seconds) and (P.seconds_quantile(0.9) > P.seconds).all()
+    # best_of_n on the hard query: median 480, q90 624. A 500-token cap refuses it at q90 only.
+    strict = UtilityPolicy(max_tokens=500).decide(P)[1]
+    loose = UtilityPolicy(max_tokens=500, quantile=0.5).decide(P)[1]
+    assert strict.fits == (True, False, True) and loose.fits == (True, True, True)
+    assert loose.as_dict()["limits"]["quantile"] == 0.5
+
+
 def test_allowed_mask_excludes_strategies():
     no_beam = [True, True, False]
     assert UtilityPolicy().choose(P, allowed=no_beam).tolist() == [1, 1]
@@ -91,6 +102,9 @@ def test_static_and_oracle():
         ({"lambda_seconds": math.nan}, "lambda_seconds"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_seconds": math.inf}, "max_seconds"),
+        ({"quantile": 0.4}, "quantile must be a number in \\[0.5, 1\\), got 0.4"),
+        ({"quantile": 1.0}, "quantile"),
+        ({"quantile": "high"}, "quantile"),
     ],
 )
 def test_bad_limits_raise(kwargs, needle):

@@ -37,6 +37,11 @@ def test_managers_never_overrun_and_the_oracle_is_a_ceiling():
         for name in ("equal", "paced", *(f"static:{s}" for s in MENU.specs)):
             assert by[(name, t)]["violations"] == 0 and by[(name, t)]["tokens"] <= t
             assert by[(name, t)]["success"] <= by[("oracle", t)]["success"] + 1e-9
+    # The spend ceiling keeps the same guarantees and spends at least what the managers spend.
+    for t in (250, 400, 700):
+        ceiling = by[("spend_ceiling", t)]
+        assert ceiling["violations"] == 0 and ceiling["tokens"] <= t
+        assert ceiling["tokens"] >= max(by[("paced", t)]["tokens"], by[("equal", t)]["tokens"]) - 1e-9
     # More budget never hurts the managers much, and lets them spend more.
     assert by[("paced", 700)]["success"] >= by[("paced", 250)]["success"] - 0.02
     assert by[("paced", 700)]["tokens"] > by[("paced", 250)]["tokens"]
@@ -68,7 +73,14 @@ def test_simulate_command_writes_json_and_plots(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "sim" / "simulate.json").read_text())
-    assert {r["allocation"] for r in data["rows"]} == {"equal", "paced", "static:greedy", "adaptive", "oracle"}
+    assert {r["allocation"] for r in data["rows"]} == {
+        "equal",
+        "paced",
+        "static:greedy",
+        "adaptive",
+        "oracle",
+        "spend_ceiling",
+    }
     assert (tmp_path / "sim" / "success-vs-budget.png").stat().st_size > 1000
     bad = CliRunner().invoke(app, ["simulate", "--traces", str(traces), "--probes", str(tmp_path / "probes")])
     assert bad.exit_code != 0 and "--budget-tokens" in bad.output

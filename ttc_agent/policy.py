@@ -1,10 +1,10 @@
 """Choose a strategy per query: ``argmax accuracy - lambda_tokens * tokens - lambda_seconds * seconds``.
 
-The method of arXiv 2509.09864. Every call's settings are a `CallLimits`: the two prices and
-optional hard caps on this call's tokens and seconds. A strategy is *feasible* when a high
-quantile of its predicted tokens and seconds (``tokens_q90``, ``seconds_q90``) fits the caps; when
-none is, the cheapest strategy is chosen and the decision says so (``feasible=False``), so a
-budget manager can end the workflow instead.
+The method of arXiv 2509.09864. Every call's settings are a `CallLimits`: the two prices,
+optional hard caps on this call's tokens and seconds, and the quantile the caps are checked at.
+A strategy is *feasible* when that high quantile (``quantile``, 0.9 by default) of its predicted
+tokens and seconds fits the caps; when none is, the cheapest strategy is chosen and the decision
+says so (``feasible=False``), so a budget manager can end the workflow instead.
 
 Policies work on `ttc_agent.probes.Predictions` (many queries at once, vectorised):
 
@@ -24,11 +24,19 @@ import numpy as np
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.probes.bundle import Predictions
+from ttc_agent.probes.predictors import TOKENS_QUANTILE
 
 
 def _check_price(name: str, value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise InvalidRequestError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_quantile(value: Any, error: type[Exception] = InvalidRequestError) -> float:
+    """A feasibility quantile: a number in [0.5, 1) (raises ``error`` naming a bad value)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.5 <= value < 1:
+        raise error(f"quantile must be a number in [0.5, 1), got {value!r}")
     return float(value)
 
 
@@ -42,18 +50,22 @@ def _check_cap(name: str, value: Any) -> float | None:
 
 @dataclass(frozen=True)
 class CallLimits:
-    """What one call may spend: prices per token and per second, and optional hard caps."""
+    """What one call may spend: prices per token and per second, optional hard caps, and the
+    quantile of a strategy's predicted cost that must fit them (``quantile``, in [0.5, 1): the
+    higher, the less often a call is cut off at its cap, and the more budget is kept back)."""
 
     lambda_tokens: float = 0.0
     lambda_seconds: float = 0.0
     max_tokens: float | None = None
     max_seconds: float | None = None
+    quantile: float = TOKENS_QUANTILE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lambda_tokens", _check_price("lambda_tokens", self.lambda_tokens))
         object.__setattr__(self, "lambda_seconds", _check_price("lambda_seconds", self.lambda_seconds))
         object.__setattr__(self, "max_tokens", _check_cap("max_tokens", self.max_tokens))
         object.__setattr__(self, "max_seconds", _check_cap("max_seconds", self.max_seconds))
+        object.__setattr__(self, "quantile", check_quantile(self.quantile))
 
 
 @dataclass(frozen=True)
@@ -99,15 +111,21 @@ def utilities(pred: Predictions, limits: CallLimits) -> np.ndarray:
     return pred.accuracy - limits.lambda_tokens * pred.tokens - limits.lambda_seconds * pred.seconds
 
 
+#: Relative slack in `fits`, so a cap computed as a sum of spends that equals a cost is not
+#: refused for a rounding error.
+_ROUNDING = 1e-9
+
+
 def fits(pred: Predictions, limits: CallLimits, allowed: Sequence[bool] | None = None) -> np.ndarray:
-    """Which strategies fit the hard caps (tokens and seconds checked at their 90% quantile) and are allowed."""
+    """Which strategies fit the hard caps (tokens and seconds checked at ``limits.quantile``,
+    up to float rounding) and are allowed."""
     ok = np.ones_like(pred.accuracy, dtype=bool)
     if allowed is not None:
         ok &= np.asarray(allowed, dtype=bool)[None, :]
     if limits.max_tokens is not None:
-        ok &= pred.tokens_q90 <= limits.max_tokens
+        ok &= pred.tokens_quantile(limits.quantile) <= limits.max_tokens * (1 + _ROUNDING)
     if limits.max_seconds is not None:
-        ok &= pred.seconds_q90 <= limits.max_seconds
+        ok &= pred.seconds_quantile(limits.quantile) <= limits.max_seconds * (1 + _ROUNDING)
     return ok
 
 
@@ -127,8 +145,9 @@ class UtilityPolicy:
         *,
         max_tokens: float | None = None,
         max_seconds: float | None = None,
+        quantile: float = TOKENS_QUANTILE,
     ) -> None:
-        self.limits = CallLimits(lambda_tokens, lambda_seconds, max_tokens, max_seconds)
+        self.limits = CallLimits(lambda_tokens, lambda_seconds, max_tokens, max_seconds, quantile)
 
     def __repr__(self) -> str:
         lim = self.limits

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from ttc_agent.errors import InvalidRequestError, TTCError
+from ttc_agent.policy import check_quantile
+from ttc_agent.probes.predictors import TOKENS_QUANTILE
 
 #: The token kinds a budget can count; all three by default.
 TOKEN_KINDS = ("prompt", "completion", "verifier")
@@ -82,6 +84,10 @@ class WorkflowBudget:
         shared_by: a name; every thread whose budget carries it draws from one allowance in
             this process (several graph threads sharing one budget).
         count: the token kinds that count against ``max_tokens``.
+        quantile: a strategy is feasible only if this quantile of its predicted tokens and
+            seconds fits what is left (and the reserve for later calls is counted at it too);
+            in [0.5, 1), 0.9 by default. Lower spends more of the budget and cuts more calls off
+            at their cap; the ledger and the hard caps hold either way.
 
     Example:
         >>> WorkflowBudget(max_tokens=2000, max_seconds=60, expected_calls=4)
@@ -94,6 +100,7 @@ class WorkflowBudget:
     expected_calls: int | None = None
     shared_by: str | None = None
     count: tuple[str, ...] = field(default=TOKEN_KINDS)
+    quantile: float = TOKENS_QUANTILE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_tokens", _check_limit("max_tokens", self.max_tokens, integer=True))
@@ -115,6 +122,7 @@ class WorkflowBudget:
         if bad or not count:
             raise BudgetError(f"count must name some of {list(TOKEN_KINDS)}, got {self.count!r}")
         object.__setattr__(self, "count", count)
+        object.__setattr__(self, "quantile", check_quantile(self.quantile, BudgetError))
 
     @classmethod
     def coerce(cls, value: Any) -> WorkflowBudget | None:

@@ -12,7 +12,7 @@ from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.ledger import Ledger, charge
 from ttc_agent.budgets.managers import Allowance, Balance, balance_for, make_manager
 from ttc_agent.budgets.pool import POOL, Reservation, ReservationPool
-from ttc_agent.policy import CallLimits, Decision
+from ttc_agent.policy import CallLimits, Decision, fits
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ class BudgetGate:
             lim,
             max_tokens=_min_cap(lim.max_tokens, user_limits.max_tokens),
             max_seconds=_min_cap(lim.max_seconds, user_limits.max_seconds),
+            quantile=budget.quantile,
         )
         decision = decide(limits)
         if decision.feasible:
@@ -130,18 +131,14 @@ class BudgetGate:
             totals = (balance.tokens_total, balance.seconds_total)
             reservation = self.pool.reserve(key, (spent_t, spent_s), totals, _want(decision, predictions))
             # Calls that reserved in the meantime may have shrunk what is left: re-check.
-            if (reservation.tokens is not None and reservation.tokens < decision.tokens_q90[chosen]) or (
-                reservation.seconds is not None
-                and reservation.seconds < predictions.seconds_q90[0][chosen] * (1 - 1e-9)
-            ):
+            reserved = replace(
+                limits,
+                max_tokens=None if reservation.tokens is None else max(reservation.tokens, 1e-9),
+                max_seconds=None if reservation.seconds is None else max(reservation.seconds, 1e-9),
+            )
+            if not fits(predictions, reserved)[0][chosen]:
                 self.pool.settle(reservation, 0, 0.0)
-                decision = decide(
-                    replace(
-                        limits,
-                        max_tokens=None if reservation.tokens is None else max(reservation.tokens, 1e-9),
-                        max_seconds=None if reservation.seconds is None else max(reservation.seconds, 1e-9),
-                    )
-                )
+                decision = decide(reserved)
                 if decision.feasible:
                     reservation = self.pool.reserve(key, (spent_t, spent_s), totals, _want(decision, predictions))
         if not decision.feasible:
@@ -150,9 +147,9 @@ class BudgetGate:
 
     @staticmethod
     def _exhausted(decision: Decision, predictions: Any, balance: Balance, node: str) -> BudgetExhausted:
-        cheapest_t = float(min(decision.tokens_q90))
-        cheapest_s = float(predictions.seconds_q90[0].min())
         lim = decision.limits
+        cheapest_t = float(predictions.tokens_quantile(lim.quantile)[0].min())
+        cheapest_s = float(predictions.seconds_quantile(lim.quantile)[0].min())
         if lim.max_tokens is not None and cheapest_t > lim.max_tokens:
             return BudgetExhausted("tokens", cheapest_t, float(balance.tokens_left or 0.0), node)
         return BudgetExhausted("seconds", cheapest_s, float(balance.seconds_left or 0.0), node)

@@ -3,7 +3,7 @@
 A manager sees a `Balance` (what is left, calls done and still expected, the prices it set
 last time) and the probes' predictions for this call's query, and returns an `Allowance`.
 Both shipped managers apply the *reserve rule*: a call may never take what the cheapest
-strategy needs on every call still expected after it.
+strategy needs (at the budget's feasibility quantile) on every call still expected after it.
 
 - `EqualSplit`: each call may spend what is left divided by the calls still expected, and
   picks the most accurate strategy that fits (no prices).
@@ -23,6 +23,7 @@ import numpy as np
 
 from ttc_agent.budgets.budget import BudgetError, WorkflowBudget
 from ttc_agent.policy import CallLimits, UtilityPolicy
+from ttc_agent.probes.predictors import TOKENS_QUANTILE
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Balance:
     calls_left: int  # including this one, >= 1
     lambda_tokens: float | None = None  # the prices the manager set at the previous call
     lambda_seconds: float | None = None
+    quantile: float = TOKENS_QUANTILE  # the budget's feasibility quantile (`WorkflowBudget.quantile`)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -63,11 +65,19 @@ class BudgetManager(Protocol):
     def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance: ...
 
 
+def _cheapest(balance: Balance, predictions: Any) -> tuple[float, float]:
+    """The cheapest strategy's tokens and seconds at the budget's quantile, for this query."""
+    q = balance.quantile
+    return float(np.min(predictions.tokens_quantile(q)[0])), float(np.min(predictions.seconds_quantile(q)[0]))
+
+
 def reserve(balance: Balance, predictions: Any) -> tuple[float, float]:
-    """Tokens and seconds to keep for the calls after this one: the cheapest strategy's q90
-    tokens and seconds, once per call still expected after this one."""
+    """Tokens and seconds to keep for the calls after this one: the cheapest strategy's tokens
+    and seconds at the budget's quantile (q90 by default), once per call still expected after
+    this one."""
     later = max(balance.calls_left - 1, 0)
-    return later * float(np.min(predictions.tokens_q90[0])), later * float(np.min(predictions.seconds_q90[0]))
+    tokens, seconds = _cheapest(balance, predictions)
+    return later * tokens, later * seconds
 
 
 def _caps(balance: Balance, predictions: Any, share: tuple[float | None, float | None]):
@@ -75,7 +85,7 @@ def _caps(balance: Balance, predictions: Any, share: tuple[float | None, float |
     this call less than the cheapest strategy needs, it may still take that much (the calls
     after it then find the budget spent, rather than this one)."""
     keep = reserve(balance, predictions)
-    cheapest = float(np.min(predictions.tokens_q90[0])), float(np.min(predictions.seconds_q90[0]))
+    cheapest = _cheapest(balance, predictions)
     caps: list[float | None] = []
     for left, k, c, sh in zip((balance.tokens_left, balance.seconds_left), keep, cheapest, share, strict=True):
         if left is None:
@@ -86,7 +96,9 @@ def _caps(balance: Balance, predictions: Any, share: tuple[float | None, float |
     return caps[0], caps[1], keep
 
 
-def _limits(lam_t: float, lam_s: float, cap_t: float | None, cap_s: float | None) -> CallLimits:
+def _limits(
+    lam_t: float, lam_s: float, cap_t: float | None, cap_s: float | None, quantile: float = TOKENS_QUANTILE
+) -> CallLimits:
     # CallLimits wants caps > 0; a cap of 0 (nothing left) becomes the smallest positive one,
     # which no strategy fits, so the call is reported exhausted.
     def pos(x):
@@ -95,7 +107,7 @@ def _limits(lam_t: float, lam_s: float, cap_t: float | None, cap_s: float | None
     for name, lam in (("lambda_tokens", lam_t), ("lambda_seconds", lam_s)):
         if not math.isfinite(lam) or lam < 0:
             raise BudgetError(f"a budget manager returned {name}={lam!r}; prices must be finite and >= 0")
-    return CallLimits(lam_t, lam_s, pos(cap_t), pos(cap_s))
+    return CallLimits(lam_t, lam_s, pos(cap_t), pos(cap_s), quantile)
 
 
 class EqualSplit:
@@ -109,7 +121,7 @@ class EqualSplit:
             None if left is None else left / balance.calls_left for left in (balance.tokens_left, balance.seconds_left)
         )
         cap_t, cap_s, keep = _caps(balance, predictions, share)
-        return Allowance(_limits(0.0, 0.0, cap_t, cap_s), *keep)
+        return Allowance(_limits(0.0, 0.0, cap_t, cap_s, balance.quantile), *keep)
 
 
 class Paced:
@@ -177,7 +189,7 @@ class Paced:
         if balance.calls_left == 1:  # nothing later to save for: accuracy within what is left
             lam_t = lam_s = 0.0
         cap_t, cap_s, keep = _caps(balance, predictions, (None, None))
-        return Allowance(_limits(lam_t, lam_s, cap_t, cap_s), *keep)
+        return Allowance(_limits(lam_t, lam_s, cap_t, cap_s, balance.quantile), *keep)
 
 
 MANAGERS = {"equal": EqualSplit, "paced": Paced}
@@ -215,4 +227,5 @@ def balance_for(
         calls_left=max(int(calls_left), 1),
         lambda_tokens=lambdas[0],
         lambda_seconds=lambdas[1],
+        quantile=budget.quantile,
     )

@@ -10,12 +10,18 @@ and deadline would. Nothing is generated.
 Allocations compared at equal total budget:
 
 - ``equal`` / ``paced``: the budget managers, with the reserve rule and hard caps;
-- ``static:SPEC``: always one strategy, stopping when its q90 cost no longer fits;
+- ``static:SPEC``: always one strategy, stopping when its q90 cost (at the budget's quantile)
+  no longer fits;
 - ``adaptive``: per-call utility with fixed prices and no manager, prices calibrated so its mean
   workflow cost equals the budget. Nothing stops it from overrunning: its violations are
   counted, and a workflow that overran does not count as a success under a hard budget
   (``success_ignoring_budget`` reports it as if the budget were soft);
-- ``oracle``: hindsight, the cheapest right run per step when the total fits (the ceiling).
+- ``oracle``: hindsight, the cheapest right run per step when the total fits (the ceiling of
+  success);
+- ``spend_ceiling``: under the same rules as the managers (reserve rule, q90 feasibility, and
+  the hard caps the reserve leaves, as `Paced` sets them), every call takes the feasible strategy with the most predicted tokens: the most any
+  manager bound by those guarantees could spend (the ceiling of utilisation), and what that
+  spending buys.
 """
 
 from __future__ import annotations
@@ -110,9 +116,20 @@ def _outcome(world: World, w: int, t: int, j: int, cap_t: float | None, cap_s: f
 
 
 def run_manager(
-    world: World, pred: Predictions, budget: WorkflowBudget, manager: Any, calibration: Any, share: float
+    world: World,
+    pred: Predictions,
+    budget: WorkflowBudget,
+    manager: Any,
+    calibration: Any,
+    share: float,
+    *,
+    spend_most: bool = False,
 ) -> Result:
-    """Workflows under a budget manager (reserve rule, q90 feasibility, hard caps)."""
+    """Workflows under a budget manager (reserve rule, feasibility at the budget's quantile,
+    hard caps).
+
+    ``spend_most``: each call takes the feasible strategy with the most predicted tokens
+    instead of the best utility under the manager's prices (the spend ceiling)."""
     from ttc_agent.budgets.gate import HEADROOM
 
     mgr = make_manager(manager)
@@ -128,7 +145,11 @@ def run_manager(
             ok = fits(row, limits)[0]
             if not ok.any():
                 break  # exhausted: the remaining steps are not answered
-            j = int(policy.choose(row, limits)[0])
+            j = (
+                int(np.argmax(np.where(ok, row.tokens[0], -np.inf)))
+                if spend_most
+                else int(policy.choose(row, limits)[0])
+            )
             lambdas = (limits.lambda_tokens, limits.lambda_seconds)
             cap_t = None if limits.max_tokens is None else min(limits.max_tokens, HEADROOM[0] * row.tokens_q90[0, j])
             cap_s = None if limits.max_seconds is None else min(limits.max_seconds, HEADROOM[1] * row.seconds_q90[0, j])
@@ -140,7 +161,8 @@ def run_manager(
 
 
 def run_static(world: World, pred: Predictions, budget: WorkflowBudget, j: int, share: float) -> Result:
-    """Always strategy ``j``, stopping when its q90 cost no longer fits what is left."""
+    """Always strategy ``j``, stopping when its cost at the budget's quantile (q90 by default)
+    no longer fits what is left."""
     W, T, _ = world.correct.shape
     right, spent_t, spent_s = np.zeros((W, T)), np.zeros(W), np.zeros(W)
     for w in range(W):
@@ -148,7 +170,10 @@ def run_static(world: World, pred: Predictions, budget: WorkflowBudget, j: int, 
             q = world.queries[w, t]
             left_t = math.inf if budget.max_tokens is None else budget.max_tokens - spent_t[w]
             left_s = math.inf if budget.max_seconds is None else budget.max_seconds - spent_s[w]
-            if pred.tokens_q90[q, j] > left_t or pred.seconds_q90[q, j] > left_s:
+            if (
+                pred.tokens_quantile(budget.quantile)[q, j] > left_t
+                or pred.seconds_quantile(budget.quantile)[q, j] > left_s
+            ):
                 break
             tok, sec, good = _outcome(
                 world, w, t, j, None if math.isinf(left_t) else left_t, None if math.isinf(left_s) else left_s
@@ -255,6 +280,7 @@ def simulate(
             runs[f"static:{spec}"] = run_static(world, pred, budget, list(pred.specs).index(spec), success_share)
         runs["adaptive"] = run_adaptive(world, pred, budget, success_share)
         runs["oracle"] = run_oracle(world, budget, success_share)
+        runs["spend_ceiling"] = run_manager(world, pred, budget, "paced", calibration, success_share, spend_most=True)
         oracle = runs["oracle"].success.mean()
         adaptive = runs["adaptive"].success.mean()
         for name, result in runs.items():

@@ -5,7 +5,7 @@
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,7 +27,15 @@ from ttc_agent.strategies import Cost, Outcome, Query
 from ttc_agent.tracing import JsonlTraceSink, aemit, decision_record, emit, features_digest
 from ttc_agent.verifiers import as_verifier
 
-SETTINGS = ("lambda_tokens", "lambda_seconds", "target_mean_tokens", "target_mean_seconds", "max_tokens", "max_seconds")
+SETTINGS = (
+    "lambda_tokens",
+    "lambda_seconds",
+    "target_mean_tokens",
+    "target_mean_seconds",
+    "max_tokens",
+    "max_seconds",
+    "quantile",
+)
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
@@ -115,8 +123,10 @@ class TTCNode:
 
     Per-run settings come from ``config["configurable"]["ttc"]``: ``lambda_tokens``,
     ``lambda_seconds``, or ``target_mean_tokens`` / ``target_mean_seconds`` (turned into a
-    lambda by calibrating on the bundle's training predictions), and the per-call caps
-    ``max_tokens`` and ``max_seconds``. Unknown keys and bad values raise before any generation.
+    lambda by calibrating on the bundle's training predictions), the per-call caps
+    ``max_tokens`` and ``max_seconds``, and ``quantile``, the quantile of a strategy's predicted
+    cost the caps are checked at (0.9 by default; under a budget, the budget's own
+    ``quantile`` applies). Unknown keys and bad values raise before any generation.
 
     Args:
         backend: the backend that generates (shared by every thread of the graph).
@@ -182,7 +192,7 @@ class TTCNode:
         base = self.policy.limits
         values = {
             k: settings.get(k, getattr(base, k))
-            for k in ("lambda_tokens", "lambda_seconds", "max_tokens", "max_seconds")
+            for k in ("lambda_tokens", "lambda_seconds", "max_tokens", "max_seconds", "quantile")
         }
         targets = {k: settings[k] for k in ("target_mean_tokens", "target_mean_seconds") if settings.get(k) is not None}
         if len(targets) > 1:
@@ -209,7 +219,7 @@ class TTCNode:
             policy = UtilityPolicy(limits.lambda_tokens, limits.lambda_seconds)
             self._calibrated[(key, target)] = policy.calibrate(self.probes.calibration, **{key: target}).limits
         found = self._calibrated[(key, target)]
-        return CallLimits(found.lambda_tokens, found.lambda_seconds, limits.max_tokens, limits.max_seconds)
+        return replace(limits, lambda_tokens=found.lambda_tokens, lambda_seconds=found.lambda_seconds)
 
     def budget_for_run(self) -> WorkflowBudget | None:
         """The run's budget: the context's, else the node's."""

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from scipy.stats import norm
 
 from ttc_agent.backends.base import Prompt
 from ttc_agent.errors import InvalidRequestError, TTCError
@@ -64,7 +65,8 @@ class Predictions:
     """Per query (rows) and strategy (columns): predicted accuracy, tokens, seconds, rounds.
 
     ``tokens`` counts prompt, completion and verifier tokens (median prediction);
-    ``tokens_q90`` is a high quantile of the same, for hard budget checks.
+    ``tokens_q90`` is a high quantile of the same, for hard budget checks
+    (``tokens_quantile(q)`` gives another).
     """
 
     specs: tuple[str, ...]
@@ -81,11 +83,24 @@ class Predictions:
         """The predictions of some queries (``rows``: indices or a slice)."""
         return Predictions(self.specs, **{f: getattr(self, f)[rows] for f in self.FIELDS})
 
+    def tokens_quantile(self, q: float = TOKENS_QUANTILE) -> np.ndarray:
+        """The ``q`` quantile of the tokens (``0.5 <= q < 1``): the token regressors model log
+        tokens as normal around the median with one spread per strategy, which the median and
+        ``tokens_q90`` pin down."""
+        if q == TOKENS_QUANTILE:
+            return self.tokens_q90
+        median, high = np.log1p(self.tokens), np.log1p(self.tokens_q90)
+        return np.expm1(median + (high - median) * norm.ppf(q) / norm.ppf(TOKENS_QUANTILE)).clip(min=0)
+
+    def seconds_quantile(self, q: float = TOKENS_QUANTILE) -> np.ndarray:
+        """The ``q`` quantile of the seconds: seconds scaled by the tokens' quantile-to-median
+        ratio (latency grows with the tokens generated)."""
+        return self.seconds * np.maximum(self.tokens_quantile(q) / np.maximum(self.tokens, 1.0), 1.0)
+
     @property
     def seconds_q90(self) -> np.ndarray:
-        """A high quantile of the seconds: seconds scaled by the tokens' q90-to-median ratio
-        (latency grows with the tokens generated)."""
-        return self.seconds * np.maximum(self.tokens_q90 / np.maximum(self.tokens, 1.0), 1.0)
+        """The seconds at the tokens' default quantile (`seconds_quantile`)."""
+        return self.seconds_quantile(TOKENS_QUANTILE)
 
 
 @dataclass
