@@ -42,6 +42,13 @@ def test_managers_never_overrun_and_the_oracle_is_a_ceiling():
         ceiling = by[("spend_ceiling", t)]
         assert ceiling["violations"] == 0 and ceiling["tokens"] <= t
         assert ceiling["tokens"] >= max(by[("paced", t)]["tokens"], by[("equal", t)]["tokens"]) - 1e-9
+    # A lower feasibility quantile keeps back less: the ceiling spends more, still within budget.
+    loose = simulate(
+        table, pred, [WorkflowBudget(max_tokens=400, quantile=0.5)], steps=3, workflows=400, managers=("paced",),
+        calibration=bundle.calibration, progress=False,
+    )  # fmt: skip
+    ceiling = next(r for r in loose if r["allocation"] == "spend_ceiling")
+    assert ceiling["violations"] == 0 and ceiling["tokens"] > by[("spend_ceiling", 400)]["tokens"]
     # More budget never hurts the managers much, and lets them spend more.
     assert by[("paced", 700)]["success"] >= by[("paced", 250)]["success"] - 0.02
     assert by[("paced", 700)]["tokens"] > by[("paced", 250)]["tokens"]
@@ -84,3 +91,9 @@ def test_simulate_command_writes_json_and_plots(tmp_path):
     assert (tmp_path / "sim" / "success-vs-budget.png").stat().st_size > 1000
     bad = CliRunner().invoke(app, ["simulate", "--traces", str(traces), "--probes", str(tmp_path / "probes")])
     assert bad.exit_code != 0 and "--budget-tokens" in bad.output
+    bad = CliRunner().invoke(
+        app,
+        ["simulate", "--traces", str(traces), "--probes", str(tmp_path / "probes"), "--budget-tokens", "300",
+         "--quantile", "0.3"],
+    )  # fmt: skip
+    assert bad.exit_code != 0 and "quantile must be a number in [0.5, 1), got 0.3" in bad.output

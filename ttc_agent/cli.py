@@ -369,12 +369,15 @@ def simulate(
     managers: Annotated[str, typer.Option(help="Budget managers to compare, comma-separated.")] = "equal,paced",
     static: Annotated[str, typer.Option(help="Static strategies to compare, ';'-separated specs.")] = "",
     success_share: Annotated[float, typer.Option(help="Share of steps that must be right for success.")] = 1.0,
+    quantile: Annotated[
+        float, typer.Option(help="Quantile of a strategy's predicted cost that must fit (the budgets' quantile).")
+    ] = 0.9,
     out: Annotated[Path, typer.Option(help="Folder for simulate.json and the plot.")] = Path("simulation"),
     seed: Annotated[int, typer.Option(help="Seed for drawing the workflows.")] = 0,
 ) -> None:
     """Replay synthetic multi-call workflows, drawn from the held-out traces, under each budget
     manager and the baselines at equal total budget (always one strategy, per-call adaptive with
-    calibrated fixed prices, the hindsight oracle). Generates nothing."""
+    calibrated fixed prices, the hindsight oracle, the spend ceiling). Generates nothing."""
     import json
 
     from ttc_agent.budgets import WorkflowBudget
@@ -389,7 +392,9 @@ def simulate(
     if bool(tok) == bool(sec):
         raise _fail(TTCError("give --budget-tokens or --budget-seconds (one of them)"))
     try:
-        budgets = [WorkflowBudget(max_tokens=t) for t in tok] + [WorkflowBudget(max_seconds=s) for s in sec]
+        budgets = [WorkflowBudget(max_tokens=t, quantile=quantile) for t in tok] + [
+            WorkflowBudget(max_seconds=s, quantile=quantile) for s in sec
+        ]
         bundle, table = _held_out(traces, probes)
         statics = [s.strip() for s in static.split(";") if s.strip()]
         unknown = [s for s in statics if s not in bundle.specs]
