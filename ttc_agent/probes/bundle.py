@@ -19,6 +19,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -60,6 +61,13 @@ def batch_size(spec: str) -> int:
     return 1
 
 
+@lru_cache(maxsize=64)
+def _spread_ratio(q: float) -> float:
+    """How many ``tokens_q90``-to-median log spreads the ``q`` quantile lies above the median
+    (cached: budget checks ask for the same few quantiles on every call)."""
+    return float(norm.ppf(q) / norm.ppf(TOKENS_QUANTILE))
+
+
 @dataclass(frozen=True)
 class Predictions:
     """Per query (rows) and strategy (columns): predicted accuracy, tokens, seconds, rounds.
@@ -90,7 +98,7 @@ class Predictions:
         if q == TOKENS_QUANTILE:
             return self.tokens_q90
         median, high = np.log1p(self.tokens), np.log1p(self.tokens_q90)
-        return np.expm1(median + (high - median) * norm.ppf(q) / norm.ppf(TOKENS_QUANTILE)).clip(min=0)
+        return np.expm1(median + (high - median) * _spread_ratio(q)).clip(min=0)
 
     def seconds_quantile(self, q: float = TOKENS_QUANTILE) -> np.ndarray:
         """The ``q`` quantile of the seconds: seconds scaled by the tokens' quantile-to-median
