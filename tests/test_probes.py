@@ -72,6 +72,35 @@ def test_token_regressor_median_and_quantile():
     assert (reg.predict_quantile(X, 0.9) >= reg.predict(X)).all()
 
 
+def test_token_quantile_covers_new_queries_when_features_outnumber_queries():
+    """With 150 features and 40 queries a weakly penalised ridge fit explains the noise
+    in-sample; the q90 comes from leave-one-out residuals, so it still covers about 90% of
+    queries it has never seen (a q90 from in-sample residuals would cover few)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(1040, 150))
+    tokens = np.exp(4 + 0.5 * X[:, 0] + rng.normal(0, 0.6, 1040))
+    for alpha in (None, 1.0):
+        reg = TokenRegressor(alpha=alpha).fit(X[:40], tokens[:40])
+        coverage = float(np.mean(tokens[40:] <= reg.predict_quantile(X[40:], 0.9)))
+        assert 0.8 <= coverage <= 0.97, (alpha, coverage)
+    in_sample = float(np.std(np.log1p(tokens[:40]) - np.log1p(reg.predict(X[:40]))))
+    assert in_sample < 0.1 < 0.5 < reg.sigma_, "in-sample residuals understate the spread; left-out ones do not"
+
+
+def test_token_quantile_covers_single_runs_when_given_them():
+    """A query's mean over runs varies less than one run: with ``runs`` the q90 covers a run."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(2060, 3))
+    runs = np.exp(4 + 0.5 * X[:, :1] + rng.normal(0, 0.5, (2060, 4)))
+    means = runs.mean(axis=1)
+    of_means = TokenRegressor().fit(X[:60], means[:60])
+    of_runs = TokenRegressor().fit(X[:60], means[:60], runs=runs[:60])
+    assert of_runs.sigma_ > 1.5 * of_means.sigma_
+    coverage = float(np.mean(runs[60:, 0] <= of_runs.predict_quantile(X[60:], 0.9)))
+    assert 0.8 <= coverage <= 0.97
+    assert np.allclose(of_runs.predict(X[60:]), of_means.predict(X[60:])), "the median is the same fit"
+
+
 def test_latency_model_recovers_a_linear_backend_and_extrapolates(tmp_path):
     rows = [
         {"prompt_tokens": p, "n": n, "tokens_per_sample": t, "seconds": 0.02 + 1e-4 * p + 0.07 * t + 0.004 * n * t}
@@ -100,6 +129,7 @@ def test_bundle_fits_predicts_and_round_trips(tmp_path):
             metrics[spec]["auroc"] > 0.75
             and metrics[spec]["tokens_mape"] < 0.25
             and metrics[spec]["seconds_mape"] < 0.25
+            and 0.75 <= metrics[spec]["tokens_q90_coverage"] <= 1.0
         )
     prompts = [[{"role": "user", "content": "What is 3 + 4?"}], [{"role": "user", "content": "What is 345 + 678?"}]]
     pred = bundle.predict(prompts, prompt_tokens=[40, 40])

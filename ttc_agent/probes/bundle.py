@@ -148,6 +148,10 @@ class TraceTable:
             {s: [runs[i] for i in keep] for s, runs in self.runs.items()},
         )
 
+    def values(self, spec: str, field: str) -> list[list[float]]:
+        """Per problem, ``field`` of each of its runs of ``spec``."""
+        return [[float(r[field]) for r in runs] for runs in self.runs[spec]]
+
     def mean(self, spec: str, field: str) -> np.ndarray:
         return np.array([np.mean([r[field] for r in runs]) for runs in self.runs[spec]], dtype=float)
 
@@ -232,7 +236,9 @@ class ProbeBundle:
             idx, y = table.run_rows(spec)
             models = {
                 "accuracy": AccuracyProbe(self.accuracy_estimator, calibrate=self.calibrate).fit(X[idx], y),
-                "tokens": TokenRegressor().fit(X, table.mean(spec, "total_tokens")),
+                "tokens": TokenRegressor().fit(
+                    X, table.mean(spec, "total_tokens"), runs=table.values(spec, "total_tokens")
+                ),
                 "completion_tokens": TokenRegressor().fit(X, table.mean(spec, "completion_tokens")),
                 "rounds": TokenRegressor().fit(X, table.mean(spec, "rounds")),
             }

@@ -12,8 +12,10 @@ from ttc_agent.probes.metrics import auroc, brier, ece, mape
 
 
 def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
-    """Per strategy: accuracy-probe AUROC, Brier score and ECE on the runs of ``table``, and the
-    MAPE of predicted (median) total tokens and seconds against each problem's mean."""
+    """Per strategy: accuracy-probe AUROC, Brier score and ECE on the runs of ``table``, the
+    MAPE of predicted (median) total tokens and seconds against each problem's mean, and the
+    share of runs whose total tokens stay within the predicted q90 (what budget checks trust;
+    about 0.9 when the quantile is honest)."""
     X = bundle.features.transform(table.prompts) if X is None else X
     preds = bundle.predict_features(X, table.prompt_tokens)
     out = {}
@@ -28,6 +30,9 @@ def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None
             "predicted_accuracy": float(p.mean()),
             "tokens_mape": mape(table.mean(spec, "total_tokens"), preds.tokens[:, j]),
             "seconds_mape": mape(table.mean(spec, "seconds"), preds.seconds[:, j]),
+            "tokens_q90_coverage": float(
+                np.mean([r["total_tokens"] for runs in table.runs[spec] for r in runs] <= preds.tokens_q90[idx, j])
+            ),
             "problems": len(table.ids),
             "runs": int(len(y)),
         }
@@ -37,7 +42,7 @@ def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None
 def metrics_table(metrics: dict[str, dict[str, Any]], title: str) -> Table:
     """The metrics of `evaluate` as a table, one row per strategy."""
     table = Table(title=title)
-    for col in ("strategy", "acc", "pred acc", "AUROC", "Brier", "ECE", "tokens MAPE", "seconds MAPE"):
+    for col in ("strategy", "acc", "pred acc", "AUROC", "Brier", "ECE", "tokens MAPE", "seconds MAPE", "q90 covers"):
         table.add_column(col)
     for spec, m in metrics.items():
         table.add_row(
@@ -49,5 +54,6 @@ def metrics_table(metrics: dict[str, dict[str, Any]], title: str) -> Table:
             f"{m['ece']:.3f}",
             f"{m['tokens_mape']:.1%}",
             f"{m['seconds_mape']:.1%}",
+            f"{m['tokens_q90_coverage']:.0%}",
         )
     return table
