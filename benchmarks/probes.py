@@ -8,7 +8,10 @@ Steps (each resumable; traces live in benchmarks/traces/):
 3. per dataset, fit a `ProbeBundle` on a train split and report, per strategy, accuracy-probe
    AUROC, Brier score and ECE, token and latency MAPE, and the median time to featurise and
    predict the whole menu for one query (the LM forward passes of the sentence encoder and of
-   `PromptHiddenState` are reported separately).
+   `PromptHiddenState` are reported separately);
+4. per dataset, with probes cross-fitted over every question: the share of runs within the
+   predicted q90 tokens (`q90_coverage`), and how much of greedy's completion length a k-token
+   lookahead of the reply would explain (`greedy_lookahead`).
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
     .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
@@ -57,6 +60,68 @@ def timing(bundle, prompts, tokens) -> dict[str, float]:
         "sentence_embedding_forward_ms_median": median_ms(lambda i: embedding.transform([prompts[i]])),
         "hidden_state_forward_ms_median": median_ms(lambda i: hidden.transform([prompts[i]])),
     }
+
+
+def q90_coverage(traces: Path, folds: int = 5) -> dict[str, float]:
+    """Per strategy, the share of all runs whose total tokens stay within the q90 predicted by
+    probes cross-fitted over ``folds`` folds (every question held out once)."""
+    import numpy as np
+
+    from ttc_agent.probes.training import cross_fit
+
+    table, pred = cross_fit(traces, features=FEATURES, latency=TRACES / "latency.json", folds=folds)
+    return {
+        spec: float(
+            np.mean(
+                [r["total_tokens"] <= pred.tokens_q90[i, j] for i, runs in enumerate(table.runs[spec]) for r in runs]
+            )
+        )
+        for j, spec in enumerate(pred.specs)
+    }
+
+
+LOOKAHEAD = (0, 1, 2, 4, 8, 12)
+
+
+def greedy_lookahead(table, X, folds: int = 5) -> dict:
+    """How predictable greedy's completion length becomes when the probe also sees the first k
+    tokens of the reply: cross-fitted greedy completion-token MAPE (and median APE) of the
+    bundle's token regressor on the query features plus, per position, a one-hot of the first k
+    tokens of each question's traced greedy reply (re-tokenised; greedy is deterministic, so
+    they are what a k-token lookahead would decode). k=0 is the shipped probe; k=1 comes free
+    with the prompt's forward pass (its next-token argmax); every further token is one decode
+    step."""
+    import numpy as np
+    from sklearn.preprocessing import OneHotEncoder
+    from transformers import AutoTokenizer
+
+    from ttc_agent.backends.embedded import embedded_model_dir
+    from ttc_agent.probes.bundle import fold_of
+    from ttc_agent.probes.predictors import TokenRegressor
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    replies = [runs[0]["candidates"][0]["text"] for runs in table.runs["greedy"]]
+    ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in replies]
+    measured = table.mean("greedy", "completion_tokens")
+    fold = np.array([fold_of(pid, folds) for pid in table.ids])
+    out = {}
+    for k in LOOKAHEAD:
+        firsts = np.array([(row + [-1] * k)[:k] for row in ids]).reshape(len(ids), k)
+        predicted = np.zeros(len(ids))
+        for f in range(folds):
+            train, test = fold != f, fold == f
+            features, held = X[train], X[test]
+            if k:
+                onehot = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(firsts[train])
+                features = np.hstack([features, onehot.transform(firsts[train])])
+                held = np.hstack([held, onehot.transform(firsts[test])])
+            predicted[test] = TokenRegressor().fit(features, measured[train]).predict(held)
+        ape = np.abs(predicted - measured) / measured
+        out[str(k)] = {
+            "completion_tokens_mape": float(ape.mean()),
+            "completion_tokens_median_ape": float(np.median(ape)),
+        }
+    return out
 
 
 def plots(name: str, bundle, table, X) -> list[str]:
@@ -135,6 +200,17 @@ def main() -> None:
             **timing(bundle, held.prompts, held.prompt_tokens),
             "plots": plots(name, bundle, held, X[test]),
         }
+        results[name]["tokens_q90_coverage_cross_fitted"] = coverage = q90_coverage(TRACES / name)
+        console.print(
+            f"{name}: share of runs within the predicted q90 tokens (cross-fitted, every question): "
+            + ", ".join(f"{spec} {c:.0%}" for spec, c in coverage.items())
+        )
+        if "greedy" in menu.specs:
+            results[name]["greedy_lookahead_cross_fitted"] = lookahead = greedy_lookahead(table, X)
+            console.print(
+                f"{name}: greedy completion-token MAPE (cross-fitted) with the first k reply tokens as features: "
+                + ", ".join(f"k={k} {v['completion_tokens_mape']:.0%}" for k, v in lookahead.items())
+            )
         t = metrics_table(
             metrics, f"{name}: held-out probes ({len(test)} of {len(table.ids)} questions, features {FEATURES})"
         )
