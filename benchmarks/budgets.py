@@ -6,7 +6,8 @@
    ``--folds`` folds (fitted without it; ``--folds 0``: only the held-out split), at several
    total token budgets (multiples of what always-greedy spends), under the `EqualSplit` and
    `Paced` managers and the baselines: always greedy, always best-of-8, per-call adaptive
-   with fixed prices calibrated to the budget (no manager), and the hindsight oracle.
+   with fixed prices calibrated to the budget (no manager), the hindsight oracle, and the spend
+   ceiling (the most expensive strategy the guarantees allow on every call).
 2. Real run (``--real N``): N multi-step workflows of the example agent (`ttc_agent.demo`) on
    the embedded model under each ``--real-budget TOKENS:SECONDS``; the ledger is checked
    against the backend's own token counts and a wall clock.
@@ -35,6 +36,11 @@ HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
 IMG = HERE.parent / "docs" / "img"
 console = Console()
+
+
+#: Feasibility quantiles the simulator also runs the paced manager at (the budgets' default, 0.9,
+#: is the main table).
+QUANTILES = (0.5, 0.75)
 
 
 def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
@@ -77,6 +83,26 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
         }
         title = f"{dataset}: {workflows} workflows x {steps} calls, {len(table.ids)} problems, success = {share:.0%} of steps right"
         console.print(simulation_table(rows, title))
+    # The feasibility quantile's effect (success = at least 3 of 4 steps right; q90 is above).
+    sweep = {}
+    for q in QUANTILES:
+        quantiled = [WorkflowBudget(max_tokens=b.max_tokens, quantile=q) for b in budgets]
+        rows = simulate(
+            table,
+            pred,
+            quantiled,
+            steps=steps,
+            workflows=workflows,
+            managers=("paced",),
+            calibration=bundle.calibration,
+            success_share=0.75,
+        )
+        sweep[f"{q:g}"] = [
+            {**r, "budget_vs_greedy": m}
+            for r, m in zip(rows, [m for m in multiples for _ in range(len(rows) // len(multiples))], strict=True)
+            if r["allocation"] in ("paced", "spend_ceiling")
+        ]
+    results["quantiles"] = sweep
     return {
         "problems": len(table.ids),
         "predictions": f"cross-fitted over {folds} folds" if folds else "held-out split",
@@ -89,7 +115,8 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
 
 def markdown(sim: dict) -> str:
     """One dataset's simulation as markdown: success per allocation and budget (at least 3 of
-    4 steps right, then all of them), paced's margin over fixed prices, utilisation, gap closed."""
+    4 steps right, then all of them), paced's margin over fixed prices, utilisation, gap closed,
+    and the spend ceiling's utilisation and success."""
     lines = []
     for name, label in (("share0.75", "at least 3 of 4 steps right"), ("all", "every step right")):
         rows = sim[name]["rows"]
@@ -98,20 +125,53 @@ def markdown(sim: dict) -> str:
         lines += [
             f"Success = {label}:",
             "",
-            "| budget (tokens) | paced | equal split | always greedy | always best-of-8 | adaptive, fixed prices | its overruns | oracle | paced - adaptive | paced utilisation | gap closed (paced) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| budget (tokens) | paced | equal split | always greedy | always best-of-8 | adaptive, fixed prices | its overruns | oracle | paced - adaptive | paced utilisation | gap closed (paced) | spend ceiling: utilisation | its success |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for m in sorted({r["budget_vs_greedy"] for r in rows}):
-            p, a = by[(m, "paced")], by[(m, "adaptive")]
+            p, a, c = by[(m, "paced")], by[(m, "adaptive")], by[(m, "spend_ceiling")]
             gap = p.get("gap_closed_vs_adaptive")
             lines.append(
                 f"| {p['max_tokens']} ({m:g}x) | {p['success']:.3f} | {by[(m, 'equal')]['success']:.3f} | "
                 f"{by[(m, 'static:greedy')]['success']:.3f} | {by[(m, bo8)]['success']:.3f} | {a['success']:.3f} | "
                 f"{a['violations']:,} | {by[(m, 'oracle')]['success']:.3f} | {100 * (p['success'] - a['success']):+.1f} pts | "
-                f"{p['utilisation_tokens']:.0%} | {'-' if gap is None else f'{gap:.0%}'} |"
+                f"{p['utilisation_tokens']:.0%} | {'-' if gap is None else f'{gap:.0%}'} | "
+                f"{c['utilisation_tokens']:.0%} | {c['success']:.3f} |"
             )
         lines.append("")
+    if "quantiles" in sim:
+        lines += quantile_markdown(sim)
     return "\n".join(lines).rstrip()
+
+
+def quantile_markdown(sim: dict) -> list[str]:
+    """Paced and the spend ceiling at each feasibility quantile (at least 3 of 4 steps right)."""
+    by = {(0.9, r["budget_vs_greedy"], r["allocation"]): r for r in sim["share0.75"]["rows"]}
+    for q, rows in sim["quantiles"].items():
+        by.update({(float(q), r["budget_vs_greedy"], r["allocation"]): r for r in rows})
+    qs = sorted({k[0] for k in by})
+    lines = [
+        "The feasibility quantile (`WorkflowBudget(quantile=...)`), at least 3 of 4 steps right: paced "
+        "success / utilisation, and the spend ceiling's utilisation / success:",
+        "",
+        "| budget | "
+        + " | ".join(f"paced, q={q:g}" for q in qs)
+        + " | "
+        + " | ".join(f"ceiling, q={q:g}" for q in qs)
+        + " |",
+        "|---|" + "---:|" * (2 * len(qs)),
+    ]
+    for m in sorted({k[1] for k in by}):
+        paced = [by[(q, m, "paced")] for q in qs]
+        ceiling = [by[(q, m, "spend_ceiling")] for q in qs]
+        lines.append(
+            f"| {m:g}x | "
+            + " | ".join(f"{r['success']:.3f} / {r['utilisation_tokens']:.0%}" for r in paced)
+            + " | "
+            + " | ".join(f"{r['utilisation_tokens']:.0%} / {r['success']:.3f}" for r in ceiling)
+            + " |"
+        )
+    return lines
 
 
 class CountingBackend:
