@@ -10,7 +10,7 @@ from typing import Any
 from ttc_agent.budgets.budget import BudgetError, BudgetExhausted, BudgetExhaustedError, WorkflowBudget
 from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.ledger import Ledger, charge
-from ttc_agent.budgets.managers import Allowance, Balance, balance_for, make_manager
+from ttc_agent.budgets.managers import Allowance, Balance, balance_for, cheapest_cost, make_manager
 from ttc_agent.budgets.pool import POOL, Reservation, ReservationPool
 from ttc_agent.policy import CallLimits, Decision, fits
 
@@ -148,8 +148,7 @@ class BudgetGate:
     @staticmethod
     def _exhausted(decision: Decision, predictions: Any, balance: Balance, node: str) -> BudgetExhausted:
         lim = decision.limits
-        cheapest_t = float(predictions.tokens_quantile(lim.quantile)[0].min())
-        cheapest_s = float(predictions.seconds_quantile(lim.quantile)[0].min())
+        cheapest_t, cheapest_s = cheapest_cost(balance, predictions)
         if lim.max_tokens is not None and cheapest_t > lim.max_tokens:
             return BudgetExhausted("tokens", cheapest_t, float(balance.tokens_left or 0.0), node)
         return BudgetExhausted("seconds", cheapest_s, float(balance.seconds_left or 0.0), node)

@@ -65,7 +65,7 @@ class BudgetManager(Protocol):
     def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance: ...
 
 
-def _cheapest(balance: Balance, predictions: Any) -> tuple[float, float]:
+def cheapest_cost(balance: Balance, predictions: Any) -> tuple[float, float]:
     """The cheapest strategy's tokens and seconds at the budget's quantile, for this query."""
     q = balance.quantile
     return float(np.min(predictions.tokens_quantile(q)[0])), float(np.min(predictions.seconds_quantile(q)[0]))
@@ -76,7 +76,7 @@ def reserve(balance: Balance, predictions: Any) -> tuple[float, float]:
     and seconds at the budget's quantile (q90 by default), once per call still expected after
     this one."""
     later = max(balance.calls_left - 1, 0)
-    tokens, seconds = _cheapest(balance, predictions)
+    tokens, seconds = cheapest_cost(balance, predictions)
     return later * tokens, later * seconds
 
 
@@ -85,7 +85,7 @@ def _caps(balance: Balance, predictions: Any, share: tuple[float | None, float |
     this call less than the cheapest strategy needs, it may still take that much (the calls
     after it then find the budget spent, rather than this one)."""
     keep = reserve(balance, predictions)
-    cheapest = _cheapest(balance, predictions)
+    cheapest = cheapest_cost(balance, predictions)
     caps: list[float | None] = []
     for left, k, c, sh in zip((balance.tokens_left, balance.seconds_left), keep, cheapest, share, strict=True):
         if left is None:

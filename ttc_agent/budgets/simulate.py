@@ -10,18 +10,18 @@ and deadline would. Nothing is generated.
 Allocations compared at equal total budget:
 
 - ``equal`` / ``paced``: the budget managers, with the reserve rule and hard caps;
-- ``static:SPEC``: always one strategy, stopping when its q90 cost (at the budget's quantile)
-  no longer fits;
+- ``static:SPEC``: always one strategy, stopping when its cost at the budget's quantile (q90 by
+  default) no longer fits;
 - ``adaptive``: per-call utility with fixed prices and no manager, prices calibrated so its mean
   workflow cost equals the budget. Nothing stops it from overrunning: its violations are
   counted, and a workflow that overran does not count as a success under a hard budget
   (``success_ignoring_budget`` reports it as if the budget were soft);
 - ``oracle``: hindsight, the cheapest right run per step when the total fits (the ceiling of
   success);
-- ``spend_ceiling``: under the same rules as the managers (reserve rule, q90 feasibility, and
-  the hard caps the reserve leaves, as `Paced` sets them), every call takes the feasible strategy with the most predicted tokens: the most any
-  manager bound by those guarantees could spend (the ceiling of utilisation), and what that
-  spending buys.
+- ``spend_ceiling``: under the same rules as the managers (reserve rule, feasibility at the
+  budget's quantile, and the hard caps the reserve leaves, as `Paced` sets them), every call
+  takes the feasible strategy with the most predicted tokens: the most any manager bound by
+  those guarantees could spend (the ceiling of utilisation), and what that spending buys.
 """
 
 from __future__ import annotations
@@ -165,15 +165,13 @@ def run_static(world: World, pred: Predictions, budget: WorkflowBudget, j: int, 
     no longer fits what is left."""
     W, T, _ = world.correct.shape
     right, spent_t, spent_s = np.zeros((W, T)), np.zeros(W), np.zeros(W)
+    need_t, need_s = pred.tokens_quantile(budget.quantile)[:, j], pred.seconds_quantile(budget.quantile)[:, j]
     for w in range(W):
         for t in range(T):
             q = world.queries[w, t]
             left_t = math.inf if budget.max_tokens is None else budget.max_tokens - spent_t[w]
             left_s = math.inf if budget.max_seconds is None else budget.max_seconds - spent_s[w]
-            if (
-                pred.tokens_quantile(budget.quantile)[q, j] > left_t
-                or pred.seconds_quantile(budget.quantile)[q, j] > left_s
-            ):
+            if need_t[q] > left_t or need_s[q] > left_s:
                 break
             tok, sec, good = _outcome(
                 world, w, t, j, None if math.isinf(left_t) else left_t, None if math.isinf(left_s) else left_s
