@@ -51,6 +51,33 @@ def test_deadline_aborts_and_keeps_every_partial_sample(vllm_backend):
     assert gen.seconds < 3.0
 
 
+def test_concurrent_calls_share_the_engine_and_keep_their_own_results(vllm_backend, monkeypatch):
+    """Calls from several threads batch in one engine (more than one call's requests are in
+    flight at a step) and each gets exactly what it would get alone; a deadline stays per call."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    questions = [[{"role": "user", "content": f"What is {a} + {b}?"}] for a, b in ((2, 3), (17, 25), (40, 9))]
+    alone = [vllm_backend.generate(q, max_tokens=16).text for q in questions]
+    engine = vllm_backend.llm.llm_engine
+    in_flight, step = [], engine.step
+
+    def counting_step():
+        in_flight.append(engine.get_num_unfinished_requests())
+        return step()
+
+    monkeypatch.setattr(engine, "step", counting_step)
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda q: vllm_backend.generate(q, max_tokens=16).text, questions))
+        late = pool.submit(vllm_backend.generate, CHAT, max_tokens=2000, max_seconds=0.3)
+        quick = [f.result() for f in [pool.submit(vllm_backend.generate, q, max_tokens=8) for q in questions]]
+        cut = late.result()
+    assert together == alone, "greedy under concurrency is greedy alone"
+    assert max(in_flight) > 1, "the calls were batched, not queued"
+    assert cut.completions[0].finish_reason == "deadline" and cut.seconds < 3.0
+    assert all(g.completions[0].finish_reason != "deadline" for g in quick)
+    assert vllm_backend._owned == set() and vllm_backend._outputs == {} and vllm_backend._queued == [], "nothing left"
+
+
 def test_unknown_model_path_names_it(tmp_path):
     from ttc_agent.backends import VLLMBackend
     from ttc_agent.errors import ModelLoadError

@@ -254,10 +254,12 @@ def resolve_params(params: SamplingParams | None, kwargs: Mapping[str, Any]) -> 
 
 
 class LockedSyncBackend:
-    """Mixin for in-process backends whose model runs one request at a time.
+    """Mixin for in-process backends with a synchronous ``generate``.
 
-    ``agenerate`` runs ``generate`` in a worker thread so the event loop stays free; a lock
-    serialises requests, so many graph threads can share one model safely.
+    ``agenerate`` runs ``generate`` in a worker thread so the event loop stays free; ``_lock``
+    guards the model, so many graph threads can share one safely (`TransformersBackend` holds
+    it for a whole generation; `VLLMBackend` only while it touches the engine, so its calls
+    batch).
     """
 
     def __init__(self) -> None:

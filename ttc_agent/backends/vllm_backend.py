@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,9 +30,12 @@ class VLLMBackend(LockedSyncBackend):
     """Runs a model in an in-process vLLM engine, with prefix caching on.
 
     ``n`` samples of a prompt are one vLLM request, and a batch of prompts (beam search's
-    partial solutions) is submitted at once, so the engine batches them. Prompts are rendered
-    and tokenised with the model's own chat template here, so prompt token counts are exact
-    and identical to `TransformersBackend`'s for the same model.
+    partial solutions) is submitted at once, so the engine batches them. Concurrent calls
+    (graph threads, ``agenerate`` from an event loop) share the engine: each adds its requests,
+    and whichever call steps the engine advances every call's requests, so they batch together
+    instead of queueing; each call still keeps its own deadline. Prompts are rendered and
+    tokenised with the model's own chat template here, so prompt token counts are exact and
+    identical to `TransformersBackend`'s for the same model.
 
     Args:
         model: a local Hugging Face model folder; ``None`` serves the embedded SmolLM2 model.
@@ -86,6 +90,15 @@ class VLLMBackend(LockedSyncBackend):
         self.load_seconds = time.perf_counter() - started
         self.template = ChatTemplate(self.llm.get_tokenizer())
         self.context_length = int(self.llm.llm_engine.model_config.max_model_len)
+        # The engine is not thread-safe: adding, stepping and aborting happen under `_lock`, one
+        # call at a time (the "stepper"). Calls queue their requests in `_queued` and wait on
+        # `_turn`; each step adds what is queued, and its outputs land in `_outputs` under their
+        # request ids for whichever call owns them.
+        self._turn = threading.Condition()
+        self._queued: list[tuple[str, list[int], Any]] = []
+        self._outputs: dict[str, Any] = {}
+        self._owned: set[str] = set()
+        self._stepping = False
 
     @property
     def model_name(self) -> str:
@@ -114,10 +127,9 @@ class VLLMBackend(LockedSyncBackend):
             raise InvalidRequestError(
                 f"a prompt has {longest} tokens, more than the model's context of {self.context_length}"
             )
-        with self._lock:
-            started = time.perf_counter()
-            outputs, timed_out = self._run(encoded, params, self.context_length - longest)
-            seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        outputs, timed_out = self._run(encoded, params, self.context_length - longest)
+        seconds = time.perf_counter() - started
         results = []
         for ids, out in zip(encoded, outputs, strict=True):
             completions = tuple(_completion(c, params, timed_out) for c in out)
@@ -125,17 +137,18 @@ class VLLMBackend(LockedSyncBackend):
         return Generation(results=tuple(results), seconds=seconds, model=self._name)
 
     def _run(self, encoded: list[list[int]], params: SamplingParams, room: int) -> tuple[list[list[Any]], bool]:
-        """Step the engine until every request finishes or the deadline passes (then abort)."""
+        """Queue this call's requests, then take turns with concurrent calls at stepping the
+        engine until all of them finish or the deadline passes (then abort them)."""
         from vllm import SamplingParams as VSamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        engine = self.llm.llm_engine
         deadline = None if params.max_seconds is None else time.perf_counter() + params.max_seconds
         # Without a deadline, a prompt's n samples are one request. With one, each sample is
         # its own request streaming cumulative output, so an abort keeps every partial sample
         # (vLLM reports an aborted n>1 request's samples incompletely).
         fan_out = params.n if deadline is not None and params.n > 1 else 1
         groups: list[list[str]] = []
+        requests = []
         for tokens in encoded:
             group = []
             for k in range(fan_out):
@@ -150,27 +163,69 @@ class VLLMBackend(LockedSyncBackend):
                 )
                 sp.output_kind = RequestOutputKind.CUMULATIVE if deadline else RequestOutputKind.FINAL_ONLY
                 rid = f"ttc-{next(_request_ids)}"
-                engine.add_request(rid, {"prompt_token_ids": tokens}, sp)
+                requests.append((rid, tokens, sp))
                 group.append(rid)
             groups.append(group)
         ids = [rid for group in groups for rid in group]
         latest: dict[str, Any] = {}
         pending = set(ids)
+        timed_out = False
+        with self._turn:
+            self._queued.extend(requests)
+            self._owned.update(ids)
         try:
             while pending:
-                if deadline is not None and time.perf_counter() >= deadline:
-                    engine.abort_request(sorted(pending))
-                    return _gather(groups, latest), True
-                for out in engine.step():
-                    if out.request_id in pending:
-                        latest[out.request_id] = out
-                        if out.finished:
-                            pending.discard(out.request_id)
-        except BaseException:
-            if pending:
-                engine.abort_request(sorted(pending))
-            raise
-        return _gather(groups, latest), False
+                with self._turn:
+                    for rid in list(pending):  # what earlier steps, ours or another call's, produced
+                        if (out := self._outputs.get(rid)) is not None:
+                            latest[rid] = out
+                            if out.finished:
+                                pending.discard(rid)
+                    if not pending:
+                        break
+                    left = None if deadline is None else deadline - time.perf_counter()
+                    if left is not None and left <= 0:
+                        timed_out = True
+                        break
+                    if self._stepping:  # another call is stepping for everyone: wait for it
+                        self._turn.wait(0.05 if left is None else min(left, 0.05))
+                        continue
+                    self._stepping = True
+                try:
+                    self._step()
+                finally:
+                    with self._turn:
+                        self._stepping = False
+                        self._turn.notify_all()
+        finally:
+            self._forget(ids, pending)
+        return _gather(groups, latest), timed_out
+
+    def _step(self) -> None:
+        """One engine step, after adding every queued request (by the call whose turn it is)."""
+        engine = self.llm.llm_engine
+        with self._lock:
+            with self._turn:
+                queued, self._queued = self._queued, []
+            for rid, tokens, sp in queued:
+                engine.add_request(rid, {"prompt_token_ids": tokens}, sp)
+            outputs = engine.step()
+        with self._turn:
+            for out in outputs:
+                if out.request_id in self._owned:
+                    self._outputs[out.request_id] = out
+
+    def _forget(self, ids: list[str], unfinished: set[str]) -> None:
+        """Drop a finished call's bookkeeping; abort its requests that have not finished."""
+        with self._lock:  # no step is adding requests meanwhile
+            with self._turn:
+                never_added = {r[0] for r in self._queued} & unfinished
+                self._queued = [r for r in self._queued if r[0] not in never_added]
+                self._owned.difference_update(ids)
+                for rid in ids:
+                    self._outputs.pop(rid, None)
+            if unfinished - never_added:
+                self.llm.llm_engine.abort_request(sorted(unfinished - never_added))
 
 
 def _gather(groups: list[list[str]], latest: dict[str, Any]) -> list[list[Any]]:

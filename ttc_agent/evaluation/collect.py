@@ -125,8 +125,8 @@ def collect(
     Sampling strategies run ``repeats`` times per problem (so accuracy is a probability);
     deterministic ones (greedy) run once.
 
-    ``concurrency > 1`` keeps that many runs in flight on the event loop (for server
-    backends); in-process backends serialise their requests anyway.
+    ``concurrency > 1`` keeps that many runs in flight on the event loop (server backends and
+    the in-process vLLM engine batch them; transformers runs one at a time).
     """
     if not isinstance(repeats, int) or repeats < 1:
         raise InvalidRequestError(f"repeats must be an integer >= 1, got {repeats!r}")
