@@ -63,21 +63,12 @@ def timing(bundle, prompts, tokens) -> dict[str, float]:
 
 
 def q90_coverage(traces: Path, folds: int = 5) -> dict[str, float]:
-    """Per strategy, the share of all runs whose total tokens stay within the q90 predicted by
-    probes cross-fitted over ``folds`` folds (every question held out once)."""
-    import numpy as np
-
+    """Per strategy, the share of all runs within the q90 tokens predicted by probes
+    cross-fitted over ``folds`` folds (every question held out once)."""
+    from ttc_agent.probes.evaluate import runs_within_q90
     from ttc_agent.probes.training import cross_fit
 
-    table, pred = cross_fit(traces, features=FEATURES, latency=TRACES / "latency.json", folds=folds)
-    return {
-        spec: float(
-            np.mean(
-                [r["total_tokens"] <= pred.tokens_q90[i, j] for i, runs in enumerate(table.runs[spec]) for r in runs]
-            )
-        )
-        for j, spec in enumerate(pred.specs)
-    }
+    return runs_within_q90(*cross_fit(traces, features=FEATURES, latency=TRACES / "latency.json", folds=folds))
 
 
 LOOKAHEAD = (0, 1, 2, 4, 8, 12)

@@ -7,8 +7,22 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from ttc_agent.probes.bundle import ProbeBundle, TraceTable
+from ttc_agent.probes.bundle import Predictions, ProbeBundle, TraceTable
 from ttc_agent.probes.metrics import auroc, brier, ece, mape
+
+
+def runs_within_q90(table: TraceTable, preds: Predictions) -> dict[str, float]:
+    """Per strategy, the share of ``table``'s runs whose total tokens stay within the q90 that
+    ``preds`` (one row per problem of ``table``) gives their problem: about 0.9 when the
+    quantile that budget checks trust is honest."""
+    return {
+        spec: float(
+            np.mean(
+                [r["total_tokens"] <= preds.tokens_q90[i, j] for i, runs in enumerate(table.runs[spec]) for r in runs]
+            )
+        )
+        for j, spec in enumerate(preds.specs)
+    }
 
 
 def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None) -> dict[str, dict[str, Any]]:
@@ -18,6 +32,7 @@ def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None
     about 0.9 when the quantile is honest)."""
     X = bundle.features.transform(table.prompts) if X is None else X
     preds = bundle.predict_features(X, table.prompt_tokens)
+    within = runs_within_q90(table, preds)
     out = {}
     for j, spec in enumerate(bundle.specs):
         idx, y = table.run_rows(spec)
@@ -30,9 +45,7 @@ def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None
             "predicted_accuracy": float(p.mean()),
             "tokens_mape": mape(table.mean(spec, "total_tokens"), preds.tokens[:, j]),
             "seconds_mape": mape(table.mean(spec, "seconds"), preds.seconds[:, j]),
-            "tokens_q90_coverage": float(
-                np.mean([r["total_tokens"] for runs in table.runs[spec] for r in runs] <= preds.tokens_q90[idx, j])
-            ),
+            "tokens_q90_coverage": within[spec],
             "problems": len(table.ids),
             "runs": int(len(y)),
         }
