@@ -43,6 +43,13 @@ console = Console()
 QUANTILES = (0.5, 0.75)
 
 
+def label_multiples(rows: list[dict], multiples: tuple[float, ...]) -> None:
+    """Mark each simulation row with its budget as a multiple of always-greedy's spend (the
+    simulator returns the same allocations, in order, for each budget)."""
+    for r, m in zip(rows, [m for m in multiples for _ in range(len(rows) // len(multiples))], strict=True):
+        r["budget_vs_greedy"] = m
+
+
 def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
     from ttc_agent.budgets import WorkflowBudget
     from ttc_agent.budgets.simulate import plot_simulation, simulate, simulation_table
@@ -72,8 +79,7 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
             calibration=bundle.calibration,
             success_share=share,
         )
-        for r, m in zip(rows, [m for m in multiples for _ in range(len(rows) // len(multiples))], strict=True):
-            r["budget_vs_greedy"] = m
+        label_multiples(rows, multiples)
         name = "all" if share == 1.0 else f"share{share:g}"
         plots = plot_simulation(rows, str(IMG / f"budgets-success-{dataset}-{name}"))
         results[name] = {
@@ -97,11 +103,8 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
             calibration=bundle.calibration,
             success_share=0.75,
         )
-        sweep[f"{q:g}"] = [
-            {**r, "budget_vs_greedy": m}
-            for r, m in zip(rows, [m for m in multiples for _ in range(len(rows) // len(multiples))], strict=True)
-            if r["allocation"] in ("paced", "spend_ceiling")
-        ]
+        label_multiples(rows, multiples)
+        sweep[f"{q:g}"] = [r for r in rows if r["allocation"] in ("paced", "spend_ceiling")]
     results["quantiles"] = sweep
     return {
         "problems": len(table.ids),
