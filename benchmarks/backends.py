@@ -87,9 +87,9 @@ def main() -> None:
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     from ttc_agent.backends import OpenAIBackend, TransformersBackend, VLLMBackend
-    from ttc_agent.backends.embedded import embedded_model_dir
+    from ttc_agent.backends.models import TEST_MODEL, model_dir
 
-    model_dir = embedded_model_dir()
+    model_dir = model_dir(TEST_MODEL)
     rows: dict[str, dict] = {}
     console = Console()
     if "transformers" not in skip:

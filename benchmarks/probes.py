@@ -86,11 +86,11 @@ def greedy_lookahead(table, X, folds: int = 5) -> dict:
     from sklearn.preprocessing import OneHotEncoder
     from transformers import AutoTokenizer
 
-    from ttc_agent.backends.embedded import embedded_model_dir
+    from ttc_agent.backends.models import TEST_MODEL, model_dir
     from ttc_agent.probes.bundle import fold_of
     from ttc_agent.probes.predictors import TokenRegressor
 
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(TEST_MODEL))
     replies = [runs[0]["candidates"][0]["text"] for runs in table.runs["greedy"]]
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in replies]
     measured = table.mean("greedy", "completion_tokens")

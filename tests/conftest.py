@@ -23,9 +23,9 @@ CHAT = [{"role": "user", "content": "What is 23 + 19? Answer with a number."}]
 @pytest.fixture(scope="session")
 def embedded_dir() -> Path:
     """The embedded model's safetensors folder (converted from the GGUF on first use)."""
-    from ttc_agent.backends.embedded import embedded_model_dir
+    from ttc_agent.backends.models import TEST_MODEL, model_dir
 
-    return embedded_model_dir()
+    return model_dir(TEST_MODEL)
 
 
 @pytest.fixture(scope="session")

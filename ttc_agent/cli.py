@@ -584,13 +584,15 @@ def train_verifier(
 
 
 @app.command()
-def model() -> None:
-    """Print the embedded model's safetensors folder (converting the GGUF on first use), e.g. for
-    ``python -m vllm.entrypoints.openai.api_server --model $(ttc-agent model)``."""
-    from ttc_agent.backends.embedded import embedded_model_dir
+def model(
+    name: Annotated[str, typer.Argument(help="A registered model name.")] = "smollm2-135m",
+) -> None:
+    """Print a named model's safetensors folder (converting it from its wheels on first use), e.g.
+    for ``python -m vllm.entrypoints.openai.api_server --model $(ttc-agent model qwen2.5-coder-0.5b)``."""
+    from ttc_agent.backends.models import model_dir
 
     try:
-        print(embedded_model_dir())
+        print(model_dir(name))
     except TTCError as exc:
         raise _fail(exc) from exc
 

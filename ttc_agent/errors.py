@@ -15,6 +15,11 @@ class ModelLoadError(TTCError):
     """A model could not be found or loaded."""
 
 
+class ModelIntegrityError(ModelLoadError):
+    """A model's files are not the ones pinned or converted: wrong size or digest, or weights
+    swapped after conversion."""
+
+
 class BackendError(TTCError):
     """A backend failed to produce a generation."""
 

@@ -18,7 +18,7 @@ from ttc_agent.backends.base import (
     resolve_params,
 )
 from ttc_agent.backends.chat_template import ChatTemplate
-from ttc_agent.backends.fingerprint import model_digest
+from ttc_agent.backends.fingerprint import local_fingerprint
 from ttc_agent.errors import InvalidRequestError, ModelLoadError
 
 
@@ -41,15 +41,9 @@ class TransformersBackend(LockedSyncBackend):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if model is None:
-            from ttc_agent.backends.embedded import EMBEDDED_MODEL_NAME, embedded_model_dir
+        from ttc_agent.backends.models import resolve_model
 
-            path, self._name = embedded_model_dir(), EMBEDDED_MODEL_NAME
-        else:
-            path = Path(model).expanduser()
-            if not (path / "config.json").is_file():
-                raise ModelLoadError(f"no Hugging Face model folder (with config.json) at {str(model)!r}")
-            self._name = path.name
+        path, self._name = resolve_model(model)
         if threads is not None:
             torch.set_num_threads(threads)
         self.model_dir = path
@@ -73,8 +67,8 @@ class TransformersBackend(LockedSyncBackend):
         return self._name
 
     def fingerprint(self) -> dict[str, Any]:
-        """Backend kind, model name and a digest of the weights."""
-        return {"backend": "transformers", "model": self._name, "weights": model_digest(str(self.model_dir))}
+        """Backend kind, model name, a digest of the weights and their provenance."""
+        return local_fingerprint("transformers", self._name, self.model_dir)
 
     def render(self, prompt: Prompt) -> str:
         """The exact text the model reads for ``prompt`` (chat template applied)."""

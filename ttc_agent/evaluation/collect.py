@@ -99,11 +99,15 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     path = out / META
     if path.is_file():
         old = json.loads(path.read_text())
-        for key in ("menu", "backend"):
-            if old.get(key) != meta[key]:
-                raise InvalidRequestError(
-                    f"{out} holds traces made with another {key}: {old.get(key)!r}, not {meta[key]!r}; use a new folder"
-                )
+        if old.get("menu") != meta["menu"]:
+            raise InvalidRequestError(
+                f"{out} holds traces made with another menu: {old.get('menu')!r}, not {meta['menu']!r}; use a new folder"
+            )
+        if (old.get("backend") or {}).get("weights") != meta["backend"].get("weights"):
+            raise InvalidRequestError(
+                f"{out} holds traces made with another model: {old.get('backend')!r}, not {meta['backend']!r}; "
+                "use a new folder"
+            )
         return
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(meta, indent=2) + "\n")

@@ -178,7 +178,8 @@ class PromptHiddenState:
     prompt as the model reads it (chat template applied).
 
     Args:
-        model: a local HF folder of the policy model's weights; ``None``: the embedded model.
+        model: the policy model: a registered name (`ttc_agent.backends.models.MODELS`) or a local HF
+            folder; ``None``: the small test model, ``smollm2-135m``.
         layer: which hidden state (0 = embeddings, -1 = last layer).
         pooling: ``"mean"`` over prompt tokens or the ``"last"`` token.
     """
@@ -196,12 +197,9 @@ class PromptHiddenState:
 
     def _load(self) -> _PooledEncoder:
         if self._encoder is None:
-            if self.model is None:
-                from ttc_agent.backends.embedded import embedded_model_dir
+            from ttc_agent.backends.models import resolve_model
 
-                folder = embedded_model_dir()
-            else:
-                folder = Path(self.model).expanduser()
+            folder, _ = resolve_model(self.model)
             self._encoder = _PooledEncoder(folder, causal=True)
             self._encoder.tokenizer.padding_side = "right"
         return self._encoder

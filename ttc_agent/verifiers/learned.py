@@ -56,14 +56,9 @@ class CandidateEncoder:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if model is None:
-            from ttc_agent.backends.embedded import embedded_model_dir
+        from ttc_agent.backends.models import resolve_model
 
-            folder = embedded_model_dir()
-        else:
-            folder = Path(model).expanduser()
-            if not (folder / "config.json").is_file():
-                raise ModelLoadError(f"no Hugging Face model folder (with config.json) at {str(model)!r}")
+        folder, _ = resolve_model(model)
         self.folder, self.layers, self.batch_size = folder, tuple(int(x) for x in layers), batch_size
         self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
