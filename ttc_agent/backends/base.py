@@ -105,13 +105,6 @@ class Completion:
         """Sum of the token log-probabilities, or None when logprobs were not asked for."""
         return None if self.token_logprobs is None else float(sum(self.token_logprobs))
 
-    @property
-    def mean_logprob(self) -> float | None:
-        """Mean token log-probability, or None when logprobs were not asked for."""
-        if self.token_logprobs is None:
-            return None
-        return self.cumulative_logprob / max(len(self.token_logprobs), 1)
-
 
 @dataclass(frozen=True)
 class PromptResult:

@@ -99,18 +99,33 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     path = out / META
     if path.is_file():
         old = json.loads(path.read_text())
-        if old.get("menu") != meta["menu"]:
+        if _model_identity(old.get("backend") or {}) != _model_identity(meta["backend"]):
             raise InvalidRequestError(
-                f"{out} holds traces made with another menu: {old.get('menu')!r}, not {meta['menu']!r}; use a new folder"
-            )
-        if (old.get("backend") or {}).get("weights") != meta["backend"].get("weights"):
-            raise InvalidRequestError(
-                f"{out} holds traces made with another model: {old.get('backend')!r}, not {meta['backend']!r}; "
+                f"{out} holds traces made with another backend: {old.get('backend')!r}, not {meta['backend']!r}; "
                 "use a new folder"
             )
-        return
+        if old.get("menu") == meta["menu"]:
+            return
+        old_menu = old.get("menu") or {}
+        extends = old_menu.get("defaults") == meta["menu"]["defaults"] and set(old_menu.get("strategies", ())) <= set(
+            meta["menu"]["strategies"]
+        )
+        if not extends:
+            raise InvalidRequestError(
+                f"{out} holds traces made with another menu: {old_menu!r}, not {meta['menu']!r} (a menu may only add "
+                "strategies with the same defaults); use a new folder"
+            )
+        # The menu grew: record it, keep every trace, and run only the new strategies.
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp = out / f".{META}.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _model_identity(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """What must match to resume a collection: the backend's fingerprint without the weights'
+    provenance (recorded since traces were first made; the weights digest already pins them)."""
+    return {k: v for k, v in fingerprint.items() if k != "source"}
 
 
 def collect(

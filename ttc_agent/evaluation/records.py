@@ -25,6 +25,7 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
             "score": k.score,
             "tokens": k.num_tokens,
             "finish": k.finish_reason,
+            "confidence": k.confidence,
             "correct": problem.is_correct(k.answer),
         }
         for k in outcome.candidates
@@ -42,18 +43,27 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
         "correct": problem.is_correct(outcome.answer),
         "pass": any(k["correct"] for k in candidates),
         **outcome.cost.as_dict(),
+        **({} if outcome.stop_reason is None else {"stop_reason": outcome.stop_reason}),
         "candidates": candidates,
         **extra,
     }
 
 
-def reselect(record: dict[str, Any], rule: str) -> bool:
-    """Whether selection rule ``rule`` picks a correct candidate among the record's candidates."""
+def reselect(record: dict[str, Any], rule: str, keep: float = 0.5) -> bool:
+    """Whether selection rule ``rule`` picks a correct candidate among the record's candidates
+    (``keep``: the share ``confident_majority`` votes among)."""
     cands = [
-        Candidate(text="", answer=k["answer"], score=k["score"], num_tokens=k["tokens"], finish_reason=k["finish"])
+        Candidate(
+            text="",
+            answer=k["answer"],
+            score=k["score"],
+            num_tokens=k["tokens"],
+            finish_reason=k["finish"],
+            confidence=k.get("confidence"),
+        )
         for k in record["candidates"]
     ]
     if not cands:
         return False
-    chosen = select(cands, rule)
+    chosen = select(cands, rule, keep)
     return bool(record["candidates"][cands.index(chosen)]["correct"])

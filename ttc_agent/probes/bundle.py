@@ -53,8 +53,10 @@ class ProbeMismatchError(TTCError):
 
 
 def batch_size(spec: str) -> int:
-    """Samples per round of a strategy spec: 1, N, or width x expand."""
+    """Samples per round of a strategy spec: 1, N, width x expand, or adaptive_sc's batch."""
     if m := re.match(r"best_of_n\((\d+)", spec):
+        return int(m.group(1))
+    if m := re.match(r"adaptive_sc\(max_n=\d+, batch=(\d+)", spec):
         return int(m.group(1))
     if m := re.match(r"beam\(width=(\d+), expand=(\d+)", spec):
         return int(m.group(1)) * int(m.group(2))

@@ -1,10 +1,20 @@
-"""Decoding strategies the policy chooses between: `Greedy`, `BestOfN`, `BeamSearch`.
+"""Decoding strategies the policy chooses between: `Greedy`, `BestOfN`, `BeamSearch`, `AdaptiveSC`.
 
 Each has ``run(query, backend, verifier=None)`` and ``arun(...)`` returning an `Outcome` with
 the chosen text and answer, every candidate with its score, and the exact `Cost`.
 """
 
-from ttc_agent.strategies.base import Candidate, Cost, Outcome, Query, Strategy, TokenBudgetError, as_query
+from ttc_agent.strategies.adaptive import AdaptiveSC
+from ttc_agent.strategies.base import (
+    Candidate,
+    Cost,
+    LogprobsUnavailableError,
+    Outcome,
+    Query,
+    Strategy,
+    TokenBudgetError,
+    as_query,
+)
 from ttc_agent.strategies.beam_search import BeamSearch
 from ttc_agent.strategies.best_of_n import BestOfN
 from ttc_agent.strategies.greedy import Greedy
@@ -13,11 +23,13 @@ from ttc_agent.strategies.spec import parse_strategy
 
 __all__ = [
     "SELECTIONS",
+    "AdaptiveSC",
     "BeamSearch",
     "BestOfN",
     "Candidate",
     "Cost",
     "Greedy",
+    "LogprobsUnavailableError",
     "Outcome",
     "Query",
     "Strategy",

@@ -96,13 +96,18 @@ class Cost:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One candidate solution, its extracted answer and its verifier score (if any)."""
+    """One candidate solution, its extracted answer and its verifier score (if any).
+
+    ``confidence`` is the sample's lowest sliding-window mean token log-probability
+    (`ttc_agent.strategies.selection.confidence`), when its token logprobs were returned.
+    """
 
     text: str
     answer: str | None
     score: float | None
     num_tokens: int
     finish_reason: str
+    confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ class Outcome:
     """A strategy's result: the chosen solution, every candidate, and the exact cost.
 
     ``answer`` is ``None`` when no candidate stated an extractable answer ("no answer").
+    ``stop_reason`` says why a strategy that stops early stopped (``None`` for the others).
     """
 
     strategy: str
@@ -117,6 +123,7 @@ class Outcome:
     answer: str | None
     candidates: tuple[Candidate, ...]
     cost: Cost
+    stop_reason: str | None = None
 
     @property
     def has_answer(self) -> bool:
@@ -125,10 +132,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class GenerateCall:
-    """A request for one batched backend call."""
+    """A request for one batched backend call; ``require_logprobs``: the algorithm cannot work
+    without token logprobs (a backend that returns none is refused with `LogprobsUnavailableError`)."""
 
     prompts: list[Prompt]
     params: SamplingParams
+    require_logprobs: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,10 +151,12 @@ class ScoreCall:
 
 @dataclass(frozen=True)
 class Choice:
-    """What an algorithm returns: the chosen candidate and all candidates."""
+    """What an algorithm returns: the chosen candidate, all candidates and, for strategies that
+    may stop early, why they stopped (e.g. ``"converged"``, ``"max_n"``, ``"cut"``)."""
 
     chosen: Candidate
     candidates: tuple[Candidate, ...]
+    stop_reason: str | None = None
 
 
 Algorithm = Generator[GenerateCall | ScoreCall, Any, Choice]
@@ -254,7 +265,7 @@ class Strategy(ABC):
                 call = algo.send(reply)
                 if isinstance(call, GenerateCall):
                     p = run.fit(call)
-                    reply = None if p is None else run.meter.generated(backend.generate(call.prompts, p))
+                    reply = None if p is None else run.generated(call, backend.generate(call.prompts, p))
                 else:
                     scores = v.score(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
                     reply = run.meter.scored(call, scores, v.name)
@@ -281,7 +292,7 @@ class Strategy(ABC):
                 call = algo.send(reply)
                 if isinstance(call, GenerateCall):
                     p = run.fit(call)
-                    reply = None if p is None else run.meter.generated(await backend.agenerate(call.prompts, p))
+                    reply = None if p is None else run.generated(call, await backend.agenerate(call.prompts, p))
                 else:
                     scores = await v.ascore(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
                     reply = run.meter.scored(call, scores, v.name)
@@ -291,6 +302,10 @@ class Strategy(ABC):
 
 class TokenBudgetError(InvalidRequestError):
     """Not even the first round of a strategy fits the call's total-token cap."""
+
+
+class LogprobsUnavailableError(InvalidRequestError):
+    """A strategy needs token logprobs (e.g. confidence filtering) and the backend gives none."""
 
 
 class _Driver:
@@ -322,6 +337,15 @@ class _Driver:
             )
         return None
 
+    def generated(self, call: GenerateCall, gen: Generation) -> Generation:
+        """Account for a generation, refusing one without the logprobs the call requires."""
+        if call.require_logprobs and any(c.token_logprobs is None for r in gen.results for c in r.completions):
+            raise LogprobsUnavailableError(
+                f"{self.spec} needs token logprobs, and the backend {type(self.backend).__name__} "
+                f"({getattr(self.backend, 'model_name', '?')}) returned none"
+            )
+        return self.meter.generated(gen)
+
     def outcome(self, choice: Choice) -> Outcome:
         return _outcome(self.spec, choice, self.meter.cost, time.perf_counter() - self.started)
 
@@ -341,4 +365,5 @@ def _outcome(spec: str, choice: Choice, cost: Cost, seconds: float) -> Outcome:
         answer=choice.chosen.answer,
         candidates=choice.candidates,
         cost=replace(cost, seconds=seconds),
+        stop_reason=choice.stop_reason,
     )

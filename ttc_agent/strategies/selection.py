@@ -1,19 +1,26 @@
-"""Rules that pick one candidate: highest score, majority vote, weighted majority vote."""
+"""Rules that pick one candidate: highest score, majority vote, weighted majority vote, and
+majority vote among the most confident samples (DeepConf's offline filter)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
+
 from ttc_agent.answers import answer_key
 from ttc_agent.strategies.base import Candidate
 from ttc_agent.verifiers import VerifierError
 
-SELECTIONS = ("verifier", "majority", "weighted_majority")
+SELECTIONS = ("verifier", "majority", "weighted_majority", "confident_majority")
+#: Tokens per window of `confidence` (the replies here run 50-400 tokens; DeepConf's 2,048-token
+#: groups are sized for reasoning traces a hundred times longer).
+CONFIDENCE_WINDOW = 32
 
 
-def select(candidates: Sequence[Candidate], how: str) -> Candidate:
-    """The chosen candidate under rule ``how`` (one of `SELECTIONS`)."""
+def select(candidates: Sequence[Candidate], how: str, keep: float = 0.5) -> Candidate:
+    """The chosen candidate under rule ``how`` (one of `SELECTIONS`); ``keep`` is the share of
+    most confident candidates ``confident_majority`` votes among."""
     if not candidates:
         raise ValueError("no candidates to select from")
     if how == "verifier":
@@ -22,7 +29,40 @@ def select(candidates: Sequence[Candidate], how: str) -> Candidate:
         return majority(candidates)
     if how == "weighted_majority":
         return weighted_majority(candidates)
+    if how == "confident_majority":
+        return confident_majority(candidates, keep)
     raise ValueError(f"unknown selection {how!r}; expected one of {SELECTIONS}")
+
+
+def confidence(token_logprobs: Sequence[float], window: int = CONFIDENCE_WINDOW) -> float:
+    """A sample's confidence as DeepConf measures it: the lowest mean token log-probability over
+    any ``window`` consecutive tokens (the whole reply when it is shorter). A reply that turns
+    uncertain anywhere scores low, however sure the rest of it is. An empty reply scores -inf."""
+    values = np.asarray(token_logprobs, dtype=float)
+    if values.size == 0:
+        return float("-inf")
+    if values.size <= window:
+        return float(values.mean())
+    sums = np.convolve(values, np.ones(window), mode="valid")
+    return float(sums.min() / window)
+
+
+def most_confident(candidates: Sequence[Candidate], keep: float) -> list[Candidate]:
+    """The ``keep`` share (at least one) of ``candidates`` with the highest confidence, in their
+    original order."""
+    missing = [i for i, c in enumerate(candidates) if c.confidence is None]
+    if missing:
+        raise VerifierError(f"confidence filtering needs every candidate's confidence; candidates {missing} have none")
+    count = max(1, int(np.ceil(keep * len(candidates))))
+    ranked = sorted(range(len(candidates)), key=lambda i: -float(candidates[i].confidence))  # type: ignore[arg-type]
+    chosen = set(ranked[:count])
+    return [c for i, c in enumerate(candidates) if i in chosen]
+
+
+def confident_majority(candidates: Sequence[Candidate], keep: float = 0.5) -> Candidate:
+    """Majority vote among the ``keep`` share of most confident candidates (DeepConf offline,
+    Fu et al. 2025); ties and answerless sets as in `majority`."""
+    return majority(most_confident(candidates, keep))
 
 
 def _score(c: Candidate) -> float:

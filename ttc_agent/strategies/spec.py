@@ -1,9 +1,11 @@
 """Strategy spec strings, as the CLI and config files write them.
 
 Grammar: ``NAME`` or ``NAME(ARG, ..., KEY=VALUE, ...)`` where NAME is ``greedy``,
-``best_of_n`` (alias ``bon``) or ``beam`` (alias ``beam_search``); values are integers, floats
-or bare words. Examples: ``greedy``, ``best_of_n(8, select=majority)``,
-``best_of_n(16, select=weighted_majority, verifier=logprob)``, ``beam(width=4, expand=4)``.
+``best_of_n`` (alias ``bon``), ``beam`` (alias ``beam_search``) or ``adaptive_sc``; values are
+integers, floats or bare words. Examples: ``greedy``, ``best_of_n(8, select=majority)``,
+``best_of_n(16, select=weighted_majority, verifier=logprob)``,
+``best_of_n(8, select=confident_majority, keep=0.5)``, ``beam(width=4, expand=4)``,
+``adaptive_sc(max_n=16, batch=4, threshold=0.95)``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 from typing import Any
 
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.strategies.adaptive import AdaptiveSC
 from ttc_agent.strategies.base import Strategy
 from ttc_agent.strategies.beam_search import BeamSearch
 from ttc_agent.strategies.best_of_n import BestOfN
@@ -23,6 +26,7 @@ _FACTORIES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
     "bon": (BestOfN, ("n", "select")),
     "beam": (BeamSearch, ("width", "expand", "max_steps")),
     "beam_search": (BeamSearch, ("width", "expand", "max_steps")),
+    "adaptive_sc": (AdaptiveSC, ("max_n", "batch", "threshold")),
 }
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 _KEY = re.compile(r"^[a-z_]+$")
