@@ -49,7 +49,7 @@ def fake_spec(parts=PARTS, family="ttcfake-part", version="1.0.0") -> NamedModel
 
 
 def install_parts(site: Path, spec: NamedModel, parts=PARTS) -> None:
-    for chunk, data in zip(spec.chunks, parts):
+    for chunk, data in zip(spec.chunks, parts, strict=True):
         install_fake_wheel(site, chunk.distribution, chunk.version, chunk.file, data)
 
 

@@ -253,7 +253,11 @@ def verify_chunks(spec: NamedModel, files: list[Path], *, progress: bool = True)
     writes."""
     sizes = [f.stat().st_size for f in files]
     if sum(sizes) != spec.size:
-        short = [f"{c.distribution}: {s} bytes (expected {c.size})" for c, s in zip(spec.chunks, sizes) if s != c.size]
+        short = [
+            f"{c.distribution}: {s} bytes (expected {c.size})"
+            for c, s in zip(spec.chunks, sizes, strict=True)
+            if s != c.size
+        ]
         raise ModelIntegrityError(
             f"model {spec.name!r} assembles to {sum(sizes)} bytes, expected {spec.size} ({'; '.join(short)})"
         )

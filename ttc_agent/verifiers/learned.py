@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ttc_agent.errors import InvalidRequestError, ModelLoadError
+from ttc_agent.errors import InvalidRequestError
 from ttc_agent.probes.features import TextStats
 from ttc_agent.probes.predictors import AccuracyProbe
 from ttc_agent.verifiers.base import BaseVerifier, Scores, VerifierError
