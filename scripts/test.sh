@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Run the whole test suite (real models included), building .venv first when it is missing or
-# older than the packaging files. Extra arguments go to pytest, e.g. -m 'not slow'.
+# Type-check the package and run the whole test suite (real models included), building .venv
+# first when it is missing or older than the packaging files. Extra arguments go to pytest,
+# e.g. -m 'not slow'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! sha256sum --status -c .venv/ttc-installed 2>/dev/null; then
     bash scripts/install.sh
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# The type checker first (configured in pyproject.toml: strict on budgets, policy and nodes).
+.venv/bin/mypy
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

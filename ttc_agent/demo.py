@@ -15,7 +15,7 @@ import operator
 import re
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import END, START, StateGraph
@@ -66,7 +66,7 @@ def decompose(state: MathState) -> MathState:
 def make_graph(node: TTCNode):
     """The compiled graph: decompose, then one ttc-agent call per addition, then combine."""
 
-    def solve(state: MathState) -> MathState:
+    def solve(state: MathState) -> dict[str, Any]:
         done = state.get("steps", [])
         left = int(done[-1]["answer"]) if done else state["terms"][0]
         right = state["terms"][len(done) + 1]

@@ -25,6 +25,7 @@ import numpy as np
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
+from ttc_agent.records import CandidateRecord, DecisionRecord, LimitsRecord
 
 
 def _check_price(name: str, value: Any) -> float:
@@ -84,14 +85,20 @@ class Decision:
     utility: tuple[float, ...]
     fits: tuple[bool, ...] = field(default=())
 
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready record of the decision (for traces and reports)."""
+    def as_dict(self) -> DecisionRecord:
+        """The decision's part of a `DecisionRecord` (for traces and reports)."""
         return {
             "choice": self.spec,
             "feasible": self.feasible,
-            "limits": self.limits.__dict__,
+            "limits": LimitsRecord(
+                lambda_tokens=self.limits.lambda_tokens,
+                lambda_seconds=self.limits.lambda_seconds,
+                max_tokens=self.limits.max_tokens,
+                max_seconds=self.limits.max_seconds,
+                quantile=self.limits.quantile,
+            ),
             "candidates": [
-                {"strategy": s, "accuracy": a, "tokens": t, "tokens_q90": q, "seconds": sec, "utility": u, "fits": f}
+                CandidateRecord(strategy=s, accuracy=a, tokens=t, tokens_q90=q, seconds=sec, utility=u, fits=f)
                 for s, a, t, q, sec, u, f in zip(
                     self.specs,
                     self.accuracy,
@@ -171,7 +178,7 @@ class UtilityPolicy:
             permitted = np.ones(len(pred.specs), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
             cheapest = np.where(permitted[None, :], pred.tokens, np.inf)
             chosen[none_fit] = cheapest[none_fit].argmin(axis=1)
-        return chosen
+        return np.asarray(chosen)
 
     def decide(
         self, pred: Predictions, limits: CallLimits | None = None, allowed: Sequence[bool] | None = None
@@ -215,6 +222,8 @@ class UtilityPolicy:
             raise InvalidRequestError("calibrate needs exactly one of target_mean_tokens, target_mean_seconds")
         key = "lambda_tokens" if target_mean_tokens is not None else "lambda_seconds"
         target = _check_cap("target", target_mean_tokens if target_mean_tokens is not None else target_mean_seconds)
+        if target is None:
+            raise InvalidRequestError("calibrate needs target_mean_tokens or target_mean_seconds")
         cost = np.asarray(
             cost if cost is not None else (pred.tokens if key == "lambda_tokens" else pred.seconds), dtype=float
         )
@@ -268,4 +277,4 @@ class OraclePolicy:
         u = self.correct - limits.lambda_tokens * self.tokens - limits.lambda_seconds * self.seconds
         # Among equally good choices, take the cheapest in tokens.
         best = u.max(axis=1, keepdims=True)
-        return np.where(np.isclose(u, best), -self.tokens, -np.inf).argmax(axis=1)
+        return np.asarray(np.where(np.isclose(u, best), -self.tokens, -np.inf).argmax(axis=1))

@@ -78,10 +78,11 @@ def plot_cumulative(records: list[dict[str, Any]], path: str | Path) -> Path:
     a, b = axes[0]
     if rows == 2:
         for ax, unit in zip(axes[1], ("tokens", "seconds"), strict=True):
-            if burns[unit] is None:
+            burn = burns[unit]
+            if burn is None:
                 ax.set_axis_off()
                 continue
-            left, plan = burns[unit]
+            left, plan = burn
             xs = range(1, len(left) + 1)
             ax.step(xs, left, where="post", marker="o", label=f"{unit} left")
             ax.plot(xs, plan, linestyle="--", color="grey", label="plan (even split)")

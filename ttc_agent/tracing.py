@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from ttc_agent.policy import Decision
+from ttc_agent.records import DecisionRecord, FeaturesRecord
 from ttc_agent.strategies import Outcome
 
 EVENT = "ttc_decision"
 
 
-def features_digest(x: np.ndarray) -> dict[str, Any]:
+def features_digest(x: np.ndarray) -> FeaturesRecord:
     """A short, stable summary of a feature vector: a hash, its width and its norm."""
     v = np.asarray(x, dtype=np.float32).ravel()
     return {
@@ -33,18 +34,19 @@ def features_digest(x: np.ndarray) -> dict[str, Any]:
 
 
 def decision_record(
-    node: str, decision: Decision, outcome: Outcome, features: dict[str, Any], prompt_tokens: int
-) -> dict[str, Any]:
+    node: str, decision: Decision, outcome: Outcome, features: FeaturesRecord, prompt_tokens: int
+) -> DecisionRecord:
     """The JSON-ready record of one call: predictions for every strategy, limits, choice, actual cost."""
-    return {
+    record: DecisionRecord = {
         "time": time.time(),
         "node": node,
         "features": features,
         "prompt_tokens": prompt_tokens,
-        **decision.as_dict(),
         "answer": outcome.answer,
         "actual": outcome.cost.as_dict(),
     }
+    record.update(decision.as_dict())
+    return record
 
 
 class JsonlTraceSink:
@@ -55,13 +57,13 @@ class JsonlTraceSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, record: DecisionRecord) -> None:
         line = json.dumps(record, default=float) + "\n"
         with self._lock, self.path.open("a") as f:
             f.write(line)
 
 
-def emit(record: dict[str, Any], config: Any) -> None:
+def emit(record: DecisionRecord, config: Any) -> None:
     """Send a record to the run's callbacks and stream writer (no-ops outside a graph run)."""
     from langchain_core.callbacks import dispatch_custom_event
 
@@ -70,7 +72,7 @@ def emit(record: dict[str, Any], config: Any) -> None:
     _stream(record)
 
 
-async def aemit(record: dict[str, Any], config: Any) -> None:
+async def aemit(record: DecisionRecord, config: Any) -> None:
     """Async `emit`."""
     from langchain_core.callbacks import adispatch_custom_event
 
@@ -79,7 +81,7 @@ async def aemit(record: dict[str, Any], config: Any) -> None:
     _stream(record)
 
 
-def emit_on_run(record: dict[str, Any], run_manager: Any) -> None:
+def emit_on_run(record: DecisionRecord, run_manager: Any) -> None:
     """Send a record as a custom event of a chat model's own run, and to the stream writer."""
     from langchain_core.callbacks import CallbackManager
 
@@ -93,7 +95,7 @@ def emit_on_run(record: dict[str, Any], run_manager: Any) -> None:
     _stream(record)
 
 
-async def aemit_on_run(record: dict[str, Any], run_manager: Any) -> None:
+async def aemit_on_run(record: DecisionRecord, run_manager: Any) -> None:
     """Async `emit_on_run`."""
     from langchain_core.callbacks import AsyncCallbackManager
 
@@ -107,7 +109,7 @@ async def aemit_on_run(record: dict[str, Any], run_manager: Any) -> None:
     _stream(record)
 
 
-def _stream(record: dict[str, Any]) -> None:
+def _stream(record: DecisionRecord) -> None:
     from langgraph.config import get_stream_writer
 
     try:

@@ -191,6 +191,7 @@ class NormalizedPrompt:
 
 def normalize_prompts(prompts: Prompt | Sequence[Prompt]) -> list[NormalizedPrompt]:
     """Turn one prompt or a batch of prompts into checked `NormalizedPrompt` objects."""
+    batch: list[object]
     if isinstance(prompts, str) or _is_chat(prompts):
         batch = [prompts]
     elif isinstance(prompts, Sequence) and not isinstance(prompts, bytes | bytearray):
@@ -212,12 +213,12 @@ def _normalize_one(prompt: object, index: int) -> NormalizedPrompt:
         if not prompt.strip():
             raise InvalidRequestError(f"{where} is empty: {prompt!r}")
         return NormalizedPrompt(text=prompt)
-    if not _is_chat(prompt):
+    if not isinstance(prompt, Sequence) or not _is_chat(prompt):
         raise InvalidRequestError(
             f"{where} must be a non-empty string or a non-empty list of chat messages, got {prompt!r}"
         )
     messages = []
-    for j, m in enumerate(prompt):  # type: ignore[union-attr]
+    for j, m in enumerate(prompt):
         if not isinstance(m, Mapping) or "role" not in m or "content" not in m:
             raise InvalidRequestError(f"{where}, message {j} needs 'role' and 'content', got {m!r}")
         role, content = m["role"], m["content"]

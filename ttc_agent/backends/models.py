@@ -365,7 +365,7 @@ def _convert_gguf(gguf: Path, out: Path, dtype: str, *, progress: bool) -> None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         # The GGUF loader de-quantizes to plain tensors but still marks the model as
         # GGUF-quantized, which save_pretrained refuses.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         tokenizer.save_pretrained(out)

@@ -20,6 +20,7 @@ from tenacity import (
     stop_after_attempt,
     stop_after_delay,
 )
+from tenacity.stop import stop_base
 
 from ttc_agent.backends.base import (
     Completion,
@@ -192,7 +193,7 @@ class OpenAIBackend:
         return _parse(response, p, params.logprobs)
 
     def _retry_policy(self, params: SamplingParams) -> dict[str, Any]:
-        stop = stop_after_attempt(self.max_retries + 1)
+        stop: stop_base = stop_after_attempt(self.max_retries + 1)
         if params.max_seconds is not None:
             stop = stop | stop_after_delay(params.max_seconds)
         return {

@@ -127,7 +127,7 @@ class TransformersBackend(LockedSyncBackend):
         if params.seed is not None:
             torch.manual_seed(params.seed)
         with torch.inference_mode():
-            out = self.model.generate(
+            out = self.model.generate(  # type: ignore[misc]
                 **padded,
                 generation_config=config,
                 logits_processor=LogitsProcessorList([recorder]) if recorder else None,
@@ -143,7 +143,7 @@ class TransformersBackend(LockedSyncBackend):
         # stop string finished early are padded with it too, so check the stop strings first.
         end = next((k for k, t in enumerate(tokens) if t in self._end_ids), None)
         body = tokens if end is None else tokens[:end]
-        text = self.tokenizer.decode(body, skip_special_tokens=True)
+        text = str(self.tokenizer.decode(body, skip_special_tokens=True))
         hit = _first_stop(text, params.stop)
         stop_string = None
         if hit is not None:

@@ -5,12 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ttc_agent.errors import InvalidRequestError, TTCError
 from ttc_agent.policy import check_quantile
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
+from ttc_agent.records import ExhaustedRecord
+
+if TYPE_CHECKING:
+    from ttc_agent.strategies import Cost
 
 #: The token kinds a budget can count; all three by default.
 TOKEN_KINDS = ("prompt", "completion", "verifier")
@@ -18,6 +23,22 @@ TOKEN_KINDS = ("prompt", "completion", "verifier")
 
 class BudgetError(InvalidRequestError):
     """A budget, manager or ledger setting has a bad value (raised before any generation)."""
+
+
+class Grant(NamedTuple):
+    """Tokens and seconds a person granted beyond a workflow's budget (after it ran out)."""
+
+    tokens: int = 0  #: extra tokens
+    seconds: float = 0.0  #: extra seconds
+
+    def __add__(self, other: object) -> Grant:
+        if not isinstance(other, Grant):
+            return NotImplemented
+        return Grant(self.tokens + other.tokens, self.seconds + other.seconds)
+
+
+#: The limits a budget can run out of.
+Limit = Literal["tokens", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -28,14 +49,16 @@ class BudgetExhausted:
     predicted cost (its q90 tokens, or its seconds), ``left`` what the workflow had left.
     """
 
-    limit: str
+    limit: Limit
     needed: float
     left: float
     node: str = ""
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> ExhaustedRecord:
         """The fields and the message, JSON-ready (for records and interrupts)."""
-        return {**asdict(self), "message": self.message}
+        return ExhaustedRecord(
+            limit=self.limit, needed=self.needed, left=self.left, node=self.node, message=self.message
+        )
 
     @property
     def message(self) -> str:
@@ -138,10 +161,11 @@ class WorkflowBudget:
             return cls(**value)
         raise BudgetError(f"a budget must be a WorkflowBudget or a mapping, got {value!r}")
 
-    def tokens_of(self, cost: Any) -> int:
+    def tokens_of(self, cost: Cost | Mapping[str, float]) -> int:
         """The tokens of a `Cost` (or cost dict) that count against this budget."""
-        get = cost.get if isinstance(cost, dict) else (lambda k: getattr(cost, k))
-        return int(sum(get(f"{k}_tokens") for k in self.count))
+        if isinstance(cost, Mapping):
+            return int(sum(cost[f"{k}_tokens"] for k in self.count))
+        return int(sum(getattr(cost, f"{k}_tokens") for k in self.count))
 
     @property
     def digest(self) -> str:

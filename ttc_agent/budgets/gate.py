@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
-from ttc_agent.budgets.budget import BudgetError, BudgetExhausted, BudgetExhaustedError, WorkflowBudget
+from ttc_agent.budgets.budget import BudgetError, BudgetExhausted, BudgetExhaustedError, Grant, WorkflowBudget
 from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.ledger import Ledger, charge
-from ttc_agent.budgets.managers import Allowance, Balance, balance_for, cheapest_cost, make_manager
-from ttc_agent.budgets.pool import POOL, Reservation, ReservationPool
+from ttc_agent.budgets.managers import Allowance, Balance, BudgetManager, balance_for, cheapest_cost, make_manager
+from ttc_agent.budgets.pool import POOL, AccountKey, Amount, Reservation, ReservationPool
 from ttc_agent.policy import CallLimits, Decision, fits
+from ttc_agent.probes.bundle import Predictions
+from ttc_agent.records import BudgetRecord
+from ttc_agent.strategies import Cost
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,10 @@ def _min_cap(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _want(decision: Decision, predictions: Any) -> tuple[float | None, float | None]:
+def _want(decision: Decision, predictions: Predictions) -> Amount:
     """What a call reserves: its caps, at most `HEADROOM` times its strategy's q90 cost."""
     i = decision.index
-    return (
+    return Amount(
         _min_cap(decision.limits.max_tokens, HEADROOM[0] * decision.tokens_q90[i]),
         _min_cap(decision.limits.max_seconds, HEADROOM[1] * float(predictions.seconds_q90[0][i])),
     )
@@ -69,13 +71,16 @@ class BudgetGate:
     """
 
     def __init__(
-        self, manager: Any = "paced", pool: ReservationPool | None = None, history: CallHistory | None = None
+        self,
+        manager: str | BudgetManager = "paced",
+        pool: ReservationPool | None = None,
+        history: CallHistory | None = None,
     ) -> None:
         self.manager = make_manager(manager)
         self.pool = pool or POOL
         self.history = history or CallHistory()
 
-    def _key(self, budget: WorkflowBudget, thread: str, run: str) -> tuple:
+    def _key(self, budget: WorkflowBudget, thread: str, run: str) -> AccountKey:
         if budget.shared_by is not None:
             return ("shared", budget.shared_by, budget.digest)
         return ("thread", thread, budget.digest) if budget.scope == "thread" else ("run", thread, run, budget.digest)
@@ -88,12 +93,12 @@ class BudgetGate:
         run: str,
         thread: str,
         node: str,
-        predictions: Any,
+        predictions: Predictions,
         decide: Callable[[CallLimits], Decision],
         user_limits: CallLimits,
-        calibration: Any = None,
+        calibration: Predictions | None = None,
         remaining_steps: int | None = None,
-        grant: tuple[int, float] = (0, 0.0),
+        grant: Grant = Grant(),
     ) -> CallPlan:
         """Decide under the budget and reserve the call's caps; raises `BudgetExhaustedError`
         when not even the cheapest strategy fits."""
@@ -106,7 +111,7 @@ class BudgetGate:
             )
         spent_t, spent_s, calls_done = ledger.spent(budget.scope, run)
         granted_t, granted_s = ledger.granted(budget.scope, run)
-        granted = (granted_t + grant[0], granted_s + grant[1])
+        granted = Grant(granted_t, granted_s) + grant
         key = self._key(budget, thread, run)
         seen_t, seen_s, _ = self.pool.available(key, spent_t, spent_s)
         so_far = ledger.calls_of_run(run)
@@ -128,7 +133,7 @@ class BudgetGate:
         decision = decide(limits)
         if decision.feasible:
             chosen = decision.index
-            totals = (balance.tokens_total, balance.seconds_total)
+            totals = Amount(balance.tokens_total, balance.seconds_total)
             reservation = self.pool.reserve(key, (spent_t, spent_s), totals, _want(decision, predictions))
             # Calls that reserved in the meantime may have shrunk what is left: re-check.
             reserved = replace(
@@ -146,14 +151,14 @@ class BudgetGate:
         return CallPlan(budget, run, node, decision, balance, allowance, reservation, started)
 
     @staticmethod
-    def _exhausted(decision: Decision, predictions: Any, balance: Balance, node: str) -> BudgetExhausted:
+    def _exhausted(decision: Decision, predictions: Predictions, balance: Balance, node: str) -> BudgetExhausted:
         lim = decision.limits
         cheapest_t, cheapest_s = cheapest_cost(balance, predictions)
         if lim.max_tokens is not None and cheapest_t > lim.max_tokens:
             return BudgetExhausted("tokens", cheapest_t, float(balance.tokens_left or 0.0), node)
         return BudgetExhausted("seconds", cheapest_s, float(balance.seconds_left or 0.0), node)
 
-    def settle(self, plan: CallPlan, cost: Any | None, grant: tuple[int, float] = (0, 0.0)) -> tuple[Ledger, dict]:
+    def settle(self, plan: CallPlan, cost: Cost | None, grant: Grant = Grant()) -> tuple[Ledger, BudgetRecord]:
         """Book the call's actual spend (``cost=None``: it failed; its seconds and reserved
         tokens are charged) and return the ledger increment and the budget part of its record."""
         seconds = time.perf_counter() - plan.started
@@ -169,27 +174,26 @@ class BudgetGate:
             plan.node,
             tokens=tokens,
             seconds=seconds,
-            granted_tokens=grant[0],
-            granted_seconds=grant[1],
+            granted_tokens=grant.tokens,
+            granted_seconds=grant.seconds,
             lambdas=(lim.lambda_tokens, lim.lambda_seconds),
         )
         b = plan.balance
-        after = {
-            "tokens_left": None if b.tokens_left is None else b.tokens_left - tokens,
-            "seconds_left": None if b.seconds_left is None else b.seconds_left - seconds,
-        }
-        record = {
-            "manager": getattr(self.manager, "name", type(self.manager).__name__),
-            "scope": plan.budget.scope,
-            "max_tokens": plan.budget.max_tokens,
-            "max_seconds": plan.budget.max_seconds,
-            "before": b.as_dict(),
-            "after": after,
-            "reserve": {"tokens": plan.allowance.reserve_tokens, "seconds": plan.allowance.reserve_seconds},
-            "reservation": {"tokens": plan.reservation.tokens, "seconds": plan.reservation.seconds},
-            "charged": {"tokens": tokens, "seconds": seconds},
-            "granted": {"tokens": grant[0], "seconds": grant[1]},
-        }
+        record = BudgetRecord(
+            manager=getattr(self.manager, "name", type(self.manager).__name__),
+            scope=plan.budget.scope,
+            max_tokens=plan.budget.max_tokens,
+            max_seconds=plan.budget.max_seconds,
+            before=b.as_dict(),
+            after={
+                "tokens_left": None if b.tokens_left is None else b.tokens_left - tokens,
+                "seconds_left": None if b.seconds_left is None else b.seconds_left - seconds,
+            },
+            reserve={"tokens": plan.allowance.reserve_tokens, "seconds": plan.allowance.reserve_seconds},
+            reservation={"tokens": plan.reservation.tokens, "seconds": plan.reservation.seconds},
+            charged={"tokens": tokens, "seconds": seconds},
+            granted={"tokens": grant.tokens, "seconds": grant.seconds},
+        )
         return increment, record
 
     def observe(self, run: str, ledger: Ledger | None, node: str) -> None:

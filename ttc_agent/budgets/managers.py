@@ -16,13 +16,15 @@ strategy needs (at the budget's feasibility quantile) on every call still expect
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from ttc_agent.budgets.budget import BudgetError, WorkflowBudget
+from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.policy import CallLimits, UtilityPolicy
+from ttc_agent.probes.bundle import Predictions
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
 
 
@@ -62,16 +64,18 @@ class BudgetManager(Protocol):
 
     name: str
 
-    def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance: ...
+    def allowance(
+        self, balance: Balance, predictions: Predictions, calibration: Predictions | None = None
+    ) -> Allowance: ...
 
 
-def cheapest_cost(balance: Balance, predictions: Any) -> tuple[float, float]:
+def cheapest_cost(balance: Balance, predictions: Predictions) -> tuple[float, float]:
     """The cheapest strategy's tokens and seconds at the budget's quantile, for this query."""
     q = balance.quantile
     return float(np.min(predictions.tokens_quantile(q)[0])), float(np.min(predictions.seconds_quantile(q)[0]))
 
 
-def reserve(balance: Balance, predictions: Any) -> tuple[float, float]:
+def reserve(balance: Balance, predictions: Predictions) -> tuple[float, float]:
     """Tokens and seconds to keep for the calls after this one: the cheapest strategy's tokens
     and seconds at the budget's quantile (q90 by default), once per call still expected after
     this one."""
@@ -80,7 +84,9 @@ def reserve(balance: Balance, predictions: Any) -> tuple[float, float]:
     return later * tokens, later * seconds
 
 
-def _caps(balance: Balance, predictions: Any, share: tuple[float | None, float | None]):
+def _caps(
+    balance: Balance, predictions: Predictions, share: tuple[float | None, float | None]
+) -> tuple[float | None, float | None, tuple[float, float]]:
     """Hard caps: what is left minus the reserve, within ``share``; when the reserve would leave
     this call less than the cheapest strategy needs, it may still take that much (the calls
     after it then find the budget spent, rather than this one)."""
@@ -101,7 +107,7 @@ def _limits(
 ) -> CallLimits:
     # CallLimits wants caps > 0; a cap of 0 (nothing left) becomes the smallest positive one,
     # which no strategy fits, so the call is reported exhausted.
-    def pos(x):
+    def pos(x: float | None) -> float | None:
         return None if x is None else max(x, 1e-9)
 
     for name, lam in (("lambda_tokens", lam_t), ("lambda_seconds", lam_s)):
@@ -116,12 +122,20 @@ class EqualSplit:
 
     name = "equal"
 
-    def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance:
-        share = tuple(
-            None if left is None else left / balance.calls_left for left in (balance.tokens_left, balance.seconds_left)
+    def allowance(
+        self, balance: Balance, predictions: Predictions, calibration: Predictions | None = None
+    ) -> Allowance:
+        tokens, seconds = balance.tokens_left, balance.seconds_left
+        share = (
+            None if tokens is None else tokens / balance.calls_left,
+            None if seconds is None else seconds / balance.calls_left,
         )
         cap_t, cap_s, keep = _caps(balance, predictions, share)
         return Allowance(_limits(0.0, 0.0, cap_t, cap_s, balance.quantile), *keep)
+
+
+#: Starting prices `Paced` remembers (one per budget plan and calibration set in use).
+_MAX_STARTS = 256
 
 
 class Paced:
@@ -142,14 +156,20 @@ class Paced:
         if floor >= ceiling:
             raise BudgetError(f"Paced floor ({floor}) must be below ceiling ({ceiling})")
         self.step, self.floor, self.ceiling = float(step), float(floor), float(ceiling)
-        self._start: dict[tuple, tuple[float, float]] = {}
+        # Starting prices per (plan, calibration), least recently used first. Each entry keeps
+        # its calibration object alive, so the id in its key cannot be reused by another one.
+        self._start: OrderedDict[tuple[float | None, float | None, int], tuple[Predictions | None, float, float]] = (
+            OrderedDict()
+        )
 
-    def _initial(self, balance: Balance, calibration: Any) -> tuple[float, float]:
+    def _initial(self, balance: Balance, calibration: Predictions | None) -> tuple[float, float]:
         calls = balance.calls_done + balance.calls_left
         plan_t = None if balance.tokens_total is None else balance.tokens_total / calls
         plan_s = None if balance.seconds_total is None else balance.seconds_total / calls
         key = (plan_t, plan_s, id(calibration))
-        if key not in self._start:
+        if key in self._start and self._start[key][0] is calibration:
+            self._start.move_to_end(key)
+        else:
             lam_t = lam_s = 0.0
             if calibration is not None:
                 policy = UtilityPolicy()
@@ -164,8 +184,11 @@ class Paced:
                 lam_t = 0.2 / plan_t
             if plan_s is not None and lam_s == 0.0:
                 lam_s = 0.2 / plan_s
-            self._start[key] = (lam_t, lam_s)
-        return self._start[key]
+            self._start[key] = (calibration, lam_t, lam_s)
+            while len(self._start) > _MAX_STARTS:
+                self._start.popitem(last=False)
+        _, lam_t, lam_s = self._start[key]
+        return lam_t, lam_s
 
     def _update(self, lam: float, start: float, spent: float, total: float, balance: Balance) -> float:
         calls = balance.calls_done + balance.calls_left
@@ -174,16 +197,18 @@ class Paced:
         lam = lam * math.exp(self.step * (spent - planned) / per_call)
         return min(max(lam, start * self.floor), start * self.ceiling)
 
-    def allowance(self, balance: Balance, predictions: Any, calibration: Any = None) -> Allowance:
+    def allowance(
+        self, balance: Balance, predictions: Predictions, calibration: Predictions | None = None
+    ) -> Allowance:
         start_t, start_s = self._initial(balance, calibration)
         lam_t, lam_s = balance.lambda_tokens, balance.lambda_seconds
         # No price yet, or the zero a call expected to be the last one set: start over.
         lam_t = lam_t or start_t
         lam_s = lam_s or start_s
-        if balance.tokens_left is not None and balance.calls_done:
+        if balance.tokens_left is not None and balance.tokens_total is not None and balance.calls_done:
             spent = balance.tokens_total - balance.tokens_left
             lam_t = self._update(lam_t, start_t, spent, balance.tokens_total, balance)
-        if balance.seconds_left is not None and balance.calls_done:
+        if balance.seconds_left is not None and balance.seconds_total is not None and balance.calls_done:
             spent = balance.seconds_total - balance.seconds_left
             lam_s = self._update(lam_s, start_s, spent, balance.seconds_total, balance)
         if balance.calls_left == 1:  # nothing later to save for: accuracy within what is left
@@ -192,10 +217,10 @@ class Paced:
         return Allowance(_limits(lam_t, lam_s, cap_t, cap_s, balance.quantile), *keep)
 
 
-MANAGERS = {"equal": EqualSplit, "paced": Paced}
+MANAGERS: dict[str, type[EqualSplit] | type[Paced]] = {"equal": EqualSplit, "paced": Paced}
 
 
-def make_manager(manager: Any) -> BudgetManager:
+def make_manager(manager: str | BudgetManager) -> BudgetManager:
     """A manager from a name (``"equal"``, ``"paced"``) or an object with ``allowance``."""
     if isinstance(manager, str):
         if manager not in MANAGERS:
@@ -210,7 +235,7 @@ def balance_for(
     budget: WorkflowBudget,
     spent_tokens: float,
     spent_seconds: float,
-    granted: tuple[float, float],
+    granted: Grant,
     calls_done: int,
     calls_left: int,
     lambdas: tuple[float | None, float | None] = (None, None),

@@ -14,14 +14,25 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+#: An allowance's key: its scope and identity (see `BudgetGate`).
+AccountKey = tuple[str, ...]
+
+
+class Amount(NamedTuple):
+    """Tokens and seconds, each ``None`` where that limit is not budgeted."""
+
+    tokens: float | None
+    seconds: float | None
 
 
 @dataclass(frozen=True)
 class Reservation:
     """What one call may spend: its key, id and reserved tokens and seconds."""
 
-    key: tuple
+    key: AccountKey
     id: str
     tokens: int | None
     seconds: float | None
@@ -31,7 +42,7 @@ class Reservation:
 class _Account:
     tokens: int = 0
     seconds: float = 0.0
-    reserved: dict[str, tuple[int, float]] | None = None
+    reserved: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 class ReservationPool:
@@ -43,14 +54,14 @@ class ReservationPool:
     """
 
     def __init__(self, max_accounts: int = 10_000) -> None:
-        self._accounts: OrderedDict[tuple, _Account] = OrderedDict()
+        self._accounts: OrderedDict[AccountKey, _Account] = OrderedDict()
         self._lock = threading.Lock()
         self.max_accounts = max_accounts
 
-    def _account(self, key: tuple, tokens: int, seconds: float) -> _Account:
+    def _account(self, key: AccountKey, tokens: int, seconds: float) -> _Account:
         acc = self._accounts.get(key)
         if acc is None:
-            acc = self._accounts[key] = _Account(tokens, seconds, {})
+            acc = self._accounts[key] = _Account(tokens, seconds)
             while len(self._accounts) > self.max_accounts:
                 oldest = next(iter(self._accounts))
                 if self._accounts[oldest].reserved:
@@ -61,7 +72,7 @@ class ReservationPool:
             self._accounts.move_to_end(key)
         return acc
 
-    def available(self, key: tuple, spent_tokens: int, spent_seconds: float) -> tuple[int, float, int]:
+    def available(self, key: AccountKey, spent_tokens: int, spent_seconds: float) -> tuple[int, float, int]:
         """Spent tokens and seconds counting other calls' reservations, and how many are in flight."""
         with self._lock:
             acc = self._account(key, spent_tokens, spent_seconds)
@@ -71,10 +82,10 @@ class ReservationPool:
 
     def reserve(
         self,
-        key: tuple,
+        key: AccountKey,
         spent: tuple[int, float],
-        allowance: tuple[int | None, float | None],
-        want: tuple[int | None, float | None],
+        allowance: Amount,
+        want: Amount,
     ) -> Reservation:
         """Atomically hold up to ``want`` (tokens, seconds) for one call, never more than the
         ``allowance`` leaves after settled spend and the other reservations (``None``: that
@@ -83,13 +94,14 @@ class ReservationPool:
             acc = self._account(key, *spent)
             held_t = sum(t for t, _ in acc.reserved.values())
             held_s = sum(s for _, s in acc.reserved.values())
-            tokens = seconds = None
-            if allowance[0] is not None:
-                room = max(int(allowance[0]) - acc.tokens - held_t, 0)
-                tokens = room if want[0] is None else max(min(math.ceil(want[0]), room), 0)
-            if allowance[1] is not None:
-                room_s = max(float(allowance[1]) - acc.seconds - held_s, 0.0)
-                seconds = room_s if want[1] is None else max(min(float(want[1]), room_s), 0.0)
+            tokens: int | None = None
+            seconds: float | None = None
+            if allowance.tokens is not None:
+                room = max(int(allowance.tokens) - acc.tokens - held_t, 0)
+                tokens = room if want.tokens is None else max(min(math.ceil(want.tokens), room), 0)
+            if allowance.seconds is not None:
+                room_s = max(float(allowance.seconds) - acc.seconds - held_s, 0.0)
+                seconds = room_s if want.seconds is None else max(min(float(want.seconds), room_s), 0.0)
             rid = uuid.uuid4().hex
             acc.reserved[rid] = (tokens or 0, seconds or 0.0)
             return Reservation(key, rid, tokens, seconds)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ttc_agent.budgets.budget import BudgetError, WorkflowBudget
+from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.budgets.managers import balance_for, make_manager
 from ttc_agent.plotting import save_figure
 from ttc_agent.policy import UtilityPolicy, fits
@@ -102,17 +102,19 @@ def _row(pred: Predictions, q: int) -> Predictions:
 
 
 def _succeeded(right: np.ndarray, share: float) -> np.ndarray:
-    return right.mean(axis=1) >= share - 1e-12
+    return np.asarray(right.mean(axis=1) >= share - 1e-12)
 
 
-def _outcome(world: World, w: int, t: int, j: int, cap_t: float | None, cap_s: float | None):
+def _outcome(
+    world: World, w: int, t: int, j: int, cap_t: float | None, cap_s: float | None
+) -> tuple[float, float, float]:
     """A chosen run, cut off at the call's hard caps."""
     tok, sec, ok = world.tokens[w, t, j], world.seconds[w, t, j], world.correct[w, t, j]
     if cap_t is not None and tok > cap_t:
         tok, ok = cap_t, 0.0
     if cap_s is not None and sec > cap_s:
         sec, ok = cap_s, 0.0
-    return tok, sec, ok
+    return float(tok), float(sec), float(ok)
 
 
 def run_manager(
@@ -140,7 +142,7 @@ def run_manager(
         lambdas: tuple[float | None, float | None] = (None, None)
         for t in range(T):
             row = _row(pred, world.queries[w, t])
-            balance = balance_for(budget, spent_t[w], spent_s[w], (0, 0.0), t, T - t, lambdas)
+            balance = balance_for(budget, spent_t[w], spent_s[w], Grant(), t, T - t, lambdas)
             limits = mgr.allowance(balance, row, calibration).limits
             ok = fits(row, limits)[0]
             if not ok.any():
@@ -300,8 +302,11 @@ def plot_simulation(rows: Sequence[dict[str, Any]], path: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in dict.fromkeys(r["allocation"] for r in rows):
         pts = sorted((r[key], r["success"]) for r in rows if r["allocation"] == name)
-        style = {"linestyle": "--", "color": "black"} if name == "oracle" else {"marker": "o"}
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, **style)
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        if name == "oracle":
+            ax.plot(xs, ys, label=name, linestyle="--", color="black")
+        else:
+            ax.plot(xs, ys, label=name, marker="o")
     ax.set(xlabel=f"workflow budget ({key.removeprefix('max_')})", ylabel="workflow success rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -53,7 +53,7 @@ class Problem:
         """The problem a trace record was made from (its prompt, gold answer and answer scope)."""
         users = [m["content"] for m in record["messages"] if m["role"] == "user"]
         source = record.get("dataset", "")
-        scope = record.get("scope") or ("first_result" if source == "arithmetic" else "all")
+        scope: Scope = record.get("scope") or ("first_result" if source == "arithmetic" else "all")
         return cls(record["problem_id"], users[-1], str(record["gold"]), source, record.get("level", 0), scope)
 
 

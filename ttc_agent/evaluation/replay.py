@@ -98,7 +98,7 @@ def replay(
         boot = [_matched(out, cost, *sweeps, rows=rows) for rows in samples]
         intervals = {}
         for key in point:
-            values = [b[key] for b in boot if b[key] is not None]
+            values = [float(v) for b in boot if (v := b[key]) is not None]
             intervals[key] = (
                 None
                 if len(values) < bootstrap // 2

@@ -64,7 +64,7 @@ def _pick(candidates: list[dict[str, Any]], per_run: int) -> list[int]:
     """Up to ``per_run`` candidate indices, alternating right and wrong ones where both exist."""
     right = [i for i, c in enumerate(candidates) if c.get("correct") and c.get("text")]
     wrong = [i for i, c in enumerate(candidates) if not c.get("correct") and c.get("text")]
-    picked = []
+    picked: list[int] = []
     while len(picked) < per_run and (right or wrong):
         for pool in (right, wrong):
             if pool and len(picked) < per_run:

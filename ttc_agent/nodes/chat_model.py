@@ -10,8 +10,9 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from pydantic import ConfigDict
 
@@ -56,10 +57,10 @@ class TTCChatModel(BaseChatModel):
         best-of-N); ``tool_choice`` ("any", "required" or a tool's name) forces a call."""
         return self.bind(tools=list(tools), tool_choice=tool_choice, **kwargs)
 
-    def _config(self, settings: dict[str, Any] | None) -> dict[str, Any]:
+    def _config(self, settings: dict[str, Any] | None) -> RunnableConfig:
         if settings is not None:
-            return {"configurable": {"ttc": settings}}
-        return dict(ensure_config())
+            return RunnableConfig(configurable={"ttc": settings})
+        return ensure_config()
 
     def _generate(
         self,
@@ -133,7 +134,7 @@ def _chunks(message: AIMessage) -> Iterator[ChatGenerationChunk]:
     last chunk with the decision and the usage."""
     if message.tool_calls:
         calls = [
-            {"name": c["name"], "args": json.dumps(c["args"]), "id": c.get("id"), "index": i}
+            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"), index=i)
             for i, c in enumerate(message.tool_calls)
         ]
         yield ChatGenerationChunk(message=AIMessageChunk(content=message.text, tool_call_chunks=calls))

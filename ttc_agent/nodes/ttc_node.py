@@ -9,23 +9,27 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
 
-from ttc_agent.budgets.budget import BudgetError, BudgetExhaustedError, WorkflowBudget
+from ttc_agent.backends.base import Backend
+from ttc_agent.budgets.budget import BudgetError, BudgetExhaustedError, Grant, WorkflowBudget
 from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.gate import BudgetGate, CallPlan
 from ttc_agent.budgets.ledger import LEDGER_KEY, RUN_KEY, charge, current_run, ledger_of
+from ttc_agent.budgets.managers import BudgetManager
 from ttc_agent.budgets.pool import ReservationPool
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import tools as tooling
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
-from ttc_agent.strategies import Cost, Outcome, Query
+from ttc_agent.records import DecisionRecord, FeaturesRecord
+from ttc_agent.strategies import Cost, Outcome, Query, Strategy
 from ttc_agent.tracing import JsonlTraceSink, aemit, decision_record, emit, features_digest
-from ttc_agent.verifiers import as_verifier
+from ttc_agent.verifiers import VerifierLike, as_verifier
 
 SETTINGS = (
     "lambda_tokens",
@@ -37,6 +41,8 @@ SETTINGS = (
     "quantile",
 )
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+#: Calibrated prices a node remembers (one per target and other price in use).
+_MAX_CALIBRATIONS = 256
 
 
 def to_chat(messages: Sequence[BaseMessage | Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -48,7 +54,7 @@ def to_chat(messages: Sequence[BaseMessage | Mapping[str, Any]]) -> list[dict[st
             role = _ROLES.get(m.type)
             if role is None:
                 raise InvalidRequestError(f"message {i} has type {m.type!r}, which the backend cannot read")
-            content = m.text
+            content = str(m.text)
             if isinstance(m, AIMessage) and m.tool_calls:
                 content += "".join(tooling.render_call(c["name"], c["args"]) for c in m.tool_calls)
             elif isinstance(m, ToolMessage):
@@ -96,7 +102,7 @@ class Reply(NamedTuple):
     (the message, plus the budget ledger increment and run id when a budget is active)."""
 
     message: AIMessage
-    record: dict[str, Any]
+    record: DecisionRecord
     update: dict[str, Any]
 
 
@@ -105,11 +111,11 @@ class _Prepared:
     chat: list[dict[str, str]]
     prompt_tokens: int
     decision: Decision
-    features: dict[str, Any]
+    features: FeaturesRecord
     tool_names: tuple[str, ...] = ()
     prefix: str = ""
     plan: CallPlan | None = None
-    grant: tuple[int, float] = (0, 0.0)
+    grant: Grant = Grant()
 
 
 class TTCNode:
@@ -144,16 +150,16 @@ class TTCNode:
 
     def __init__(
         self,
-        backend: Any,
+        backend: Backend,
         probes: ProbeBundle,
         menu: Menu | None = None,
         *,
-        verifier: Any = None,
+        verifier: VerifierLike = None,
         policy: UtilityPolicy | None = None,
         trace: str | Path | JsonlTraceSink | None = None,
         name: str = "ttc",
         budget: WorkflowBudget | Mapping[str, Any] | None = None,
-        manager: Any = "paced",
+        manager: str | BudgetManager = "paced",
         history: CallHistory | None = None,
         pool: ReservationPool | None = None,
     ) -> None:
@@ -173,7 +179,7 @@ class TTCNode:
         self.name = name
         self.budget = WorkflowBudget.coerce(budget)
         self.gate = BudgetGate(manager, pool, history)
-        self._calibrated: dict[tuple[str, float], CallLimits] = {}
+        self._calibrated: dict[tuple[str, float, float], float] = {}
 
     # -- settings --------------------------------------------------------------------------
 
@@ -215,11 +221,21 @@ class TTCNode:
             raise InvalidRequestError(
                 f"{key} needs calibration data, and this probe bundle has none; set lambdas instead"
             )
-        if (key, target) not in self._calibrated:
+        # A target sets one price; the best value of that price depends on the other one, so
+        # both belong to the cache key, and only the calibrated price is replaced.
+        price = "lambda_tokens" if key == "target_mean_tokens" else "lambda_seconds"
+        other = limits.lambda_seconds if price == "lambda_tokens" else limits.lambda_tokens
+        if (key, target, other) not in self._calibrated:
+            if len(self._calibrated) >= _MAX_CALIBRATIONS:
+                self._calibrated.pop(next(iter(self._calibrated)))
             policy = UtilityPolicy(limits.lambda_tokens, limits.lambda_seconds)
-            self._calibrated[(key, target)] = policy.calibrate(self.probes.calibration, **{key: target}).limits
-        found = self._calibrated[(key, target)]
-        return replace(limits, lambda_tokens=found.lambda_tokens, lambda_seconds=found.lambda_seconds)
+            found = (
+                policy.calibrate(self.probes.calibration, target_mean_tokens=target)
+                if price == "lambda_tokens"
+                else policy.calibrate(self.probes.calibration, target_mean_seconds=target)
+            ).limits
+            self._calibrated[(key, target, other)] = getattr(found, price)
+        return replace(limits, **{price: self._calibrated[(key, target, other)]})
 
     def budget_for_run(self) -> WorkflowBudget | None:
         """The run's budget: the context's, else the node's."""
@@ -234,7 +250,7 @@ class TTCNode:
         tools: Sequence[Any],
         tool_choice: Any,
         state: Any,
-        grant: tuple[int, float],
+        grant: Grant,
     ) -> _Prepared:
         if not messages:
             raise InvalidRequestError("there are no messages to answer")
@@ -257,7 +273,7 @@ class TTCNode:
                 f"the conversation has {prompt_tokens} tokens, more than the model's context of {context}"
             )
         X = self.probes.features.transform([chat])
-        pred = self.probes.predict_features(X, [prompt_tokens])
+        pred = self.probes.predict_features(X, np.array([prompt_tokens], dtype=float))
         # A step that may call tools never uses beam search.
         allowed = [not s.startswith("beam") for s in self.menu.specs] if specs else None
         plan = None
@@ -293,7 +309,7 @@ class TTCNode:
             grant,
         )
 
-    def _run_args(self, p: _Prepared) -> tuple[Any, Query, dict[str, Any]]:
+    def _run_args(self, p: _Prepared) -> tuple[Strategy, Query, dict[str, Any]]:
         strategy = self.menu.strategy(p.decision.spec)
         users = [m["content"] for m in p.chat if m["role"] == "user"]
         question = users[-1] if users else p.chat[-1]["content"]
@@ -345,7 +361,7 @@ class TTCNode:
         tool_choice: Any = None,
         *,
         state: Any = None,
-        grant: tuple[int, float] = (0, 0.0),
+        grant: Grant = Grant(),
     ) -> Reply:
         """Answer ``messages``: the reply, its decision record (also written to the sink) and
         the state update to return from a node.
@@ -374,7 +390,7 @@ class TTCNode:
         tool_choice: Any = None,
         *,
         state: Any = None,
-        grant: tuple[int, float] = (0, 0.0),
+        grant: Grant = Grant(),
     ) -> Reply:
         """Async `answer`."""
         config = config if config is not None else ensure_config()
@@ -387,13 +403,15 @@ class TTCNode:
             raise
         return self._finish(p, outcome, state or {})
 
-    def _exhausted_reply(self, exc: BudgetExhaustedError, state: Any, config: Any, grant) -> Reply:
+    def _exhausted_reply(
+        self, exc: BudgetExhaustedError, state: Any, config: RunnableConfig | None, grant: Grant
+    ) -> Reply:
         """The budget's ``on_exhausted="end"``: a message naming the limit, and the ledger marked."""
-        budget = self.budget_for_run()
+        budget = self._required_budget()
         ledger = ledger_of(state)
         run = current_run(state, ledger, config)
         ex = exc.exhausted
-        record = {
+        record: DecisionRecord = {
             "time": time.time(),
             "node": self.name,
             "choice": None,
@@ -408,17 +426,23 @@ class TTCNode:
             run,
             self.name,
             calls=0,
-            granted_tokens=grant[0],
-            granted_seconds=grant[1],
+            granted_tokens=grant.tokens,
+            granted_seconds=grant.seconds,
             exhausted=ex.limit,
         )
         if self.sink is not None:
             self.sink.write(record)
         return Reply(message, record, {"messages": [message], LEDGER_KEY: increment, RUN_KEY: run})
 
-    def _on_exhausted(self, exc: BudgetExhaustedError, grant: tuple[int, float]) -> tuple[int, float] | None:
-        """``"error"`` re-raises; ``"ask"`` interrupts and returns the grown grant (``None``: stop)."""
+    def _required_budget(self) -> WorkflowBudget:
         budget = self.budget_for_run()
+        if budget is None:  # only reached after a budgeted call ran out
+            raise BudgetError("no workflow budget is active for this run")
+        return budget
+
+    def _on_exhausted(self, exc: BudgetExhaustedError, grant: Grant) -> Grant | None:
+        """``"error"`` re-raises; ``"ask"`` interrupts and returns the grown grant (``None``: stop)."""
+        budget = self._required_budget()
         if budget.on_exhausted == "error":
             raise exc
         if budget.on_exhausted == "end":
@@ -427,7 +451,7 @@ class TTCNode:
 
         answer = interrupt({"ttc_budget_exhausted": exc.exhausted.as_dict()})
         more = parse_grant(answer)
-        return None if more is None else (grant[0] + more[0], grant[1] + more[1])
+        return None if more is None else grant + more
 
     def respond(
         self,
@@ -441,7 +465,7 @@ class TTCNode:
         message naming the limit and marks the ledger (route on `budget_exhausted`),
         ``"error"`` raises `BudgetExhaustedError`, ``"ask"`` interrupts for more budget."""
         config = config if config is not None else ensure_config()
-        grant: tuple[int, float] = (0, 0.0)
+        grant: Grant = Grant()
         while True:
             try:
                 return self.answer(messages, config, tools, tool_choice, state=state, grant=grant)
@@ -461,7 +485,7 @@ class TTCNode:
     ) -> Reply:
         """Async `respond`."""
         config = config if config is not None else ensure_config()
-        grant: tuple[int, float] = (0, 0.0)
+        grant: Grant = Grant()
         while True:
             try:
                 return await self.aanswer(messages, config, tools, tool_choice, state=state, grant=grant)
@@ -496,7 +520,7 @@ def _check_ledger_channel(state: Any) -> None:
         )
 
 
-def parse_grant(answer: Any) -> tuple[int, float] | None:
+def parse_grant(answer: object) -> Grant | None:
     """A person's answer to an exhausted budget: ``{"tokens": N, "seconds": S}`` grants more,
     ``None`` or ``False`` stops."""
     if answer is None or answer is False:
@@ -509,11 +533,11 @@ def parse_grant(answer: Any) -> tuple[int, float] | None:
             raise BudgetError(f"a budget grant's {name} must be a finite number >= 0, got {value!r}")
     if not tokens and not seconds:
         return None
-    return int(tokens), float(seconds)
+    return Grant(int(tokens), float(seconds))
 
 
 def _messages(state: Any) -> Sequence[Any]:
     messages = state.get("messages") if isinstance(state, Mapping) else getattr(state, "messages", None)
     if not messages:
         raise InvalidRequestError("the state has no messages to answer")
-    return messages
+    return list(messages)

@@ -215,18 +215,24 @@ class PromptHiddenState:
 
     def transform(self, prompts: Sequence[Prompt]) -> np.ndarray:
         enc = self._load()
-        texts = []
+        texts: list[str] = []
         for p in prompts:
             n = normalize_prompts(p)[0]
             texts.append(
-                n.text
+                str(n.text)
                 if not n.is_chat
-                else enc.tokenizer.apply_chat_template(list(n.messages), tokenize=False, add_generation_prompt=True)
+                else str(
+                    enc.tokenizer.apply_chat_template(list(n.messages), tokenize=False, add_generation_prompt=True)
+                )
             )
         return enc.hidden(texts, self.layer, False, self.pooling)
 
 
-_KINDS = {"text_stats": TextStats, "sentence_embedding": SentenceEmbedding, "prompt_hidden_state": PromptHiddenState}
+_KINDS: dict[str, type[FeatureExtractor]] = {
+    "text_stats": TextStats,
+    "sentence_embedding": SentenceEmbedding,
+    "prompt_hidden_state": PromptHiddenState,
+}
 
 
 class FeatureSet:
@@ -242,7 +248,7 @@ class FeatureSet:
 
     @classmethod
     def from_config(cls, config: Sequence[dict[str, Any]]) -> FeatureSet:
-        extractors = []
+        extractors: list[FeatureExtractor] = []
         for c in config:
             kind = c.get("kind")
             if kind not in _KINDS:

@@ -71,7 +71,7 @@ def _classifier(probe: Any) -> _Classifier | None:
             c.append(float(fold.calibrators[0].b_))
         return _Classifier(cols, a, c)
     form = _affine(model)
-    if form is None or list(model.classes_) != [0, 1]:
+    if form is None or model is None or list(model.classes_) != [0, 1]:
         return None
     return _Classifier([form], [-1.0], [0.0])
 

@@ -17,6 +17,7 @@ from typing import Any
 from ttc_agent.answers import extract_answer
 from ttc_agent.backends.base import Backend, Generation, Prompt, SamplingParams, normalize_prompts
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.records import CostRecord
 from ttc_agent.verifiers import LogprobVerifier, Verifier, as_verifier, check_scores
 from ttc_agent.verifiers.base import Scores
 
@@ -71,7 +72,7 @@ class Cost:
         """Prompt, completion and verifier tokens together."""
         return self.prompt_tokens + self.completion_tokens + self.verifier_tokens
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> CostRecord:
         """Every field and the total, JSON-ready (seconds rounded to 0.1 ms)."""
         return {
             "prompt_tokens": self.prompt_tokens,
@@ -267,8 +268,9 @@ class Strategy(ABC):
                     p = run.fit(call)
                     reply = None if p is None else run.generated(call, backend.generate(call.prompts, p))
                 else:
-                    scores = v.score(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
-                    reply = run.meter.scored(call, scores, v.name)
+                    scorer = _scorer(v, self.spec)
+                    scores = scorer.score(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
+                    reply = run.meter.scored(call, scores, scorer.name)
         except StopIteration as stop:
             return run.outcome(stop.value)
 
@@ -294,10 +296,17 @@ class Strategy(ABC):
                     p = run.fit(call)
                     reply = None if p is None else run.generated(call, await backend.agenerate(call.prompts, p))
                 else:
-                    scores = await v.ascore(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
-                    reply = run.meter.scored(call, scores, v.name)
+                    scorer = _scorer(v, self.spec)
+                    scores = await scorer.ascore(call.question, call.solutions, logprobs=call.logprobs, backend=backend)
+                    reply = run.meter.scored(call, scores, scorer.name)
         except StopIteration as stop:
             return run.outcome(stop.value)
+
+
+def _scorer(verifier: Verifier | None, spec: str) -> Verifier:
+    if verifier is None:  # an algorithm asked to score without declaring uses_verifier
+        raise InvalidRequestError(f"{spec} asked to score solutions but has no verifier")
+    return verifier
 
 
 class TokenBudgetError(InvalidRequestError):

@@ -93,7 +93,7 @@ class BeamSearch(Strategy):
                 break
             scores = yield ScoreCall(query.question, [b.text for b in children], [b.logprobs for b in children])
             children = [_Beam(**{**b.__dict__, "score": s}) for b, s in zip(children, scores.values, strict=True)]
-            children.sort(key=lambda b: b.score, reverse=True)
+            children.sort(key=_beam_score, reverse=True)
             finished += [b for b in children if b.finished]
             active = [b for b in children if not b.finished][: self.width]
             if len(finished) >= self.width or not active:
@@ -101,7 +101,7 @@ class BeamSearch(Strategy):
         pool = finished or [_Beam(**{**b.__dict__, "finish_reason": "length"}) for b in active]
         candidates = tuple(
             Candidate(b.text, query.extract(b.text), b.score, b.tokens, b.finish_reason)
-            for b in sorted(pool, key=lambda b: b.score, reverse=True)
+            for b in sorted(pool, key=_beam_score, reverse=True)
         )
         return Choice(candidates[0], candidates)
 
@@ -114,3 +114,7 @@ class BeamSearch(Strategy):
         out_of_room = tokens >= budget or c.finish_reason == "deadline"
         reason = "stop" if ended else ("deadline" if c.finish_reason == "deadline" else "length")
         return _Beam(text.rstrip() if ended or out_of_room else text, logprobs, tokens, ended or out_of_room, reason)
+
+
+def _beam_score(beam: _Beam) -> float:
+    return float("-inf") if beam.score is None else beam.score

@@ -10,6 +10,7 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, ScoreCall, Strategy
 from ttc_agent.strategies.selection import SELECTIONS, confidence, select
 from ttc_agent.verifiers import Verifier
+from ttc_agent.verifiers.base import Scores
 
 
 class BestOfN(Strategy):
@@ -63,7 +64,9 @@ class BestOfN(Strategy):
         return Choice(select(candidates, self.select, self.keep), candidates)
 
 
-def sampled_candidates(query: Query, comps: Sequence[Completion], verifier: Verifier | None) -> Generator:
+def sampled_candidates(
+    query: Query, comps: Sequence[Completion], verifier: Verifier | None
+) -> Generator[ScoreCall, Scores, tuple[Candidate, ...]]:
     """Candidates of sampled completions, scored by ``verifier`` (one `ScoreCall`) when given,
     each with its confidence when the completion has token logprobs."""
     scores: list[float | None] = [None] * len(comps)

@@ -110,5 +110,5 @@ def weighted_majority(candidates: Sequence[Candidate]) -> Candidate:
     if not groups:
         return by_score(candidates)
     order = {k: i for i, k in enumerate(groups)}
-    best = max(groups, key=lambda k: (sum(c.score for c in groups[k]), -order[k]))
+    best = max(groups, key=lambda k: (sum(_score(c) for c in groups[k]), -order[k]))
     return max(groups[best], key=_score)

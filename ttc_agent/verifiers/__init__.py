@@ -29,6 +29,7 @@ __all__ = [
     "Scores",
     "Verifier",
     "VerifierError",
+    "VerifierLike",
     "as_verifier",
     "check_scores",
 ]
@@ -46,6 +47,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ttc_agent.verifiers' has no attribute {name!r}")
 
 
+#: What `as_verifier` accepts: a verifier, a scoring function ``(question, solution) -> float``,
+#: a name, or ``None``.
+VerifierLike = Verifier | Callable[[str, str], float] | str | None
+
 _LEARNED: dict[str, Verifier] = {}
 
 
@@ -58,7 +63,7 @@ def _load_learned(folder: str) -> Verifier:
     return _LEARNED[folder]
 
 
-def as_verifier(obj: Verifier | Callable[[str, str], float] | str | None) -> Verifier | None:
+def as_verifier(obj: VerifierLike) -> Verifier | None:
     """A verifier from a verifier, a function, or a name (``logprob``, ``logprob:min``, ``judge``,
     ``learned:FOLDER`` for a trained `LearnedVerifier`)."""
     if obj is None or isinstance(obj, Verifier):

@@ -110,7 +110,7 @@ class CallableVerifier(BaseVerifier):
         if not callable(fn):
             raise VerifierError(f"CallableVerifier needs a callable, got {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "callable")
+        self.name = name or str(getattr(fn, "__name__", "callable"))
 
     def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
         started = time.perf_counter()

@@ -88,8 +88,10 @@ class CandidateEncoder:
     def _encode(self, question: str, candidates: Sequence[str]) -> tuple[np.ndarray, int]:
         import torch
 
-        prefix = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        prefix = str(
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+            )
         )
         start = len(self.tokenizer(prefix, add_special_tokens=False)["input_ids"])
         rows, tokens = [], 0

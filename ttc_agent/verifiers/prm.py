@@ -72,6 +72,7 @@ class PRMVerifier(BaseVerifier):
         self.tokenizer.padding_side = "right"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        loader: type[AutoModelForCausalLM] | type[AutoModel] | type[AutoModelForTokenClassification]
         if convention == "math-shepherd":
             loader = AutoModelForCausalLM
         else:
@@ -109,7 +110,7 @@ class PRMVerifier(BaseVerifier):
                 {"role": "user", "content": question},
                 {"role": "assistant", "content": body},
             ]
-            return self.tokenizer.apply_chat_template(messages, tokenize=False)
+            return str(self.tokenizer.apply_chat_template(messages, tokenize=False))
         return f"{question}\n{body}"
 
     def step_scores(self, question: str, solutions: Sequence[str]) -> tuple[list[list[float]], int]:
