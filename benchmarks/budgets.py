@@ -76,7 +76,7 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
             steps=steps,
             workflows=workflows,
             statics=statics,
-            calibration=bundle.calibration,
+            calibration=bundle.calibration_,
             success_share=share,
         )
         label_multiples(rows, multiples)
@@ -100,7 +100,7 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
             steps=steps,
             workflows=workflows,
             managers=("paced",),
-            calibration=bundle.calibration,
+            calibration=bundle.calibration_,
             success_share=0.75,
         )
         label_multiples(rows, multiples)

@@ -86,7 +86,7 @@ def run(name: str, bootstrap: int, folds: int) -> dict:
     bundle = fitted_bundle(traces)
     table = TraceTable.from_records(read_traces(traces), bundle.specs)
     held = bundle.held_out(table)
-    trained = bundle.train_ids
+    trained = bundle.train_ids_
     pred = bundle.predict(held.prompts, held.prompt_tokens)
     result = replay(held, pred, bootstrap=bootstrap)
     IMG.mkdir(parents=True, exist_ok=True)

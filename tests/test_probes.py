@@ -60,8 +60,11 @@ def test_accuracy_probe_learns_a_calibrated_probability():
     probe = AccuracyProbe().fit(X[idx], y)
     p = probe.predict_proba(X[idx])[:, 1]
     assert auroc(y, p) > 0.8 and ece(y, p) < 0.1
+    assert np.allclose(probe.predict_right(X[idx]), p)
     one_class = AccuracyProbe().fit(X[idx], np.ones_like(y))
-    assert np.allclose(one_class.predict_proba(X[:3])[:, 1], 1.0)
+    assert np.allclose(one_class.predict_right(X[:3]), 1.0) and list(one_class.classes_) == [1]
+    never_right = AccuracyProbe().fit(X[idx], np.zeros_like(y))
+    assert np.allclose(never_right.predict_right(X[:3]), 0.0)
 
 
 def test_token_regressor_median_and_quantile():
@@ -142,9 +145,9 @@ def test_bundle_fits_predicts_and_round_trips(tmp_path):
     again = ProbeBundle.load(
         tmp_path / "b", menu=MENU, features=FeatureSet([TextStats()]), fingerprint={"weights": "w1"}
     )
-    assert again.train_ids == [table.ids[i] for i in train], "the bundle remembers what it was trained on"
-    assert again.calibration.accuracy.shape == (len(train), 2)
-    assert np.allclose(again.calibration.tokens, bundle.calibration.tokens)
+    assert again.train_ids_ == [table.ids[i] for i in train], "the bundle remembers what it was trained on"
+    assert again.calibration_.accuracy.shape == (len(train), 2)
+    assert np.allclose(again.calibration_.tokens, bundle.calibration_.tokens)
     assert np.allclose(again.predict(prompts, [40, 40]).accuracy, pred.accuracy)
 
 
@@ -182,20 +185,20 @@ def test_linear_heads_give_the_estimators_predictions(tmp_path, calibrate, laten
     records = relabel(records) if relabel else records
     lat = LatencyModel.fit(LATENCY_ROWS) if latency else None
     bundle = ProbeBundle(MENU, FeatureSet([TextStats()]), latency=lat, calibrate=calibrate).fit(records)
-    assert bundle.linear is not None, "the default predictors fold into one matrix"
+    assert bundle.linear_ is not None, "the default predictors fold into one matrix"
     table = TraceTable.from_records(synthetic_traces(seed=3), MENU.specs)
     X, tokens = bundle.features.transform(table.prompts), table.prompt_tokens + np.arange(len(table.ids))
     fast = bundle.predict_features(X, tokens)
-    linear, bundle.linear = bundle.linear, None  # the estimator-by-estimator path
+    linear, bundle.linear_ = bundle.linear_, None  # the estimator-by-estimator path
     each = bundle.predict_features(X, tokens)
-    bundle.linear = linear
+    bundle.linear_ = linear
     for field in ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds"):
         assert np.allclose(getattr(fast, field), getattr(each, field), rtol=1e-9, atol=1e-9), field
     if relabel:
         assert np.allclose(fast.accuracy[:, 0], 1.0)
     bundle.save(tmp_path / "b")
     again = ProbeBundle.load(tmp_path / "b")
-    assert again.linear is not None
+    assert again.linear_ is not None
     assert np.allclose(again.predict_features(X, tokens).accuracy, fast.accuracy)
 
 
@@ -209,9 +212,9 @@ def test_a_non_linear_probe_keeps_the_estimator_path():
     X = bundle.features.transform(table.prompts)
     idx, y = table.run_rows("greedy")
     forest = AccuracyProbe(estimator=RandomForestClassifier(n_estimators=5, random_state=0), calibrate=False)
-    bundle.models["greedy"]["accuracy"] = forest.fit(X[idx], y)
-    bundle.linear = LinearHeads.compile(bundle.specs, bundle.models)
-    assert bundle.linear is None
+    bundle.models_["greedy"]["accuracy"] = forest.fit(X[idx], y)
+    bundle.linear_ = LinearHeads.compile(bundle.specs, bundle.models_)
+    assert bundle.linear_ is None
     pred = bundle.predict_features(X, table.prompt_tokens)
     assert np.allclose(pred.accuracy[:, 0], forest.predict_proba(X)[:, 1])
 
@@ -278,9 +281,9 @@ def test_a_bundle_takes_another_accuracy_estimator_and_loads_it_only_when_truste
     table = TraceTable.from_records(synthetic_traces(), MENU.specs)
     forest = HistGradientBoostingClassifier(max_iter=20, random_state=0)
     bundle = ProbeBundle(MENU, FeatureSet([TextStats()]), accuracy_estimator=forest).fit(table)
-    probe = bundle.models["greedy"]["accuracy"].model_
+    probe = bundle.models_["greedy"]["accuracy"].model_
     assert "HistGradientBoosting" in repr(getattr(probe, "calibrated_classifiers_", [probe])[0].estimator)
-    assert bundle.linear is None, "a non-linear probe predicts estimator by estimator"
+    assert bundle.linear_ is None, "a non-linear probe predicts estimator by estimator"
     assert not hasattr(forest, "n_iter_"), "the estimator passed in is cloned, not fitted"
     bundle.save(tmp_path)
     with pytest.raises(ProbeMismatchError, match="TreePredictor.*trusted="):

@@ -29,7 +29,7 @@ def test_managers_never_overrun_and_the_oracle_is_a_ceiling():
     bundle, table, pred = held_out()
     budgets = [WorkflowBudget(max_tokens=t) for t in (250, 400, 700)]
     rows = simulate(
-        table, pred, budgets, steps=3, workflows=400, statics=list(MENU.specs), calibration=bundle.calibration,
+        table, pred, budgets, steps=3, workflows=400, statics=list(MENU.specs), calibration=bundle.calibration_,
         progress=False,
     )  # fmt: skip
     by = {(r["allocation"], r["max_tokens"]): r for r in rows}
@@ -45,7 +45,7 @@ def test_managers_never_overrun_and_the_oracle_is_a_ceiling():
     # A lower feasibility quantile keeps back less: the ceiling spends more, still within budget.
     loose = simulate(
         table, pred, [WorkflowBudget(max_tokens=400, quantile=0.5)], steps=3, workflows=400, managers=("paced",),
-        calibration=bundle.calibration, progress=False,
+        calibration=bundle.calibration_, progress=False,
     )  # fmt: skip
     ceiling = next(r for r in loose if r["allocation"] == "spend_ceiling")
     assert ceiling["violations"] == 0 and ceiling["tokens"] > by[("spend_ceiling", 400)]["tokens"]

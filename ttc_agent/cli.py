@@ -409,7 +409,7 @@ def simulate(
             workflows=workflows,
             managers=[m.strip() for m in managers.split(",") if m.strip()],
             statics=statics,
-            calibration=bundle.calibration,
+            calibration=bundle.calibration_,
             success_share=success_share,
             seed=seed,
         )

@@ -217,7 +217,7 @@ class TTCNode:
         return limits
 
     def _calibrate(self, limits: CallLimits, key: str, target: float) -> CallLimits:
-        if self.probes.calibration is None:
+        if self.probes.calibration_ is None:
             raise InvalidRequestError(
                 f"{key} needs calibration data, and this probe bundle has none; set lambdas instead"
             )
@@ -230,9 +230,9 @@ class TTCNode:
                 self._calibrated.pop(next(iter(self._calibrated)))
             policy = UtilityPolicy(limits.lambda_tokens, limits.lambda_seconds)
             found = (
-                policy.calibrate(self.probes.calibration, target_mean_tokens=target)
+                policy.calibrate(self.probes.calibration_, target_mean_tokens=target)
                 if price == "lambda_tokens"
-                else policy.calibrate(self.probes.calibration, target_mean_seconds=target)
+                else policy.calibrate(self.probes.calibration_, target_mean_seconds=target)
             ).limits
             self._calibrated[(key, target, other)] = getattr(found, price)
         return replace(limits, **{price: self._calibrated[(key, target, other)]})
@@ -293,7 +293,7 @@ class TTCNode:
                 predictions=pred,
                 decide=lambda lim: self.policy.decide(pred, lim, allowed)[0],
                 user_limits=limits,
-                calibration=self.probes.calibration,
+                calibration=self.probes.calibration_,
                 remaining_steps=steps if isinstance(steps, int) else None,
                 grant=grant,
             )

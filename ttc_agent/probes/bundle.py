@@ -215,11 +215,11 @@ class ProbeBundle:
             calibrate,
         )
         self.accuracy_estimator = accuracy_estimator
-        self.models: dict[str, dict[str, Any]] = {}
-        self.seconds_scale: dict[str, float] = {}
-        self.train_ids: list[str] = []
-        self.calibration: Predictions | None = None
-        self.linear: LinearHeads | None = None
+        self.models_: dict[str, dict[str, Any]] = {}
+        self.seconds_scale_: dict[str, float] = {}
+        self.train_ids_: list[str] = []
+        self.calibration_: Predictions | None = None
+        self.linear_: LinearHeads | None = None
 
     @property
     def specs(self) -> tuple[str, ...]:
@@ -233,7 +233,7 @@ class ProbeBundle:
 
     def fit_features(self, X: np.ndarray, table: TraceTable) -> ProbeBundle:
         """Fit on precomputed features ``X`` (one row per problem of ``table``)."""
-        self.train_ids = list(table.ids)
+        self.train_ids_ = list(table.ids)
         for spec in self.specs:
             idx, y = table.run_rows(spec)
             models = {
@@ -255,17 +255,17 @@ class ProbeBundle:
                     table.mean(spec, "completion_tokens"),
                     table.mean(spec, "rounds"),
                 )
-                self.seconds_scale[spec] = float(np.median(table.mean(spec, "seconds") / np.maximum(modelled, 1e-6)))
-            self.models[spec] = models
-        self.linear = LinearHeads.compile(self.specs, self.models)
+                self.seconds_scale_[spec] = float(np.median(table.mean(spec, "seconds") / np.maximum(modelled, 1e-6)))
+            self.models_[spec] = models
+        self.linear_ = LinearHeads.compile(self.specs, self.models_)
         # Predictions on the training problems: what `UtilityPolicy.calibrate` turns a target
         # mean cost into lambdas with.
-        self.calibration = self.predict_features(X, table.prompt_tokens)
+        self.calibration_ = self.predict_features(X, table.prompt_tokens)
         return self
 
     def held_out(self, table: TraceTable) -> TraceTable:
         """The problems of ``table`` this bundle was not trained on."""
-        trained = set(self.train_ids)
+        trained = set(self.train_ids_)
         return table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
 
     def predict(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Predictions:
@@ -278,13 +278,13 @@ class ProbeBundle:
         Linear predictors (the default) are evaluated as one matrix product (`LinearHeads`);
         others estimator by estimator.
         """
-        if not self.models:
+        if not self.models_:
             raise InvalidRequestError("this ProbeBundle is not fitted: call fit() or ProbeBundle.load()")
-        out = self._heads_each(X) if self.linear is None else self.linear.predict(X)
+        out = self._heads_each(X) if self.linear_ is None else self.linear_.predict(X)
         out["rounds"] = np.maximum(out["rounds"], 1)
         if self.latency is not None:
             sizes = np.array([batch_size(s) for s in self.specs], dtype=float)
-            scale = np.array([self.seconds_scale[s] for s in self.specs])
+            scale = np.array([self.seconds_scale_[s] for s in self.specs])
             p = np.asarray(prompt_tokens, dtype=float).reshape(-1, 1)
             out["seconds"] = scale * self.latency.seconds(p, sizes, out["completion_tokens"], out["rounds"])
         return Predictions(self.specs, **{k: out[k] for k in Predictions.FIELDS})
@@ -292,11 +292,11 @@ class ProbeBundle:
     def _heads_each(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """What `LinearHeads.predict` gives, estimator by estimator (queries x strategies each)."""
         heads = ("tokens", "completion_tokens", "rounds") + (("seconds",) if self.latency is None else ())
-        out = {h: np.column_stack([self.models[s][h].predict(X) for s in self.specs]) for h in heads}
+        out = {h: np.column_stack([self.models_[s][h].predict(X) for s in self.specs]) for h in heads}
         out["tokens_q90"] = np.column_stack(
-            [self.models[s]["tokens"].predict_quantile(X, TOKENS_QUANTILE) for s in self.specs]
+            [self.models_[s]["tokens"].predict_quantile(X, TOKENS_QUANTILE) for s in self.specs]
         )
-        out["accuracy"] = np.column_stack([self.models[s]["accuracy"].predict_proba(X)[:, 1] for s in self.specs])
+        out["accuracy"] = np.column_stack([self.models_[s]["accuracy"].predict_right(X) for s in self.specs])
         return out
 
     # -- persistence ----------------------------------------------------------------------
@@ -310,7 +310,7 @@ class ProbeBundle:
         files: dict[str, dict[str, str]] = {}
         for i, spec in enumerate(self.specs):
             files[spec] = {}
-            for name, model in self.models[spec].items():
+            for name, model in self.models_[spec].items():
                 fname = f"s{i}-{name}.skops"
                 sio.dump(model, out / fname)
                 files[spec][name] = fname
@@ -322,14 +322,14 @@ class ProbeBundle:
             "latency": None
             if self.latency is None
             else {"weights": self.latency.weights, "backend": self.latency.backend},
-            "seconds_scale": self.seconds_scale,
-            "train_ids": self.train_ids,
+            "seconds_scale": self.seconds_scale_,
+            "train_ids": self.train_ids_,
             "files": files,
             "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops", "numpy")},
         }
         (out / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if self.calibration is not None:
-            arrays = {k: getattr(self.calibration, k) for k in Predictions.FIELDS}
+        if self.calibration_ is not None:
+            arrays = {k: getattr(self.calibration_, k) for k in Predictions.FIELDS}
             np.savez(out / "calibration.npz", **arrays)
         return out
 
@@ -386,11 +386,11 @@ class ProbeBundle:
             latency=latency,
             fingerprint=meta.get("fingerprint"),
         )
-        bundle.seconds_scale = {k: float(v) for k, v in meta["seconds_scale"].items()}
-        bundle.train_ids = list(meta.get("train_ids", []))
+        bundle.seconds_scale_ = {k: float(v) for k, v in meta["seconds_scale"].items()}
+        bundle.train_ids_ = list(meta.get("train_ids", []))
         allowed = [*_TRUSTED, *trusted]
         for spec, files in meta["files"].items():
-            bundle.models[spec] = {}
+            bundle.models_[spec] = {}
             for name, fname in files.items():
                 file = root / fname
                 untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in allowed]
@@ -399,9 +399,9 @@ class ProbeBundle:
                         f"{file} contains types outside the trusted list: {untrusted} "
                         "(pass them as trusted= only if you made this bundle)"
                     )
-                bundle.models[spec][name] = sio.load(file, trusted=allowed)
-        bundle.linear = LinearHeads.compile(bundle.specs, bundle.models)
+                bundle.models_[spec][name] = sio.load(file, trusted=allowed)
+        bundle.linear_ = LinearHeads.compile(bundle.specs, bundle.models_)
         if (root / "calibration.npz").is_file():
             with np.load(root / "calibration.npz", allow_pickle=False) as arrays:
-                bundle.calibration = Predictions(bundle.specs, **{k: arrays[k] for k in Predictions.FIELDS})
+                bundle.calibration_ = Predictions(bundle.specs, **{k: arrays[k] for k in Predictions.FIELDS})
         return bundle

@@ -57,7 +57,11 @@ class _Classifier:
 def _classifier(probe: Any) -> _Classifier | None:
     model = getattr(probe, "model_", None)
     if isinstance(model, DummyClassifier):
-        return _Classifier([], [], [], constant=1.0 if list(model.classes_) == [1] else 0.0)
+        labels = list(getattr(probe, "classes_", ()))
+        # One label seen: P(right) is 1 when it was 1. (Probes saved before 0.2 list both labels
+        # and fitted the dummy on the raw label.)
+        only = labels[0] if len(labels) == 1 else model.classes_[0]
+        return _Classifier([], [], [], constant=1.0 if only == 1 else 0.0)
     if isinstance(model, CalibratedClassifierCV):
         if model.method != "sigmoid" or list(model.classes_) != [0, 1]:
             return None

@@ -163,7 +163,7 @@ class LearnedVerifier(BaseVerifier):
         started = time.perf_counter()
         X, tokens = self.features(question, solutions)
         return Scores(
-            tuple(float(p) for p in self.probe.predict_proba(X)[:, 1]),
+            tuple(float(p) for p in self.probe.predict_right(X)),
             tokens=tokens,
             seconds=time.perf_counter() - started,
         )
