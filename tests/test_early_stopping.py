@@ -86,12 +86,12 @@ def test_token_cap_cuts_rounds_short_with_exact_spend():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"max_n": 4, "batch": 8}, "batch <= max_n"),
-        ({"threshold": 0.5}, r"threshold in \(0.5, 1\)"),
-        ({"threshold": 1.0}, r"threshold in \(0.5, 1\)"),
+        ({"max_n": 4, "batch": 8}, r"batch must be an integer in \[1, 4\]"),
+        ({"threshold": 0.5}, r"threshold must be a finite number in \(0.5, 1\)"),
+        ({"threshold": 1.0}, r"threshold must be a finite number in \(0.5, 1\)"),
         ({"threshold": "high"}, "threshold"),
-        ({"max_n": 0}, "max_n >= 1"),
-        ({"batch": True}, "batch >= 1"),
+        ({"max_n": 0}, "max_n must be an integer >= 1"),
+        ({"batch": True}, "batch must be an integer"),
         ({"temperature": 0.0}, "temperature > 0"),
     ],
 )

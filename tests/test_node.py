@@ -49,7 +49,7 @@ def test_settings_are_checked_before_any_generation():
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lamda_tokens": 1}}})
     with pytest.raises(InvalidRequestError, match="lambda_tokens"):
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": -1}}})
-    with pytest.raises(InvalidRequestError, match="quantile must be a number in"):
+    with pytest.raises(InvalidRequestError, match="quantile must be a finite number in"):
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"quantile": 0.2}}})
     with pytest.raises(InvalidRequestError, match="no messages"):
         app.invoke({"messages": []})

@@ -102,7 +102,7 @@ def test_static_and_oracle():
         ({"lambda_seconds": math.nan}, "lambda_seconds"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_seconds": math.inf}, "max_seconds"),
-        ({"quantile": 0.4}, "quantile must be a number in \\[0.5, 1\\), got 0.4"),
+        ({"quantile": 0.4}, "quantile must be a finite number in \\[0.5, 1\\), got 0.4"),
         ({"quantile": 1.0}, "quantile"),
         ({"quantile": "high"}, "quantile"),
     ],

@@ -96,4 +96,4 @@ def test_simulate_command_writes_json_and_plots(tmp_path):
         ["simulate", "--traces", str(traces), "--probes", str(tmp_path / "probes"), "--budget-tokens", "300",
          "--quantile", "0.3"],
     )  # fmt: skip
-    assert bad.exit_code != 0 and "quantile must be a number in [0.5, 1), got 0.3" in bad.output
+    assert bad.exit_code != 0 and "quantile must be a finite number in [0.5, 1), got 0.3" in bad.output

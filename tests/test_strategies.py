@@ -143,7 +143,7 @@ def test_spec_round_trips(spec, expected):
 @pytest.mark.parametrize(
     ("spec", "needle"),
     [
-        ("best_of_n(0)", "n >= 1"),
+        ("best_of_n(0)", "n must be an integer >= 1, got 0"),
         ("best_of_n(8, select=vibes)", "vibes"),
         ("beam(width=0)", "width"),
         ("beam(expand=-2)", "expand"),

@@ -26,27 +26,24 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
 from ttc_agent.records import CandidateRecord, DecisionRecord, LimitsRecord
+from ttc_agent.validation import NON_NEGATIVE, POSITIVE, Interval, check_param
+
+#: A feasibility quantile: in [0.5, 1).
+QUANTILE = Interval(float, 0.5, 1, closed="left")
 
 
 def _check_price(name: str, value: Any) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise InvalidRequestError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return float(check_param(name, value, NON_NEGATIVE))
 
 
-def check_quantile(value: Any, error: type[Exception] = InvalidRequestError) -> float:
+def check_quantile(value: Any, error: type[InvalidRequestError] = InvalidRequestError) -> float:
     """A feasibility quantile: a number in [0.5, 1) (raises ``error`` naming a bad value)."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.5 <= value < 1:
-        raise error(f"quantile must be a number in [0.5, 1), got {value!r}")
-    return float(value)
+    return float(check_param("quantile", value, QUANTILE, error=error))
 
 
 def _check_cap(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        raise InvalidRequestError(f"{name} must be a finite number > 0 or None, got {value!r}")
-    return float(value)
+    checked = check_param(name, value, POSITIVE, allow_none=True)
+    return None if checked is None else float(checked)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.validation import Interval, check_param
 
 Message: TypeAlias = Mapping[str, str]
 Prompt: TypeAlias = str | Sequence[Message]
@@ -79,8 +80,7 @@ def _finite(x: object) -> bool:
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InvalidRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    check_param(name, value, Interval(int, minimum, None))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -13,6 +12,7 @@ from ttc_agent.errors import InvalidRequestError, TTCError
 from ttc_agent.policy import check_quantile
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
 from ttc_agent.records import ExhaustedRecord
+from ttc_agent.validation import POSITIVE, Interval, check_param
 
 if TYPE_CHECKING:
     from ttc_agent.strategies import Cost
@@ -81,10 +81,7 @@ class BudgetExhaustedError(TTCError):
 def _check_limit(name: str, value: Any, integer: bool) -> Any:
     if value is None:
         return None
-    kind = int if integer else (int, float)
-    if not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-        what = "an integer" if integer else "a finite number"
-        raise BudgetError(f"{name} must be {what} > 0 or None, got {value!r}")
+    check_param(name, value, Interval(int, 0, None, "right") if integer else POSITIVE, error=BudgetError)
     return value if integer else float(value)
 
 

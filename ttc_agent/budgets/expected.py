@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ttc_agent.budgets.budget import BudgetError
+from ttc_agent.validation import POSITIVE_INT, check_param
 
 
 class CallHistory:
@@ -27,8 +28,7 @@ class CallHistory:
     """
 
     def __init__(self, path: str | Path | None = None, *, default: int = 4, window: int = 200) -> None:
-        if not isinstance(default, int) or isinstance(default, bool) or default < 1:
-            raise BudgetError(f"default must be an integer >= 1, got {default!r}")
+        check_param("default", default, POSITIVE_INT, owner="CallHistory", error=BudgetError)
         self.path, self.default, self.window = (Path(path) if path else None), default, window
         self._runs: OrderedDict[str, dict[str, int]] = OrderedDict()
         self._lock = threading.Lock()

@@ -26,6 +26,7 @@ from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.policy import CallLimits, UtilityPolicy
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
+from ttc_agent.validation import NON_NEGATIVE, POSITIVE, check_param
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,7 @@ def _limits(
         return None if x is None else max(x, 1e-9)
 
     for name, lam in (("lambda_tokens", lam_t), ("lambda_seconds", lam_s)):
-        if not math.isfinite(lam) or lam < 0:
-            raise BudgetError(f"a budget manager returned {name}={lam!r}; prices must be finite and >= 0")
+        check_param(name, lam, NON_NEGATIVE, owner="a budget manager's price", error=BudgetError)
     return CallLimits(lam_t, lam_s, pos(cap_t), pos(cap_s), quantile)
 
 
@@ -151,8 +151,7 @@ class Paced:
 
     def __init__(self, step: float = 0.5, floor: float = 1e-3, ceiling: float = 1e3) -> None:
         for n, v in (("step", step), ("floor", floor), ("ceiling", ceiling)):
-            if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-                raise BudgetError(f"Paced {n} must be a finite number > 0, got {v!r}")
+            check_param(n, v, POSITIVE, owner="Paced", error=BudgetError)
         if floor >= ceiling:
             raise BudgetError(f"Paced floor ({floor}) must be below ceiling ({ceiling})")
         self.step, self.floor, self.ceiling = float(step), float(floor), float(ceiling)

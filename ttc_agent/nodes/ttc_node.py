@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations` here: LangGraph injects `config` into a node by
 # its annotation, which must be the real `RunnableConfig | None`, not a string.
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +28,7 @@ from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
 from ttc_agent.records import DecisionRecord, FeaturesRecord
 from ttc_agent.strategies import Cost, Outcome, Query, Strategy
 from ttc_agent.tracing import JsonlTraceSink, aemit, decision_record, emit, features_digest
+from ttc_agent.validation import NON_NEGATIVE, POSITIVE, check_param
 from ttc_agent.verifiers import VerifierLike, as_verifier
 
 SETTINGS = (
@@ -206,13 +206,7 @@ class TTCNode:
         limits = CallLimits(**values)
         if targets:
             ((key, target),) = targets.items()
-            if (
-                not isinstance(target, int | float)
-                or isinstance(target, bool)
-                or not math.isfinite(target)
-                or target <= 0
-            ):
-                raise InvalidRequestError(f"{key} must be a finite number > 0, got {target!r}")
+            check_param(key, target, POSITIVE)
             limits = self._calibrate(limits, key, float(target))
         return limits
 
@@ -529,8 +523,7 @@ def parse_grant(answer: object) -> Grant | None:
         raise BudgetError(f"resume an exhausted budget with {{'tokens': N, 'seconds': S}} or False, got {answer!r}")
     tokens, seconds = answer.get("tokens", 0), answer.get("seconds", 0.0)
     for name, value in (("tokens", tokens), ("seconds", seconds)):
-        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-            raise BudgetError(f"a budget grant's {name} must be a finite number >= 0, got {value!r}")
+        check_param(name, value, NON_NEGATIVE, owner="a budget grant", error=BudgetError)
     if not tokens and not seconds:
         return None
     return Grant(int(tokens), float(seconds))

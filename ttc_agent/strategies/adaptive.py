@@ -21,6 +21,7 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, Strategy
 from ttc_agent.strategies.best_of_n import sampled_candidates
 from ttc_agent.strategies.selection import majority
+from ttc_agent.validation import POSITIVE_INT, Interval, check_param
 
 #: Seed offset between rounds, so each round draws fresh samples when a seed is set.
 _ROUND_SEED_STEP = 7919
@@ -54,13 +55,9 @@ class AdaptiveSC(Strategy):
     """
 
     def __init__(self, max_n: int = 16, batch: int = 4, threshold: float = 0.95, **kwargs: Any) -> None:
-        for name, value in (("max_n", max_n), ("batch", batch)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidRequestError(f"adaptive_sc needs {name} >= 1, got {value!r}")
-        if batch > max_n:
-            raise InvalidRequestError(f"adaptive_sc needs batch <= max_n, got batch={batch} > max_n={max_n}")
-        if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0.5 < threshold < 1:
-            raise InvalidRequestError(f"adaptive_sc needs a threshold in (0.5, 1), got {threshold!r}")
+        check_param("max_n", max_n, POSITIVE_INT, owner="adaptive_sc")
+        check_param("batch", batch, Interval(int, 1, max_n), owner="adaptive_sc")
+        check_param("threshold", threshold, Interval(float, 0.5, 1, closed="neither"), owner="adaptive_sc")
         super().__init__(**kwargs)
         if self.sampling.temperature == 0:
             raise InvalidRequestError("adaptive_sc needs temperature > 0 to draw different samples")

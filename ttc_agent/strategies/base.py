@@ -18,6 +18,7 @@ from ttc_agent.answers import extract_answer
 from ttc_agent.backends.base import Backend, Generation, Prompt, SamplingParams, normalize_prompts
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.records import CostRecord
+from ttc_agent.validation import POSITIVE_INT, check_param
 from ttc_agent.verifiers import LogprobVerifier, Verifier, as_verifier, check_scores
 from ttc_agent.verifiers.base import Scores
 
@@ -321,8 +322,7 @@ class _Driver:
     """One run's meter, deadline and total-token cap."""
 
     def __init__(self, spec: str, params: SamplingParams, verifier: Any, backend: Backend, cap: int | None) -> None:
-        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-            raise InvalidRequestError(f"max_total_tokens must be an integer >= 1 or None, got {cap!r}")
+        check_param("max_total_tokens", cap, POSITIVE_INT, allow_none=True)
         self.spec, self.params, self.backend, self.cap = spec, params, backend, cap
         # A verifier that runs a model reads every solution again: reserve as much again.
         self.share = 2 if verifier is not None and getattr(verifier, "reads_tokens", True) else 1

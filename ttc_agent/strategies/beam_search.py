@@ -7,6 +7,7 @@ from typing import Any
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, ScoreCall, Strategy
+from ttc_agent.validation import POSITIVE_INT, check_param
 
 _STEP_TOKENS = 96  # the default cap on one step's tokens
 
@@ -51,8 +52,7 @@ class BeamSearch(Strategy):
             ("max_steps", max_steps),
             ("max_step_tokens", max_step_tokens),
         ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InvalidRequestError(f"beam search needs {name} >= 1, got {value!r}")
+            check_param(name, value, POSITIVE_INT, owner="beam search")
         if not isinstance(step_delimiter, str) or not step_delimiter:
             raise InvalidRequestError(f"step_delimiter must be a non-empty string, got {step_delimiter!r}")
         super().__init__(**kwargs)

@@ -9,6 +9,7 @@ from ttc_agent.backends.base import Completion
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, ScoreCall, Strategy
 from ttc_agent.strategies.selection import SELECTIONS, confidence, select
+from ttc_agent.validation import POSITIVE_INT, Interval, check_param
 from ttc_agent.verifiers import Verifier
 from ttc_agent.verifiers.base import Scores
 
@@ -31,16 +32,12 @@ class BestOfN(Strategy):
     uses_verifier = True
 
     def __init__(self, n: int = 8, select: str = "majority", keep: float = 0.5, **kwargs: Any) -> None:
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise InvalidRequestError(f"best_of_n needs n >= 1, got {n!r}")
+        check_param("n", n, POSITIVE_INT, owner="best_of_n")
         if isinstance(select, str) and select.startswith("verifier:"):
             select, kwargs["verifier"] = "verifier", "learned:" + select.split(":", 1)[1]
         if select not in SELECTIONS:
             raise InvalidRequestError(f"unknown selection {select!r}; expected one of {list(SELECTIONS)}")
-        if select == "confident_majority" and not (
-            isinstance(keep, int | float) and not isinstance(keep, bool) and 0 < keep <= 1
-        ):
-            raise InvalidRequestError(f"confident_majority needs 0 < keep <= 1, got keep={keep!r}")
+        check_param("keep", keep, Interval(float, 0, 1, closed="right"), owner="best_of_n")
         super().__init__(**kwargs)
         if n > 1 and self.sampling.temperature == 0:
             raise InvalidRequestError(f"best_of_n({n}) needs temperature > 0 to draw different samples")
