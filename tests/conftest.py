@@ -16,6 +16,8 @@ import pytest
 # Tests never reach a model hub: every model is a local folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# GSM8K and MATH-500: the shared data folder beside the checkout, unless set.
+os.environ.setdefault("TTC_AGENT_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 CHAT = [{"role": "user", "content": "What is 23 + 19? Answer with a number."}]
 

@@ -12,12 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 import pytest
-from fakes import ScriptedBackend, texts
+from fakes import ScriptedBackend, bundle_for, texts
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, Send
-from test_node import bundle_for
 
 from ttc_agent.budgets import (
     BudgetError,

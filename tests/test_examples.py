@@ -4,8 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fakes import ScriptedBackend
-from test_node import bundle_for
+from fakes import ScriptedBackend, bundle_for
 
 from ttc_agent.backends.base import Completion
 from ttc_agent.nodes import TTCContext, TTCNode

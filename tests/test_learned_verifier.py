@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from fakes import ScriptedBackend, texts
-from test_prm_verifier import make_tiny_prm
+from fakes import ScriptedBackend, make_tiny_prm, texts
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies import parse_strategy

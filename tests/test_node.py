@@ -4,26 +4,18 @@ import asyncio
 import json
 
 import pytest
-from fakes import ScriptedBackend, texts
+from fakes import ScriptedBackend, bundle_for, texts
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import START, MessagesState, StateGraph
-from test_probes import synthetic_traces
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import TTCNode
-from ttc_agent.probes import FeatureSet, ProbeBundle, ProbeMismatchError, TextStats
+from ttc_agent.probes import ProbeMismatchError
 
 MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 24})
 HARD = [HumanMessage("What is 345 + 678?")]
-
-
-def bundle_for(fingerprint):
-    """Probes trained on synthetic traces where best-of-4 helps on hard sums."""
-    return ProbeBundle(MENU, FeatureSet([TextStats()]), fingerprint=fingerprint).fit(
-        synthetic_traces(gain_easy=0.0, gain_hard=0.3)
-    )
 
 
 def graph(node, async_=False):

@@ -8,10 +8,10 @@ import sys
 import textwrap
 
 import pytest
+from fakes import bundle_for
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
-from test_node import bundle_for
 
 from ttc_agent.nodes import TTCNode
 

@@ -1,29 +1,12 @@
 """PRMVerifier plumbing on tiny randomly initialised models of the right classes."""
 
 import pytest
+from fakes import make_tiny_prm
 
 from ttc_agent.errors import ModelLoadError
 from ttc_agent.verifiers import PRMVerifier, VerifierError
 
 SOLUTION = "Step one: 3 + 4 = 7.\n\nStep two: 7 * 2 = 14.\n\nThe answer is 14."
-
-
-def make_tiny_prm(embedded_dir, out, kind):
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForTokenClassification
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(embedded_dir)
-    tok.add_special_tokens({"additional_special_tokens": ["<extra_0>", "ки"]})
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
-        pad_token_id=tok.pad_token_id, num_labels={"qwen": 2, "value-head": 1}.get(kind, 2),
-    )  # fmt: skip
-    model = LlamaForCausalLM(config) if kind == "math-shepherd" else LlamaForTokenClassification(config)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="module", params=["qwen", "math-shepherd", "value-head"])

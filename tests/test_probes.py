@@ -1,10 +1,10 @@
 """Features, predictors, latency model and probe bundles on synthetic traces."""
 
 import json
-import random
 
 import numpy as np
 import pytest
+from fakes import MENU, synthetic_traces
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
@@ -21,29 +21,6 @@ from ttc_agent.probes import (
 )
 from ttc_agent.probes.evaluate import evaluate
 from ttc_agent.probes.metrics import auroc, ece, mape
-
-MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 64})
-
-
-def synthetic_traces(n=120, repeats=2, seed=0, gain_easy=0.05, gain_hard=0.05):
-    """Easy (one-digit) and hard (three-digit) sums; best-of-4 costs 4x and gains a little."""
-    rng = random.Random(seed)
-    records = []
-    for i in range(n):
-        hard = i % 2 == 1
-        a, b = (rng.randint(100, 999), rng.randint(100, 999)) if hard else (rng.randint(1, 9), rng.randint(1, 9))
-        for spec in MENU.specs:
-            k = 4 if spec.startswith("best") else 1
-            for r in range(repeats):
-                completion = k * (30 if hard else 10) * rng.uniform(0.85, 1.15)
-                records.append({
-                    "problem_id": f"p{i}", "strategy": spec, "repeat": r,
-                    "messages": [{"role": "user", "content": f"What is {a} + {b}?"}],
-                    "correct": rng.random() < (0.15 if hard else 0.9) + (k == 4) * (gain_hard if hard else gain_easy),
-                    "prompt_tokens": 40, "completion_tokens": completion, "total_tokens": 40 + completion,
-                    "rounds": 1, "seconds": 0.05 + 0.07 * (completion / k) * (1 + 0.1 * k),
-                })  # fmt: skip
-    return records
 
 
 def test_text_stats_are_cheap_and_informative():

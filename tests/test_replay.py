@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from test_probes import MENU, synthetic_traces
+from fakes import MENU, synthetic_traces
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.replay import Outcomes, plot, replay

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_probes import MENU, synthetic_traces
+from fakes import MENU, synthetic_traces
 from typer.testing import CliRunner
 
 from ttc_agent.budgets import BudgetError, WorkflowBudget

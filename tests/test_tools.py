@@ -1,11 +1,10 @@
 """Tool calling: the call format, votes over calls, forced tool choice, and a real agent."""
 
 import pytest
-from fakes import ScriptedBackend
+from fakes import ScriptedBackend, bundle_for
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
-from test_node import bundle_for
 
 from ttc_agent.backends.base import Completion
 from ttc_agent.errors import InvalidRequestError
@@ -76,7 +75,7 @@ def test_best_of_n_votes_over_normalised_tool_calls_and_never_beams():
     from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
 
     menu = Menu(("greedy", "best_of_n(4, select=majority)", "beam(width=2, expand=2, max_steps=2)"), {"max_tokens": 24})
-    from test_probes import synthetic_traces
+    from fakes import synthetic_traces
 
     records = synthetic_traces(gain_easy=0.0, gain_hard=0.3)
     records += [{**r, "strategy": menu.specs[2], "correct": True} for r in records if r["strategy"] == "greedy"]

@@ -146,7 +146,11 @@ def run(
         str, typer.Option(help="Strategy spec, e.g. 'best_of_n(8, select=majority)' or 'beam(width=2, expand=2)'.")
     ] = "greedy",
     verifier: Annotated[
-        str | None, typer.Option(help="'logprob', 'logprob:min' or 'judge' (default: the strategy's own).")
+        str | None,
+        typer.Option(
+            help="'logprob', 'logprob:min', 'judge' or 'learned:FOLDER' (a `ttc-agent train-verifier` output; "
+            "default: the strategy's own)."
+        ),
     ] = None,
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
@@ -157,11 +161,11 @@ def run(
     from ttc_agent.strategies import parse_strategy
 
     try:
-        s = (
-            parse_strategy(strategy, max_tokens=max_tokens, seed=seed)
-            if strategy != "greedy"
-            else parse_strategy(strategy, max_tokens=max_tokens)
-        )
+        s = parse_strategy(strategy, max_tokens=max_tokens)
+        if seed is not None and s.deterministic:
+            console.print(f"[yellow]note:[/yellow] {s.spec} decodes at temperature 0, so --seed {seed} has no effect")
+        elif seed is not None:
+            s = parse_strategy(strategy, max_tokens=max_tokens, seed=seed)
         b = _backend(backend, model)
         with console.status(f"running {s.spec}..."):
             outcome = s.run(question, b, verifier)
@@ -193,6 +197,9 @@ def collect(
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
     limit: Annotated[int | None, typer.Option(help="Use the first N problems.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Folder holding gsm8k/ and math500/ (default: $TTC_AGENT_DATA).")
+    ] = None,
     per_level: Annotated[int, typer.Option(help="Arithmetic questions per level.")] = 20,
     levels: Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")] = "1,2,3",
     seed: Annotated[int, typer.Option(help="Arithmetic question seed.")] = 0,
@@ -218,7 +225,7 @@ def collect(
             if dataset == "arithmetic"
             else {}
         )
-        problems = load_dataset(dataset, limit, **kwargs)
+        problems = load_dataset(dataset, limit, data, **kwargs)
         b = _backend(backend, model)
         done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
         labelled = collect_rollouts(out, b, n=rollouts, problems={p.id for p in problems}) if rollouts else 0

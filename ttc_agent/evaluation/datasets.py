@@ -1,7 +1,8 @@
 """Problems to run strategies on: GSM8K and MATH-500 from disk, and a graded arithmetic task.
 
-Data is read from ``$TTC_AGENT_DATA`` or from ``../shared/data`` beside the working directory
-or beside the ttc-agent checkout; nothing is downloaded.
+GSM8K and MATH-500 are read from the folder ``$TTC_AGENT_DATA`` names (holding ``gsm8k/`` and
+``math500/``), or from a folder passed as ``data=``; nothing is downloaded. The arithmetic task
+is generated and needs no data.
 """
 
 from __future__ import annotations
@@ -57,16 +58,23 @@ class Problem:
         return cls(record["problem_id"], users[-1], str(record["gold"]), source, record.get("level", 0), scope)
 
 
-def data_dir() -> Path:
-    """Folder holding ``gsm8k/`` and ``math500/``."""
-    candidates = [Path(os.environ["TTC_AGENT_DATA"])] if os.environ.get("TTC_AGENT_DATA") else []
-    candidates += [Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[3] / "shared" / "data"]
-    for c in candidates:
-        if (c / "gsm8k").is_dir():
-            return c.resolve()
-    raise InvalidRequestError(
-        f"no data folder with gsm8k/ found; looked in {[str(c) for c in candidates]}; set TTC_AGENT_DATA"
-    )
+def data_dir(data: str | Path | None = None) -> Path:
+    """The folder holding ``gsm8k/`` and ``math500/``: ``data`` if given, else ``$TTC_AGENT_DATA``.
+
+    Raises:
+        InvalidRequestError: neither is set, or the folder has no ``gsm8k/`` (the message says what
+            to set).
+    """
+    chosen = data if data is not None else os.environ.get("TTC_AGENT_DATA")
+    if not chosen:
+        raise InvalidRequestError(
+            "GSM8K and MATH-500 are read from a local folder holding gsm8k/ and math500/: set TTC_AGENT_DATA "
+            "to it (or pass --data / data=)"
+        )
+    folder = Path(chosen).expanduser()
+    if not (folder / "gsm8k").is_dir():
+        raise InvalidRequestError(f"the data folder {str(folder)!r} has no gsm8k/ folder; set TTC_AGENT_DATA to one that has")
+    return folder.resolve()
 
 
 def _read_jsonl(path: Path) -> Iterator[dict]:
@@ -81,11 +89,11 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
                     raise InvalidRequestError(f"{path}:{n} is not valid JSON: {exc}") from exc
 
 
-def load_gsm8k(split: str = "test", limit: int | None = None) -> list[Problem]:
+def load_gsm8k(split: str = "test", limit: int | None = None, data: str | Path | None = None) -> list[Problem]:
     """GSM8K problems (``split`` is ``"train"`` or ``"test"``); the gold answer follows ``####``."""
     if split not in ("train", "test"):
         raise InvalidRequestError(f"GSM8K split must be 'train' or 'test', got {split!r}")
-    rows = _read_jsonl(data_dir() / "gsm8k" / f"{split}.jsonl")
+    rows = _read_jsonl(data_dir(data) / "gsm8k" / f"{split}.jsonl")
     problems = [
         Problem(
             id=f"gsm8k-{split}-{i}",
@@ -99,9 +107,9 @@ def load_gsm8k(split: str = "test", limit: int | None = None) -> list[Problem]:
     return problems[:limit]
 
 
-def load_math500(limit: int | None = None) -> list[Problem]:
+def load_math500(limit: int | None = None, data: str | Path | None = None) -> list[Problem]:
     """MATH-500 problems, with their difficulty level (1-5)."""
-    rows = _read_jsonl(data_dir() / "math500" / "test.jsonl")
+    rows = _read_jsonl(data_dir(data) / "math500" / "test.jsonl")
     problems = [
         Problem(
             id=r["unique_id"],
@@ -166,17 +174,19 @@ def arithmetic(per_level: int = 20, levels: tuple[int, ...] = (1, 2, 3), seed: i
     return problems
 
 
-def load_dataset(name: str, limit: int | None = None, **kwargs) -> list[Problem]:
-    """Problems by name: ``arithmetic``, ``gsm8k``, ``gsm8k-train``, ``math500``, or a JSONL file
-    with ``question`` and ``answer`` fields."""
+def load_dataset(
+    name: str, limit: int | None = None, data: str | Path | None = None, **kwargs: int | tuple[int, ...]
+) -> list[Problem]:
+    """Problems by name: ``arithmetic``, ``gsm8k``, ``gsm8k-train``, ``math500`` (read from
+    ``data`` or ``$TTC_AGENT_DATA``), or a JSONL file with ``question`` and ``answer`` fields."""
     if name == "arithmetic":
-        return arithmetic(**kwargs)[:limit]
+        return arithmetic(**kwargs)[:limit]  # type: ignore[arg-type]
     if name in ("gsm8k", "gsm8k-test"):
-        return load_gsm8k("test", limit)
+        return load_gsm8k("test", limit, data)
     if name == "gsm8k-train":
-        return load_gsm8k("train", limit)
+        return load_gsm8k("train", limit, data)
     if name == "math500":
-        return load_math500(limit)
+        return load_math500(limit, data)
     path = Path(name)
     if path.suffix == ".jsonl":
         problems = []
