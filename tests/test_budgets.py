@@ -29,9 +29,8 @@ from ttc_agent.budgets import (
     ReservationPool,
     WorkflowBudget,
     budget_exhausted,
-    charge,
-    merge_ledgers,
 )
+from ttc_agent.budgets.ledger import charge, merge_ledgers
 from ttc_agent.budgets.managers import balance_for
 from ttc_agent.nodes import TTCContext, TTCNode
 

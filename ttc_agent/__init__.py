@@ -1,1 +1,116 @@
-"""ttc-agent."""
+"""ttc-agent: latency- and token-aware test-time compute for every LLM call of a LangGraph agent.
+
+The names most programs need, importable from the package root (each also lives in its
+subpackage, where the docs introduce it):
+
+    >>> from ttc_agent import TTCNode, TTCContext, WorkflowBudget, ProbeBundle, TransformersBackend
+
+Backends and the LangChain faces load their heavy dependencies on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ttc_agent.errors import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    InvalidRequestError,
+    ModelIntegrityError,
+    ModelLoadError,
+    TTCError,
+)
+
+if TYPE_CHECKING:
+    from ttc_agent.backends import Backend, OpenAIBackend, TransformersBackend, VLLMBackend, load_backend
+    from ttc_agent.budgets import (
+        BudgetExhausted,
+        BudgetExhaustedError,
+        BudgetState,
+        EqualSplit,
+        Paced,
+        WorkflowBudget,
+        budget_exhausted,
+    )
+    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.nodes import TTCChatModel, TTCContext, TTCMiddleware, TTCNode
+    from ttc_agent.policy import CallLimits, StaticPolicy, UtilityPolicy
+    from ttc_agent.probes import ProbeBundle
+    from ttc_agent.strategies import AdaptiveSC, BeamSearch, BestOfN, Greedy, Outcome, parse_strategy
+
+#: Public name -> the module that defines it (imported on first use).
+_LAZY = {
+    "Backend": "ttc_agent.backends",
+    "OpenAIBackend": "ttc_agent.backends",
+    "TransformersBackend": "ttc_agent.backends",
+    "VLLMBackend": "ttc_agent.backends",
+    "load_backend": "ttc_agent.backends",
+    "BudgetExhausted": "ttc_agent.budgets",
+    "BudgetExhaustedError": "ttc_agent.budgets",
+    "BudgetState": "ttc_agent.budgets",
+    "EqualSplit": "ttc_agent.budgets",
+    "Paced": "ttc_agent.budgets",
+    "WorkflowBudget": "ttc_agent.budgets",
+    "budget_exhausted": "ttc_agent.budgets",
+    "Menu": "ttc_agent.evaluation.menu",
+    "TTCChatModel": "ttc_agent.nodes",
+    "TTCContext": "ttc_agent.nodes",
+    "TTCMiddleware": "ttc_agent.nodes",
+    "TTCNode": "ttc_agent.nodes",
+    "CallLimits": "ttc_agent.policy",
+    "StaticPolicy": "ttc_agent.policy",
+    "UtilityPolicy": "ttc_agent.policy",
+    "ProbeBundle": "ttc_agent.probes",
+    "AdaptiveSC": "ttc_agent.strategies",
+    "BeamSearch": "ttc_agent.strategies",
+    "BestOfN": "ttc_agent.strategies",
+    "Greedy": "ttc_agent.strategies",
+    "Outcome": "ttc_agent.strategies",
+    "parse_strategy": "ttc_agent.strategies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ttc_agent' has no attribute {name!r}")
+
+
+__all__ = [
+    "AdaptiveSC",
+    "Backend",
+    "BackendError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "BeamSearch",
+    "BestOfN",
+    "BudgetExhausted",
+    "BudgetExhaustedError",
+    "BudgetState",
+    "CallLimits",
+    "EqualSplit",
+    "Greedy",
+    "InvalidRequestError",
+    "Menu",
+    "ModelIntegrityError",
+    "ModelLoadError",
+    "OpenAIBackend",
+    "Outcome",
+    "Paced",
+    "ProbeBundle",
+    "StaticPolicy",
+    "TTCChatModel",
+    "TTCContext",
+    "TTCError",
+    "TTCMiddleware",
+    "TTCNode",
+    "TransformersBackend",
+    "UtilityPolicy",
+    "VLLMBackend",
+    "WorkflowBudget",
+    "budget_exhausted",
+    "load_backend",
+    "parse_strategy",
+]

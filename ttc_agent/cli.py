@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ttc_agent.errors import TTCError
+from ttc_agent.errors import InvalidRequestError, TTCError
 
 app = typer.Typer(
     help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True, add_completion=False
@@ -220,10 +220,8 @@ def collect(
 
     try:
         m = Menu.load(menu)
-        kwargs = (
-            {"per_level": per_level, "levels": tuple(int(x) for x in levels.split(",")), "seed": seed}
-            if dataset == "arithmetic"
-            else {}
+        kwargs: dict[str, int | tuple[int, ...]] = (
+            {"per_level": per_level, "levels": _levels(levels), "seed": seed} if dataset == "arithmetic" else {}
         )
         problems = load_dataset(dataset, limit, data, **kwargs)
         b = _backend(backend, model)
@@ -602,6 +600,14 @@ def model(
         print(model_dir(name))
     except TTCError as exc:
         raise _fail(exc) from exc
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    """Comma-separated level numbers, e.g. ``"1,2,3"``."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise InvalidRequestError(f"--levels must be comma-separated integers such as 1,2,3, got {text!r}") from None
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -1,10 +1,15 @@
 """Workflow budgets: one token and seconds allowance spread across a whole agent trajectory.
 
+The public surface (everything else in the submodules is internal plumbing):
+
 - `WorkflowBudget`: the limits, their scope (run or thread) and what happens when they run out;
-- `Ledger` and `BudgetState`: the spend, kept in graph state with its own reducer;
-- `EqualSplit` and `Paced`: budget managers that turn what is left into each call's prices and caps;
-- `ReservationPool`: concurrent calls reserve their caps, so together they cannot overrun;
-- `CallHistory`: learns how many calls a run still makes.
+- `BudgetState` and `Ledger`: the spend, kept in graph state with its own reducer;
+  `budget_exhausted(state)` routes a graph once the budget is spent;
+- `EqualSplit` and `Paced`: budget managers (or any `BudgetManager`) that turn what is left
+  (`Balance`) into each call's prices and caps (`Allowance`);
+- `ReservationPool`: where concurrent calls reserve their caps, so together they cannot overrun;
+- `CallHistory`: learns how many calls a run still makes;
+- `BudgetExhausted`, `BudgetExhaustedError`, `BudgetError` and `Grant`: what running out looks like.
 """
 
 from ttc_agent.budgets.budget import (
@@ -12,50 +17,29 @@ from ttc_agent.budgets.budget import (
     BudgetError,
     BudgetExhausted,
     BudgetExhaustedError,
+    Grant,
     WorkflowBudget,
 )
 from ttc_agent.budgets.expected import CallHistory
-from ttc_agent.budgets.gate import BudgetGate, CallPlan
-from ttc_agent.budgets.ledger import (
-    LEDGER_KEY,
-    RUN_KEY,
-    BudgetState,
-    Ledger,
-    budget_exhausted,
-    charge,
-    current_run,
-    ledger_of,
-    merge_ledgers,
-)
-from ttc_agent.budgets.managers import MANAGERS, Allowance, Balance, BudgetManager, EqualSplit, Paced, make_manager
-from ttc_agent.budgets.pool import POOL, Reservation, ReservationPool
+from ttc_agent.budgets.ledger import BudgetState, Ledger, budget_exhausted
+from ttc_agent.budgets.managers import Allowance, Balance, BudgetManager, EqualSplit, Paced
+from ttc_agent.budgets.pool import ReservationPool
 
 __all__ = [
-    "LEDGER_KEY",
-    "MANAGERS",
-    "POOL",
-    "RUN_KEY",
     "TOKEN_KINDS",
     "Allowance",
     "Balance",
     "BudgetError",
     "BudgetExhausted",
     "BudgetExhaustedError",
-    "BudgetGate",
     "BudgetManager",
     "BudgetState",
     "CallHistory",
-    "CallPlan",
     "EqualSplit",
+    "Grant",
     "Ledger",
     "Paced",
-    "Reservation",
     "ReservationPool",
     "WorkflowBudget",
     "budget_exhausted",
-    "charge",
-    "current_run",
-    "ledger_of",
-    "merge_ledgers",
-    "make_manager",
 ]

@@ -73,7 +73,9 @@ def data_dir(data: str | Path | None = None) -> Path:
         )
     folder = Path(chosen).expanduser()
     if not (folder / "gsm8k").is_dir():
-        raise InvalidRequestError(f"the data folder {str(folder)!r} has no gsm8k/ folder; set TTC_AGENT_DATA to one that has")
+        raise InvalidRequestError(
+            f"the data folder {str(folder)!r} has no gsm8k/ folder; set TTC_AGENT_DATA to one that has"
+        )
     return folder.resolve()
 
 
