@@ -514,77 +514,26 @@ def train_verifier(
     """Train a LearnedVerifier on the labelled candidates of TRACES (with --process, also on
     rollout-labelled partial solutions: a process reward model for beam search); print held-out
     AUROC and selection accuracy."""
-    import numpy as np
-
-    from ttc_agent.evaluation.collect import read_traces
-    from ttc_agent.evaluation.rollouts import read_rollouts
-    from ttc_agent.probes import split_ids
-    from ttc_agent.probes.metrics import auroc
-    from ttc_agent.strategies import Candidate
-    from ttc_agent.strategies.selection import majority
-    from ttc_agent.verifiers.learned import (
-        CandidateEncoder,
-        LearnedVerifier,
-        examples_from_traces,
-        prefixes_from_rollouts,
-    )
+    from ttc_agent.verifiers.training import train_verifier_from_traces
 
     try:
-        records = [r for folder in traces for r in read_traces(folder)]
-        questions, candidates, labels, ids = examples_from_traces(records)
-        problems = sorted(set(ids))
-        _, test_idx = split_ids(problems, test_fraction)
-        test_ids = {problems[i] for i in test_idx}
-        train = [i for i, pid in enumerate(ids) if pid not in test_ids]
-        test = [i for i, pid in enumerate(ids) if pid in test_ids]
-        if not train or not test:
-            raise TTCError(f"{len(set(ids))} problems are too few to hold {test_fraction:.0%} out; collect more")
-        fit_q, fit_c, fit_y = (
-            [questions[i] for i in train],
-            [candidates[i] for i in train],
-            [labels[i] for i in train],
-        )
-        if process:
-            rollouts = [r for folder in traces for r in read_rollouts(folder)]
-            pq, pc, py, pids = prefixes_from_rollouts(rollouts, records)
-            if not pq:
-                raise TTCError("--process needs rollout labels: run `ttc-agent collect ... --rollouts 4` first")
-            keep = [i for i, pid in enumerate(pids) if pid not in test_ids]
-            fit_q += [pq[i] for i in keep]
-            fit_c += [pc[i] for i in keep]
-            fit_y += [py[i] for i in keep]
-        encoder = CandidateEncoder(model, layers=[int(x) for x in layers.split(",")])
-        verifier = LearnedVerifier(encoder, kind="process" if process else "outcome")
-        with console.status(f"encoding and fitting {sum(len(c) for c in fit_c)} candidates..."):
-            verifier.fit(fit_q, fit_c, fit_y)
-        with console.status(f"scoring {sum(len(candidates[i]) for i in test)} held-out candidates..."):
-            scores = [verifier.score(questions[i], candidates[i]).values for i in test]
+        with console.status("encoding and fitting the candidates, then scoring the held-out ones..."):
+            report = train_verifier_from_traces(
+                traces, model=model, layers=_levels(layers, "--layers"), test_fraction=test_fraction, process=process
+            )
     except TTCError as exc:
         raise _fail(exc) from exc
-    y = np.array([v for i in test for v in labels[i]])
-    p = np.array([s for row in scores for s in row])
-    picked = [labels[i][int(np.argmax(s))] for i, s in zip(test, scores, strict=True)]
-    by_vote = []
-    for i in test:
-        record = next(
-            r
-            for r in records
-            if r["problem_id"] == ids[i] and [c.get("text") for c in r["candidates"]] == candidates[i]
-        )
-        cands = [Candidate("", c["answer"], c["score"], c["tokens"], c["finish"]) for c in record["candidates"]]
-        by_vote.append(labels[i][cands.index(majority(cands))])
-    t = Table(title=f"learned verifier, {len(test)} held-out runs ({len(test_ids)} problems)")
+    t = Table(title=f"learned verifier, {report.held_out_runs} held-out runs ({report.held_out_problems} problems)")
     for col in ("candidate AUROC", "select by verifier", "majority vote", "pass@N"):
         t.add_column(col)
-    au = auroc(y, p)
     t.add_row(
-        "-" if au is None else f"{au:.3f}",
-        f"{np.mean(picked):.3f}",
-        f"{np.mean(by_vote):.3f}",
-        f"{np.mean([any(labels[i]) for i in test]):.3f}",
+        "-" if report.auroc is None else f"{report.auroc:.3f}",
+        f"{report.select_by_verifier:.3f}",
+        f"{report.majority_vote:.3f}",
+        f"{report.pass_at_n:.3f}",
     )
     console.print(t)
-    verifier.save(out)
+    report.verifier.save(out)
     console.print(f"verifier written to {out}; use it as best_of_n(8, select=verifier:{out})")
 
 
@@ -602,12 +551,12 @@ def model(
         raise _fail(exc) from exc
 
 
-def _levels(text: str) -> tuple[int, ...]:
-    """Comma-separated level numbers, e.g. ``"1,2,3"``."""
+def _levels(text: str, option: str = "--levels") -> tuple[int, ...]:
+    """Comma-separated integers, e.g. ``"1,2,3"``."""
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
-        raise InvalidRequestError(f"--levels must be comma-separated integers such as 1,2,3, got {text!r}") from None
+        raise InvalidRequestError(f"{option} must be comma-separated integers such as 1,2,3, got {text!r}") from None
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -11,6 +11,7 @@ from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables.config import ensure_config
 from langgraph.channels.untracked_value import UntrackedValue
 from langgraph.types import Command
+from langgraph.typing import ContextT
 
 from ttc_agent.budgets.ledger import Ledger, merge_ledgers
 from ttc_agent.nodes.ttc_node import Reply, TTCNode
@@ -31,7 +32,7 @@ def _response(reply: Reply) -> ModelResponse | ExtendedModelResponse:
     return ExtendedModelResponse(model_response=response, command=Command(update=update)) if update else response
 
 
-class TTCMiddleware(AgentMiddleware):
+class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
     """Answers each model call of an agent with the strategy a `TTCNode` chooses.
 
     It wraps the model call (``wrap_model_call`` / ``awrap_model_call``), so the agent's own
@@ -62,7 +63,7 @@ class TTCMiddleware(AgentMiddleware):
         self.node = node
         self.force_first_tool_call = force_first_tool_call
 
-    def _inputs(self, request: ModelRequest) -> tuple[list[Any], Any]:
+    def _inputs(self, request: ModelRequest[ContextT]) -> tuple[list[Any], Any]:
         messages = ([request.system_message] if request.system_message else []) + list(request.messages)
         choice = request.tool_choice
         if choice is None and self.force_first_tool_call and request.tools:
@@ -72,7 +73,7 @@ class TTCMiddleware(AgentMiddleware):
         return messages, choice
 
     def wrap_model_call(
-        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+        self, request: ModelRequest[ContextT], handler: Callable[[ModelRequest[ContextT]], ModelResponse[Any]]
     ) -> ModelResponse | ExtendedModelResponse:
         messages, choice = self._inputs(request)
         config = ensure_config()
@@ -81,7 +82,9 @@ class TTCMiddleware(AgentMiddleware):
         return _response(reply)
 
     async def awrap_model_call(
-        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+        self,
+        request: ModelRequest[ContextT],
+        handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse | ExtendedModelResponse:
         messages, choice = self._inputs(request)
         config = ensure_config()
