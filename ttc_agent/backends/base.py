@@ -10,14 +10,13 @@ a batch of prompts and runs them as one batched request.
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.validation import Interval, check_param
+from ttc_agent.validation import NON_NEGATIVE, POSITIVE, Interval, check_param
 
 Message: TypeAlias = Mapping[str, str]
 Prompt: TypeAlias = str | Sequence[Message]
@@ -51,12 +50,9 @@ class SamplingParams:
         _check_int("max_tokens", self.max_tokens, minimum=1)
         if self.seed is not None:
             _check_int("seed", self.seed, minimum=0)
-        if not _finite(self.temperature) or self.temperature < 0:
-            raise InvalidRequestError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
-        if not _finite(self.top_p) or not 0 < self.top_p <= 1:
-            raise InvalidRequestError(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.max_seconds is not None and (not _finite(self.max_seconds) or self.max_seconds <= 0):
-            raise InvalidRequestError(f"max_seconds must be a finite number > 0, got {self.max_seconds!r}")
+        check_param("temperature", self.temperature, NON_NEGATIVE)
+        check_param("top_p", self.top_p, Interval(float, 0, 1, closed="right"))
+        check_param("max_seconds", self.max_seconds, POSITIVE, allow_none=True)
         for s in self.stop:
             if not isinstance(s, str) or not s:
                 raise InvalidRequestError(f"stop strings must be non-empty strings, got {s!r}")
@@ -73,10 +69,6 @@ class SamplingParams:
     def with_(self, **changes: Any) -> SamplingParams:
         """A copy with some fields changed (checked again)."""
         return replace(self, **changes)
-
-
-def _finite(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

@@ -40,6 +40,7 @@ from ttc_agent.errors import (
     InvalidRequestError,
     ModelLoadError,
 )
+from ttc_agent.validation import POSITIVE, POSITIVE_INT, Interval, check_param
 
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 
@@ -72,10 +73,9 @@ class OpenAIBackend:
         max_retries: int = 4,
         max_concurrency: int = 16,
     ) -> None:
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            raise InvalidRequestError(f"timeout must be > 0 seconds, got {timeout!r}")
-        if not isinstance(max_retries, int) or max_retries < 0:
-            raise InvalidRequestError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        check_param("timeout", timeout, POSITIVE, owner="OpenAIBackend")
+        check_param("max_retries", max_retries, Interval(int, 0, None), owner="OpenAIBackend")
+        check_param("max_concurrency", max_concurrency, POSITIVE_INT, owner="OpenAIBackend")
         self.base_url = base_url.rstrip("/")
         self.timeout = float(timeout)
         self.max_retries = max_retries

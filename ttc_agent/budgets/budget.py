@@ -12,7 +12,7 @@ from ttc_agent.errors import InvalidRequestError, TTCError
 from ttc_agent.policy import check_quantile
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
 from ttc_agent.records import ExhaustedRecord
-from ttc_agent.validation import POSITIVE, Interval, check_param
+from ttc_agent.validation import POSITIVE, POSITIVE_INT, Interval, check_param
 
 if TYPE_CHECKING:
     from ttc_agent.strategies import Cost
@@ -131,10 +131,7 @@ class WorkflowBudget:
             raise BudgetError(f"scope must be 'run' or 'thread', got {self.scope!r}")
         if self.on_exhausted not in ("end", "error", "ask"):
             raise BudgetError(f"on_exhausted must be 'end', 'error' or 'ask', got {self.on_exhausted!r}")
-        if self.expected_calls is not None and (
-            not isinstance(self.expected_calls, int) or isinstance(self.expected_calls, bool) or self.expected_calls < 1
-        ):
-            raise BudgetError(f"expected_calls must be an integer >= 1 or None, got {self.expected_calls!r}")
+        check_param("expected_calls", self.expected_calls, POSITIVE_INT, allow_none=True, error=BudgetError)
         if self.shared_by is not None and (not isinstance(self.shared_by, str) or not self.shared_by):
             raise BudgetError(f"shared_by must be a non-empty string or None, got {self.shared_by!r}")
         count = tuple(self.count) if not isinstance(self.count, str) else (self.count,)

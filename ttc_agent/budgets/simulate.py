@@ -38,6 +38,7 @@ from ttc_agent.budgets.managers import balance_for, make_manager
 from ttc_agent.plotting import save_figure
 from ttc_agent.policy import UtilityPolicy, fits
 from ttc_agent.probes.bundle import Predictions
+from ttc_agent.validation import POSITIVE_INT, check_param
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,8 @@ class World:
 
 def draw_world(table: Any, workflows: int, steps: int, seed: int = 0) -> World:
     """Draw ``workflows`` workflows of ``steps`` queries from a `TraceTable`."""
-    if not isinstance(steps, int) or steps < 1:
-        raise BudgetError(f"steps must be an integer >= 1, got {steps!r}")
-    if not isinstance(workflows, int) or workflows < 1:
-        raise BudgetError(f"workflows must be an integer >= 1, got {workflows!r}")
+    check_param("steps", steps, POSITIVE_INT, error=BudgetError)
+    check_param("workflows", workflows, POSITIVE_INT, error=BudgetError)
     rng = np.random.default_rng(seed)
     specs = list(table.runs)
     q = rng.integers(0, len(table.ids), size=(workflows, steps))

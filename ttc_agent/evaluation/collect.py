@@ -30,6 +30,7 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.evaluation.records import SCHEMA_VERSION, outcome_record
+from ttc_agent.validation import POSITIVE_INT, check_param
 
 TRACES = "traces.jsonl"
 META = "meta.json"
@@ -147,10 +148,8 @@ def collect(
     ``concurrency > 1`` keeps that many runs in flight on the event loop (server backends and
     the in-process vLLM engine batch them; transformers runs one at a time).
     """
-    if not isinstance(repeats, int) or repeats < 1:
-        raise InvalidRequestError(f"repeats must be an integer >= 1, got {repeats!r}")
-    if not isinstance(concurrency, int) or concurrency < 1:
-        raise InvalidRequestError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+    check_param("repeats", repeats, POSITIVE_INT, owner="collect")
+    check_param("concurrency", concurrency, POSITIVE_INT, owner="collect")
     out = Path(out)
     _check_or_write_meta(
         out, {"schema": SCHEMA_VERSION, "menu": menu.to_dict(), "backend": backend.fingerprint(), "dataset": dataset}

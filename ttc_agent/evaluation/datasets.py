@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ttc_agent.answers import Scope, answers_equal, extract_answer
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.validation import POSITIVE_INT, check_param
 
 STEP_BY_STEP = "Solve it step by step, then give the final answer as 'The answer is N.'"
 
@@ -142,8 +143,7 @@ def arithmetic(per_level: int = 20, levels: tuple[int, ...] = (1, 2, 3), seed: i
     numbers from 10 to 49, level 3 numbers from 50 to 999, level 4 multiplies a two-digit by a
     one-digit number (the embedded model rarely gets levels 3 and 4 right).
     """
-    if not isinstance(per_level, int) or per_level < 1:
-        raise InvalidRequestError(f"per_level must be an integer >= 1, got {per_level!r}")
+    check_param("per_level", per_level, POSITIVE_INT, owner="arithmetic")
     unknown = [lv for lv in levels if lv not in ARITHMETIC_LEVELS]
     if unknown:
         raise InvalidRequestError(f"unknown arithmetic level(s) {unknown}; known: {sorted(ARITHMETIC_LEVELS)}")
