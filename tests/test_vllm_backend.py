@@ -11,7 +11,9 @@ def vllm_backend(embedded_dir):
     pytest.importorskip("vllm")
     from ttc_agent.backends import VLLMBackend
 
-    backend = VLLMBackend(embedded_dir)
+    # float32, as transformers computes: greedy tokens must match exactly (bfloat16, the CPU
+    # default where supported, rounds differently).
+    backend = VLLMBackend(embedded_dir, dtype="float32")
     yield backend
     backend.llm.llm_engine.engine_core.shutdown()
 
@@ -84,3 +86,14 @@ def test_unknown_model_path_names_it(tmp_path):
 
     with pytest.raises(ModelLoadError, match="missing-model"):
         VLLMBackend(tmp_path / "missing-model")
+
+
+def test_default_cpu_dtype_follows_the_cpu(monkeypatch, tmp_path):
+    from ttc_agent.backends import vllm_backend
+
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(vllm_backend, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else __import__("pathlib").Path(p))
+    cpuinfo.write_text("flags\t: fpu avx512f avx512_bf16\n")
+    assert vllm_backend.default_cpu_dtype() == "bfloat16"
+    cpuinfo.write_text("flags\t: fpu avx2\n")
+    assert vllm_backend.default_cpu_dtype() == "float32"
