@@ -114,6 +114,6 @@ def _stream(record: DecisionRecord) -> None:
 
     try:
         writer = get_stream_writer()
-    except RuntimeError:  # not inside a graph run
+    except (RuntimeError, KeyError):  # not inside a graph run (KeyError: inside a runnable that is not one)
         return
     writer({EVENT: record})

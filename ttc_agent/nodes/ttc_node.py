@@ -89,7 +89,7 @@ def _context_value(key: str) -> Any:
 
     try:
         runtime = get_runtime()
-    except RuntimeError:  # not inside a graph run
+    except (RuntimeError, KeyError):  # not inside a graph run (KeyError: inside a runnable that is not one)
         return None
     context = getattr(runtime, "context", None)
     if context is None:
