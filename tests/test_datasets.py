@@ -51,3 +51,19 @@ def test_bad_dataset_arguments(tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps({"question": "1+1?", "answer": 2}) + "\n")
     assert load_dataset(str(good))[0].answer == "2"
+
+
+def test_arithmetic_levels_graded_for_the_reference_model():
+    from ttc_agent.evaluation.datasets import ARITHMETIC_GRADINGS, arithmetic
+
+    problems = arithmetic(per_level=5, levels=(1, 2, 3, 4), seed=7, grading="qwen2.5-coder-0.5b")
+    assert [p.level for p in problems] == [1] * 5 + [2] * 5 + [3] * 5 + [4] * 5
+    assert all(p.id.startswith("arith-qwen-l") for p in problems)
+    for p in problems:
+        op, (a_lo, a_hi), (b_lo, b_hi) = ARITHMETIC_GRADINGS["qwen2.5-coder-0.5b"][p.level]
+        a, b = (int(x) for x in p.question.removeprefix("What is ").rstrip("?").split(f" {op} "))
+        assert a_lo <= a <= a_hi and b_lo <= b <= b_hi
+        assert int(p.answer) == (a + b if op == "+" else a * b)
+    assert arithmetic(per_level=3, seed=7) == arithmetic(per_level=3, seed=7, grading="smollm2-135m")
+    with pytest.raises(InvalidRequestError, match=r"unknown arithmetic grading 'gpt'.*qwen2.5-coder-0.5b"):
+        arithmetic(grading="gpt")

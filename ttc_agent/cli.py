@@ -203,6 +203,9 @@ def collect(
     per_level: Annotated[int, typer.Option(help="Arithmetic questions per level.")] = 20,
     levels: Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")] = "1,2,3",
     seed: Annotated[int, typer.Option(help="Arithmetic question seed.")] = 0,
+    grading: Annotated[
+        str, typer.Option(help="Arithmetic levels graded for this model: smollm2-135m or qwen2.5-coder-0.5b.")
+    ] = "smollm2-135m",
     repeats: Annotated[int, typer.Option(help="Runs of each strategy per problem (k).")] = 2,
     concurrency: Annotated[int, typer.Option(help="Runs in flight at once (for server backends).")] = 1,
     rollouts: Annotated[
@@ -220,8 +223,10 @@ def collect(
 
     try:
         m = Menu.load(menu)
-        kwargs: dict[str, int | tuple[int, ...]] = (
-            {"per_level": per_level, "levels": _levels(levels), "seed": seed} if dataset == "arithmetic" else {}
+        kwargs: dict[str, int | str | tuple[int, ...]] = (
+            {"per_level": per_level, "levels": _levels(levels), "seed": seed, "grading": grading}
+            if dataset == "arithmetic"
+            else {}
         )
         problems = load_dataset(dataset, limit, data, **kwargs)
         b = _backend(backend, model)
