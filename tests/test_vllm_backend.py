@@ -92,7 +92,9 @@ def test_default_cpu_dtype_follows_the_cpu(monkeypatch, tmp_path):
     from ttc_agent.backends import vllm_backend
 
     cpuinfo = tmp_path / "cpuinfo"
-    monkeypatch.setattr(vllm_backend, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else __import__("pathlib").Path(p))
+    monkeypatch.setattr(
+        vllm_backend, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else __import__("pathlib").Path(p)
+    )
     cpuinfo.write_text("flags\t: fpu avx512f avx512_bf16\n")
     assert vllm_backend.default_cpu_dtype() == "bfloat16"
     cpuinfo.write_text("flags\t: fpu avx2\n")

@@ -58,6 +58,7 @@ class Interval:
 
 #: Common constraints.
 POSITIVE_INT = Interval(int, 1, None)
+NON_NEGATIVE_INT = Interval(int, 0, None)
 NON_NEGATIVE = Interval(float, 0, None)
 POSITIVE = Interval(float, 0, None, closed="right")
 

@@ -19,6 +19,7 @@ from langgraph.channels.untracked_value import UntrackedValue
 from typing_extensions import TypedDict
 
 from ttc_agent.budgets.budget import BudgetError
+from ttc_agent.validation import NON_NEGATIVE, NON_NEGATIVE_INT, check_param
 
 #: The state key the ledger lives under.
 LEDGER_KEY = "ttc_ledger"
@@ -90,7 +91,15 @@ def charge(
     lambdas: tuple[float | None, float | None] = (None, None),
     exhausted: str | None = None,
 ) -> Ledger:
-    """One call's increment, ready to write to ``state["ttc_ledger"]``."""
+    """One call's increment, ready to write to ``state["ttc_ledger"]``.
+
+    Spends and grants are finite and never negative (a `BudgetError` names a bad one), so the
+    ledger only grows and what is left is never overstated.
+    """
+    for name, value in (("tokens", tokens), ("calls", calls), ("granted_tokens", granted_tokens)):
+        check_param(name, value, NON_NEGATIVE_INT, owner="a ledger increment", error=BudgetError)
+    for name, fvalue in (("seconds", seconds), ("granted_seconds", granted_seconds)):
+        check_param(name, fvalue, NON_NEGATIVE, owner="a ledger increment", error=BudgetError)
     return Ledger(
         budget=budget,
         tokens=tokens,
