@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +50,8 @@ _TRUSTED = [
 
 
 class ProbeMismatchError(TTCError):
-    """A probe bundle does not match the menu, features or model it is used with."""
+    """A probe bundle does not match the menu, features or model it is used with, or its files
+    are damaged or unsafe to load (types outside the trusted list, paths outside its folder)."""
 
 
 def batch_size(spec: str) -> int:
@@ -180,6 +182,14 @@ def split_ids(ids: Sequence[str], test_fraction: float = 0.25, seed: int = 0) ->
     held = set(test)
     train = [i for i in range(len(ids)) if i not in held]
     return train, test
+
+
+def _inside(root: Path, name: str) -> Path:
+    """``root / name``, refusing a name that leads outside ``root`` (a crafted bundle.json)."""
+    file = (root / name).resolve()
+    if not file.is_relative_to(root.resolve()):
+        raise ProbeMismatchError(f"the bundle at {root} names a file outside its folder: {name!r}")
+    return file
 
 
 class ProbeBundle:
@@ -355,7 +365,14 @@ class ProbeBundle:
         path = root / "bundle.json"
         if not path.is_file():
             raise InvalidRequestError(f"no probe bundle at {str(root)!r} (bundle.json missing)")
-        meta = json.loads(path.read_text())
+        try:
+            meta = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ProbeMismatchError(
+                f"{path} is damaged (not valid JSON: {exc}); train or copy the bundle again"
+            ) from exc
+        if not isinstance(meta, dict):
+            raise ProbeMismatchError(f"{path} is not a probe bundle's description")
         if meta.get("schema") != BUNDLE_SCHEMA:
             raise ProbeMismatchError(
                 f"{root} has bundle schema {meta.get('schema')!r}; this ttc-agent reads {BUNDLE_SCHEMA}"
@@ -392,16 +409,19 @@ class ProbeBundle:
         for spec, files in meta["files"].items():
             bundle.models_[spec] = {}
             for name, fname in files.items():
-                file = root / fname
-                untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in allowed]
-                if untrusted:
-                    raise ProbeMismatchError(
-                        f"{file} contains types outside the trusted list: {untrusted} "
-                        "(pass them as trusted= only if you made this bundle)"
-                    )
-                bundle.models_[spec][name] = sio.load(file, trusted=allowed)
+                file = _inside(root, fname)
+                try:
+                    untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in allowed]
+                    if untrusted:
+                        raise ProbeMismatchError(
+                            f"{file} contains types outside the trusted list: {untrusted} "
+                            "(pass them as trusted= only if you made this bundle)"
+                        )
+                    bundle.models_[spec][name] = sio.load(file, trusted=allowed)
+                except (zipfile.BadZipFile, KeyError, EOFError, OSError, ValueError) as exc:
+                    raise ProbeMismatchError(f"{file} is damaged (truncated or not a skops file): {exc}") from exc
         bundle.linear_ = LinearHeads.compile(bundle.specs, bundle.models_)
-        if (root / "calibration.npz").is_file():
+        if (root / "calibration.npz").is_file():  # a fixed name inside the folder
             with np.load(root / "calibration.npz", allow_pickle=False) as arrays:
                 bundle.calibration_ = Predictions(bundle.specs, **{k: arrays[k] for k in Predictions.FIELDS})
         return bundle

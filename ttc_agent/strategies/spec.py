@@ -28,6 +28,8 @@ _FACTORIES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
     "beam_search": (BeamSearch, ("width", "expand", "max_steps")),
     "adaptive_sc": (AdaptiveSC, ("max_n", "batch", "threshold")),
 }
+#: The longest spec string accepted (the longest real one is under 150 characters).
+MAX_SPEC_LENGTH = 400
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(?:\((.*)\))?\s*$", re.DOTALL)
 _KEY = re.compile(r"^[a-z_]+$")
 
@@ -39,6 +41,10 @@ def parse_strategy(spec: str, **defaults: Any) -> Strategy:
     """
     if not isinstance(spec, str):
         raise InvalidRequestError(f"a strategy spec must be a string, got {spec!r}")
+    if len(spec) > MAX_SPEC_LENGTH:
+        raise InvalidRequestError(
+            f"a strategy spec of {len(spec)} characters is longer than {MAX_SPEC_LENGTH}: {spec[:60]!r}..."
+        )
     m = _SPEC.match(spec)
     if not m:
         raise InvalidRequestError(f"cannot parse strategy spec {spec!r}; expected e.g. 'best_of_n(8, select=majority)'")
