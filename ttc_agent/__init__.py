@@ -10,9 +10,9 @@ Backends and the LangChain faces load their heavy dependencies on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ttc_agent._lazy import lazy_getattr
 from ttc_agent.errors import (
     BackendError,
     BackendTimeoutError,
@@ -72,10 +72,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ttc_agent' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ttc_agent._lazy import lazy_getattr
 from ttc_agent.backends.base import (
     Backend,
     Completion,
@@ -47,12 +48,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ttc_agent.backends' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def load_backend(spec: str = "transformers", model: str | None = None, **kwargs: Any) -> Backend:
