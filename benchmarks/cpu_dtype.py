@@ -58,15 +58,19 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--n8-tokens", type=int, default=192)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="measure one dtype alone (no comparison)")
     args = parser.parse_args()
     from ttc_agent.evaluation.datasets import load_gsm8k
 
     questions = load_gsm8k("test", args.questions)
     console = Console()
     rows = {}
-    for dtype in ("float32", "bfloat16"):
+    for dtype in (args.dtype,) if args.dtype else ("float32", "bfloat16"):
         with console.status(f"{dtype}..."):
             rows[dtype] = measure(args.model, dtype, questions, args.max_tokens, args.n8_tokens)
+    if args.dtype:
+        console.print(rows)
+        return
     agree = sum(
         a["answer"] == b["answer"] for a, b in zip(rows["float32"]["answers"], rows["bfloat16"]["answers"], strict=True)
     )
