@@ -50,6 +50,11 @@ def test_calculator_tool_evaluates_safely():
 
 @pytest.mark.slow
 def test_react_example_on_the_embedded_model(tf_backend):
+    import torch
+
+    # The node's sampled strategies draw from torch's global generator: fix it, so the result
+    # does not depend on which tests ran before (a 135M model writes a broken call now and then).
+    torch.manual_seed(0)
     agent = react_calculator.make_agent(TTCNode(tf_backend, bundle_for(tf_backend.fingerprint())))
     out = agent.invoke({"messages": [("user", "What is 345 + 678?")]}, {"recursion_limit": 8})
     tools = [m for m in out["messages"] if m.type == "tool"]
