@@ -75,7 +75,8 @@ def test_concurrent_calls_share_the_engine_and_keep_their_own_results(vllm_backe
         cut = late.result()
     assert together == alone, "greedy under concurrency is greedy alone"
     assert max(in_flight) > 1, "the calls were batched, not queued"
-    assert cut.completions[0].finish_reason == "deadline" and cut.seconds < 3.0
+    # A deadline this short may pass before the first token: then the call has no sample at all.
+    assert cut.seconds < 3.0 and all(c.finish_reason == "deadline" for c in cut.completions)
     assert all(g.completions[0].finish_reason != "deadline" for g in quick)
     assert vllm_backend._owned == set() and vllm_backend._outputs == {} and vllm_backend._queued == [], "nothing left"
 
