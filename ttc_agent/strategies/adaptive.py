@@ -10,17 +10,15 @@ policy prices for beam search.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from scipy.stats import beta
 
-from ttc_agent.answers import answer_key
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, Strategy
 from ttc_agent.strategies.best_of_n import sampled_candidates
-from ttc_agent.strategies.selection import majority
+from ttc_agent.strategies.selection import answer_groups, majority
 from ttc_agent.validation import POSITIVE_INT, Interval, check_param
 
 #: Seed offset between rounds, so each round draws fresh samples when a seed is set.
@@ -33,8 +31,7 @@ def majority_settled(candidates: Sequence[Candidate]) -> float:
     ``(p1, p2) ~ Beta(v1 + 1, v2 + 1)`` given their vote counts ``v1 >= v2`` (the Beta stopping
     rule of Adaptive-Consistency). Candidates without an answer do not vote; with no votes the
     probability is 0.5."""
-    votes = Counter(key for c in candidates if (key := answer_key(c.answer)) is not None)
-    counts = sorted(votes.values(), reverse=True) + [0, 0]
+    counts = sorted((len(group) for group in answer_groups(candidates).values()), reverse=True) + [0, 0]
     return float(beta.sf(0.5, counts[0] + 1, counts[1] + 1))
 
 

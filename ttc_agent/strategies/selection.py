@@ -75,7 +75,9 @@ def by_score(candidates: Sequence[Candidate]) -> Candidate:
     return max(with_answer, key=_score)
 
 
-def _groups(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
+def answer_groups(candidates: Sequence[Candidate]) -> dict[str, list[Candidate]]:
+    """The candidates that state an answer, grouped by the answer (equivalent forms together),
+    in the order the answers first appear."""
     groups: dict[str, list[Candidate]] = defaultdict(list)
     for c in candidates:
         key = answer_key(c.answer)
@@ -91,7 +93,7 @@ def majority(candidates: Sequence[Candidate]) -> Candidate:
     seen first. Candidates without an answer do not vote; if none has one, the best-scoring
     candidate is returned (and the outcome has no answer).
     """
-    groups = _groups(candidates)
+    groups = answer_groups(candidates)
     if not groups:
         return by_score(candidates)
     order = {k: i for i, k in enumerate(groups)}
@@ -106,7 +108,7 @@ def weighted_majority(candidates: Sequence[Candidate]) -> Candidate:
             raise VerifierError(f"weighted_majority needs a score for every candidate; candidate {i} has none")
         if c.score < 0:
             raise VerifierError(f"weighted_majority needs scores >= 0; candidate {i} scored {c.score}")
-    groups = _groups(candidates)
+    groups = answer_groups(candidates)
     if not groups:
         return by_score(candidates)
     order = {k: i for i, k in enumerate(groups)}
