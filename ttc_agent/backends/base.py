@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.validation import NON_NEGATIVE, POSITIVE, Interval, check_param
+from ttc_agent.validation import NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, POSITIVE_INT, Interval, check_param
 
 Message: TypeAlias = Mapping[str, str]
 Prompt: TypeAlias = str | Sequence[Message]
@@ -46,10 +46,9 @@ class SamplingParams:
             object.__setattr__(self, "stop", (self.stop,))
         else:
             object.__setattr__(self, "stop", tuple(self.stop))
-        _check_int("n", self.n, minimum=1)
-        _check_int("max_tokens", self.max_tokens, minimum=1)
-        if self.seed is not None:
-            _check_int("seed", self.seed, minimum=0)
+        check_param("n", self.n, POSITIVE_INT)
+        check_param("max_tokens", self.max_tokens, POSITIVE_INT)
+        check_param("seed", self.seed, NON_NEGATIVE_INT, allow_none=True)
         check_param("temperature", self.temperature, NON_NEGATIVE)
         check_param("top_p", self.top_p, Interval(float, 0, 1, closed="right"))
         check_param("max_seconds", self.max_seconds, POSITIVE, allow_none=True)
@@ -69,10 +68,6 @@ class SamplingParams:
     def with_(self, **changes: Any) -> SamplingParams:
         """A copy with some fields changed (checked again)."""
         return replace(self, **changes)
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    check_param(name, value, Interval(int, minimum, None))
 
 
 @dataclass(frozen=True)
