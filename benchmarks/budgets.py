@@ -197,11 +197,11 @@ def real_run(n: int, max_tokens: int, max_seconds: float) -> dict:
     from ttc_agent.backends import TransformersBackend
     from ttc_agent.budgets import WorkflowBudget, budget_exhausted
     from ttc_agent.demo import make_graph, shipped_probes
-    from ttc_agent.nodes import TTCContext, TTCNode
+    from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
 
     inner = TransformersBackend()
     backend = CountingBackend(inner)
-    node = TTCNode(backend, shipped_probes(inner))
+    node = TTCNode(TTCEngine(backend, shipped_probes(inner)))
     graph = make_graph(node)
     budget = WorkflowBudget(max_tokens=max_tokens, max_seconds=max_seconds, expected_calls=3)
     rng = random.Random(0)

@@ -7,7 +7,7 @@ and a workflow budget go in the run's context, e.g. in LangGraph Studio:
 
 from ttc_agent.backends import TransformersBackend
 from ttc_agent.demo import make_graph, shipped_probes
-from ttc_agent.nodes import TTCNode
+from ttc_agent.nodes import TTCEngine, TTCNode
 
 _backend = TransformersBackend()
-graph = make_graph(TTCNode(_backend, shipped_probes(_backend)))
+graph = make_graph(TTCNode(TTCEngine(_backend, shipped_probes(_backend))))

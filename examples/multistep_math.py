@@ -14,7 +14,7 @@ import argparse
 
 from ttc_agent.budgets import WorkflowBudget
 from ttc_agent.demo import SHIPPED_PROBES, MathState, make_graph
-from ttc_agent.nodes import TTCContext, TTCNode
+from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
 
 __all__ = ["MathState", "make_graph"]
 
@@ -32,14 +32,14 @@ def main() -> None:
     parser.add_argument("--trace", default="multistep.jsonl", help="decision trace (JSONL) for `ttc-agent report`")
     args = parser.parse_args()
     backend = TransformersBackend()
-    node = TTCNode(backend, ProbeBundle.load(args.probes, fingerprint=backend.fingerprint()), trace=args.trace)
+    node = TTCNode(TTCEngine(backend, ProbeBundle.load(args.probes, fingerprint=backend.fingerprint()), trace=args.trace))
     budget = (
         WorkflowBudget(max_tokens=args.max_tokens, max_seconds=args.max_seconds)
         if args.max_tokens or args.max_seconds
         else None
     )
     out = make_graph(node).invoke(
-        {"question": args.question}, context=TTCContext(ttc={"lambda_tokens": args.lambda_tokens}, budget=budget)
+        {"question": args.question}, context=TTCContext(lambda_tokens=args.lambda_tokens, budget=budget)
     )
     print(out["messages"][-1].content)
     print(f"decisions traced to {args.trace}; see them with: ttc-agent report {args.trace}")

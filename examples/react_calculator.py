@@ -17,7 +17,7 @@ from langchain.agents import create_agent
 from langchain_core.tools import tool
 
 from ttc_agent.answers import answers_equal, extract_answer
-from ttc_agent.nodes import TTCChatModel, TTCMiddleware, TTCNode
+from ttc_agent.nodes import TTCChatModel, TTCEngine, TTCMiddleware, TTCNode
 from ttc_agent.verifiers import CheckVerifier
 
 _OPS = {
@@ -66,7 +66,7 @@ CALCULATOR_CHECK = CheckVerifier(calculator_check, name="check:calculator")
 def make_agent(node: TTCNode):
     """A create_agent ReAct agent whose every model call goes through ttc-agent."""
     return create_agent(
-        TTCChatModel(node=node), tools=[calculator], middleware=[TTCMiddleware(node, force_first_tool_call=True)]
+        TTCChatModel(engine=node.engine), tools=[calculator], middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)]
     )
 
 
@@ -81,7 +81,7 @@ def main() -> None:
     backend = TransformersBackend()
     bundle = ProbeBundle.load(args.probes, fingerprint=backend.fingerprint())
     # The calculator also checks final answers: best-of-N candidates it confirms score highest.
-    agent = make_agent(TTCNode(backend, bundle, verifier=CALCULATOR_CHECK))
+    agent = make_agent(TTCNode(TTCEngine(backend, bundle, verifier=CALCULATOR_CHECK)))
     for message in agent.invoke({"messages": [("user", args.question)]}, {"recursion_limit": 8})["messages"]:
         print(f"[{message.type}] {message.content or message.tool_calls}")
 

@@ -15,7 +15,7 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.collect import read_traces
 from ttc_agent.evaluation.datasets import load_dataset
 from ttc_agent.evaluation.menu import Menu
-from ttc_agent.nodes import TTCNode
+from ttc_agent.nodes import TTCEngine, TTCNode
 from ttc_agent.strategies import parse_strategy
 
 
@@ -43,23 +43,23 @@ def test_a_strategy_spec_of_ten_thousand_characters_gets_a_short_error(spec):
 
 
 def node() -> TTCNode:
-    return TTCNode(ScriptedBackend(texts("= 5")), bundle_for(None))
+    return TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), bundle_for(None)))
 
 
 def test_an_empty_message_list():
     with pytest.raises(InvalidRequestError, match="no messages"):
-        node().answer([])
+        node().respond([])
 
 
 def test_a_message_longer_than_the_models_context():
     backend = ScriptedBackend(texts("= 5"))
     backend.context_length = 8  # the scripted backend counts 10 tokens for any prompt
     with pytest.raises(InvalidRequestError, match="10 tokens, more than the model's context of 8"):
-        TTCNode(backend, bundle_for(None)).answer([HumanMessage("What is 2 + 2?")])
+        TTCNode(TTCEngine(backend, bundle_for(None))).respond([HumanMessage("What is 2 + 2?")])
 
 
 def test_a_settings_object_with_unknown_fields():
-    with pytest.raises(InvalidRequestError, match=r"unknown ttc setting\(s\) \['lamda_tokens'\]"):
+    with pytest.raises(InvalidRequestError, match="unknown setting 'lamda_tokens'"):
         node().limits({"configurable": {"ttc": {"lamda_tokens": 1e-3}}})
 
 

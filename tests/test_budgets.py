@@ -32,7 +32,7 @@ from ttc_agent.budgets import (
 )
 from ttc_agent.budgets.ledger import charge, merge_ledgers
 from ttc_agent.budgets.managers import balance_for
-from ttc_agent.nodes import TTCContext, TTCNode
+from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
 
 BUNDLE = bundle_for(None)
 Q = [HumanMessage("What is 345 + 678?")]
@@ -99,7 +99,7 @@ def test_bad_budgets_are_refused_at_construction(kwargs, match):
 
 def test_bad_manager_and_budget_mapping_are_refused():
     with pytest.raises(BudgetError, match="unknown budget manager 'greedy'"):
-        TTCNode(ScriptedBackend(texts("= 5")), BUNDLE, manager="greedy")
+        TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, manager="greedy"))
     with pytest.raises(BudgetError, match="max_token"):
         WorkflowBudget.coerce({"max_token": 5})
     with pytest.raises(BudgetError, match="step"):
@@ -114,7 +114,7 @@ def test_a_manager_returning_negative_prices_is_refused_before_generation():
             return type(super().allowance(balance, predictions))(_limits(-1.0, 0.0, 100, None))
 
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=500), manager=Broken())
+    node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=500), manager=Broken()))
     with pytest.raises(BudgetError, match="lambda_tokens must be a finite number >= 0, got -1"):
         loop_graph(node, calls=1).invoke(start())
     assert backend.calls == []
@@ -172,7 +172,7 @@ def test_a_budget_between_the_median_and_the_q90_runs_only_at_the_lower_quantile
     assert p.tokens[0].min() < tokens < p.tokens_q90[0].min()
     backend = ScriptedBackend(texts("= 5"))
     budget = WorkflowBudget(max_tokens=tokens, expected_calls=1, quantile=quantile)
-    out = loop_graph(TTCNode(backend, BUNDLE, budget=budget), calls=1).invoke(start())
+    out = loop_graph(TTCNode(TTCEngine(backend, BUNDLE, budget=budget)), calls=1).invoke(start())
     if quantile == 0.9:
         assert out["ttc_ledger"].exhausted and backend.calls == []
     else:
@@ -205,7 +205,7 @@ def test_call_history_learns_calls_per_node(tmp_path):
 def test_the_ledger_matches_the_backend_and_the_budget_is_never_overrun(manager):
     backend = ScriptedBackend(texts("= 5"))
     budget = WorkflowBudget(max_tokens=260, expected_calls=6)
-    out = loop_graph(TTCNode(backend, BUNDLE, budget=budget, manager=manager)).invoke(start())
+    out = loop_graph(TTCNode(TTCEngine(backend, BUNDLE, budget=budget, manager=manager))).invoke(start())
     ledger = out["ttc_ledger"]
     assert ledger.tokens == spent_tokens(backend) <= 260
     assert ledger.calls == len(backend.calls) >= 2
@@ -214,7 +214,7 @@ def test_the_ledger_matches_the_backend_and_the_budget_is_never_overrun(manager)
 
 
 def test_the_decision_record_carries_the_budget():
-    node = TTCNode(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=400, expected_calls=2))
+    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=400, expected_calls=2)))
     out = loop_graph(node, calls=1).invoke(start())
     b = out["messages"][-1].response_metadata["ttc"]["budget"]
     assert b["before"]["tokens_left"] == 400 and b["after"]["tokens_left"] == 400 - b["charged"]["tokens"]
@@ -222,7 +222,7 @@ def test_the_decision_record_carries_the_budget():
 
 
 def test_on_exhausted_error_raises_a_typed_error():
-    node = TTCNode(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=20, on_exhausted="error"))
+    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=20, on_exhausted="error")))
     with pytest.raises(BudgetExhaustedError, match="tokens budget") as info:
         loop_graph(node).invoke(start())
     assert info.value.exhausted.limit == "tokens"
@@ -230,7 +230,7 @@ def test_on_exhausted_error_raises_a_typed_error():
 
 def test_on_exhausted_ask_interrupts_and_resumes_with_more_budget():
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=3, on_exhausted="ask"))
+    node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=3, on_exhausted="ask")))
     app = loop_graph(node, calls=3, checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "ask"}}
     out = app.invoke(start(), cfg)
@@ -251,7 +251,7 @@ def test_on_exhausted_ask_interrupts_and_resumes_with_more_budget():
 def test_run_scope_resets_per_invocation_and_thread_scope_accumulates():
     for scope in ("run", "thread"):
         backend = ScriptedBackend(texts("= 5"))
-        node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=200, expected_calls=2, scope=scope))
+        node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=200, expected_calls=2, scope=scope)))
         app = loop_graph(node, calls=2, checkpointer=InMemorySaver())
         cfg = {"configurable": {"thread_id": scope}}
         first = app.invoke(start(), cfg)["ttc_ledger"]
@@ -268,7 +268,7 @@ def test_run_scope_resets_per_invocation_and_thread_scope_accumulates():
 
 def test_a_ledger_under_another_budget_is_refused_before_generation():
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=300, scope="thread"))
+    node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=300, scope="thread")))
     app = loop_graph(node, calls=1, checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "t"}}
     app.invoke(start(), cfg)
@@ -293,7 +293,7 @@ def test_parallel_branches_that_together_would_overrun_share_the_budget():
 
     backend = Slow(texts("= 5", tokens=200))  # samples run to their max_tokens
     budget = WorkflowBudget(max_tokens=200, expected_calls=1)
-    node = TTCNode(backend, BUNDLE, budget=budget, manager="equal")
+    node = TTCNode(TTCEngine(backend, BUNDLE, budget=budget, manager="equal"))
 
     def fan(state):
         return [Send("branch", {"ttc_ledger": state.get("ttc_ledger")}) for _ in range(state["branches"])]
@@ -311,14 +311,14 @@ def test_parallel_branches_that_together_would_overrun_share_the_budget():
     assert out["ttc_ledger"].tokens == spent_tokens(backend, 200) <= 200
     assert any(a.startswith("Stopped") for a in out["answers"])
     alone = ScriptedBackend(texts("= 5", tokens=200))
-    TTCNode(alone, BUNDLE, budget=budget, manager="equal", pool=ReservationPool()).respond(Q, {})
+    TTCNode(TTCEngine(alone, BUNDLE, budget=budget, manager="equal", pool=ReservationPool())).respond(Q, {})
     assert 2 * spent_tokens(alone, 200) > 200, "one branch alone would have spent more than half"
 
 
 def test_eight_threads_share_one_budget():
     backend = ScriptedBackend(texts("= 5", tokens=200))  # every call spends at least 10 + 24 tokens
     budget = WorkflowBudget(max_tokens=600, expected_calls=3, shared_by="team")
-    node = TTCNode(backend, BUNDLE, budget=budget, pool=ReservationPool())
+    node = TTCNode(TTCEngine(backend, BUNDLE, budget=budget, pool=ReservationPool()))
     app = loop_graph(node, calls=3, checkpointer=InMemorySaver())
 
     def run(i):
@@ -338,7 +338,7 @@ def test_a_failed_call_is_charged():
 
     pool = ReservationPool()
     budget = WorkflowBudget(max_tokens=300, shared_by="f")
-    node = TTCNode(Failing(texts("= 5")), BUNDLE, budget=budget, pool=pool)
+    node = TTCNode(TTCEngine(Failing(texts("= 5")), BUNDLE, budget=budget, pool=pool))
     with pytest.raises(RuntimeError):
         node.respond(Q, {})
     spent, _, in_flight = pool.available(("shared", "f", budget.digest), 0, 0.0)
@@ -358,7 +358,7 @@ async def test_async_graph_ledger_survives_reopening_an_async_sqlite_checkpoint(
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=1000, scope="thread", expected_calls=4))
+    node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=1000, scope="thread", expected_calls=4)))
 
     async def solve(state, config):
         return {**(await node.arespond(Q, state, config)).update, "rounds": state.get("rounds", 0) + 1}
@@ -384,9 +384,9 @@ def test_report_shows_budget_left_and_the_stop_and_draws_the_burn_down(tmp_path)
     from ttc_agent.report import burn_down, read_decisions
 
     trace = tmp_path / "run.jsonl"
-    node = TTCNode(
+    node = TTCNode(TTCEngine(
         ScriptedBackend(texts("= 5")), BUNDLE, trace=trace, budget=WorkflowBudget(max_tokens=100, expected_calls=3)
-    )
+    ))
     out = loop_graph(node, calls=5).invoke(start())
     assert budget_exhausted(out)
     records = read_decisions(trace)
@@ -401,7 +401,7 @@ def test_report_shows_budget_left_and_the_stop_and_draws_the_burn_down(tmp_path)
 
 
 def test_a_graph_without_the_ledger_channel_is_told_to_add_it():
-    node = TTCNode(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=1000, expected_calls=3))
+    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=1000, expected_calls=3)))
 
     def solve(state, config):
         return node.respond(state["messages"], state, config).update
@@ -417,7 +417,7 @@ def test_a_graph_without_the_ledger_channel_is_told_to_add_it():
 
 def test_each_invocation_without_a_thread_is_a_run_of_its_own():
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=2), pool=ReservationPool())
+    node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=2), pool=ReservationPool()))
     app = loop_graph(node, calls=2)
     runs = [app.invoke(start())["ttc_ledger"] for _ in range(4)]
     assert len({r.run for r in runs}) == 4, "no checkpointer, no thread: four separate runs"

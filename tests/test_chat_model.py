@@ -6,11 +6,11 @@ from fakes import ScriptedBackend, bundle_for, texts
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from ttc_agent.nodes import TTCChatModel, TTCNode
+from ttc_agent.nodes import TTCChatModel, TTCEngine
 
 
 def model() -> TTCChatModel:
-    return TTCChatModel(node=TTCNode(ScriptedBackend(texts("= 5")), bundle_for(None)))
+    return TTCChatModel(engine=TTCEngine(ScriptedBackend(texts("= 5")), bundle_for(None)))
 
 
 def test_chat_model_works_in_lcel_chains_outside_a_graph():

@@ -7,7 +7,7 @@ import pytest
 from fakes import ScriptedBackend, bundle_for
 
 from ttc_agent.backends.base import Completion
-from ttc_agent.nodes import TTCContext, TTCNode
+from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import multistep_math  # noqa: E402
@@ -26,9 +26,9 @@ def adder():
 
 
 def test_multistep_agent_makes_one_call_per_step(tmp_path):
-    node = TTCNode(adder(), bundle_for(None), trace=tmp_path / "t.jsonl")
+    node = TTCNode(TTCEngine(adder(), bundle_for(None), trace=tmp_path / "t.jsonl"))
     out = multistep_math.make_graph(node).invoke(
-        {"question": "What is 12 + 7 + 30 + 4?"}, context=TTCContext(ttc={"lambda_tokens": 1.0})
+        {"question": "What is 12 + 7 + 30 + 4?"}, context=TTCContext(lambda_tokens=1.0)
     )
     assert [s["question"] for s in out["steps"]] == ["What is 12 + 7?", "What is 19 + 30?", "What is 49 + 4?"]
     assert out["messages"][-1].content.endswith("The answer is 53.")
@@ -37,7 +37,7 @@ def test_multistep_agent_makes_one_call_per_step(tmp_path):
 
 
 def test_multistep_agent_refuses_a_question_without_a_sum():
-    node = TTCNode(adder(), bundle_for(None))
+    node = TTCNode(TTCEngine(adder(), bundle_for(None)))
     with pytest.raises(ValueError, match="two numbers"):
         multistep_math.make_graph(node).invoke({"question": "What is love?"})
 
@@ -55,7 +55,7 @@ def test_react_example_on_the_embedded_model(tf_backend):
     # The node's sampled strategies draw from torch's global generator: fix it, so the result
     # does not depend on which tests ran before (a 135M model writes a broken call now and then).
     torch.manual_seed(0)
-    agent = react_calculator.make_agent(TTCNode(tf_backend, bundle_for(tf_backend.fingerprint())))
+    agent = react_calculator.make_agent(TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint()))))
     out = agent.invoke({"messages": [("user", "What is 345 + 678?")]}, {"recursion_limit": 8})
     tools = [m for m in out["messages"] if m.type == "tool"]
     assert tools and tools[0].name == "calculator" and not tools[0].content.startswith("error")

@@ -5,13 +5,13 @@ import json
 
 import pytest
 from fakes import ScriptedBackend, bundle_for, texts
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tracers.context import collect_runs
 from langgraph.graph import START, MessagesState, StateGraph
 
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
-from ttc_agent.nodes import TTCNode
+from ttc_agent.nodes import TTCEngine, TTCNode
 from ttc_agent.probes import ProbeMismatchError
 
 MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 24})
@@ -20,22 +20,24 @@ HARD = [HumanMessage("What is 345 + 678?")]
 
 def graph(node, async_=False):
     g = StateGraph(MessagesState)
-    g.add_node("solve", node.acall if async_ else node)
+    g.add_node("solve", node)
     g.add_edge(START, "solve")
     return g.compile()
 
 
-class Events(BaseCallbackHandler):
-    def __init__(self):
-        self.events = []
-
-    def on_custom_event(self, name, data, **kwargs):
-        self.events.append((name, data))
+def chat_runs(runs):
+    """Every chat-model run under the collected root runs."""
+    found, todo = [], list(runs.traced_runs)
+    while todo:
+        run = todo.pop()
+        found += [run] if run.run_type == "llm" else []
+        todo += run.child_runs
+    return found
 
 
 def test_settings_are_checked_before_any_generation():
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(backend, bundle_for(None))
+    node = TTCNode(TTCEngine(backend, bundle_for(None)))
     app = graph(node)
     with pytest.raises(InvalidRequestError, match="lamda_tokens"):
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lamda_tokens": 1}}})
@@ -51,14 +53,14 @@ def test_settings_are_checked_before_any_generation():
 def test_mismatched_bundle_is_refused_at_construction():
     backend = ScriptedBackend(texts("= 5"))
     with pytest.raises(ProbeMismatchError, match="menu"):
-        TTCNode(backend, bundle_for(None), menu=Menu(("greedy",)))
+        TTCNode(TTCEngine(backend, bundle_for(None), menu=Menu(("greedy",))))
     backend.fingerprint = lambda: {"backend": "scripted", "weights": "abc"}
     with pytest.raises(ProbeMismatchError, match="model"):
-        TTCNode(backend, bundle_for({"weights": "xyz"}))
+        TTCNode(TTCEngine(backend, bundle_for({"weights": "xyz"})))
 
 
 def test_target_mean_cost_calibrates_lambda():
-    node = TTCNode(ScriptedBackend(texts("= 5")), bundle_for(None))
+    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), bundle_for(None)))
     cheap = node.limits({"configurable": {"ttc": {"target_mean_tokens": 60}}})
     rich = node.limits({"configurable": {"ttc": {"target_mean_tokens": 140}}})
     assert cheap.lambda_tokens > rich.lambda_tokens >= 0
@@ -70,10 +72,10 @@ def test_target_mean_cost_calibrates_lambda():
 
 @pytest.mark.slow
 def test_node_in_a_state_graph_on_the_embedded_model(tf_backend, tmp_path):
-    node = TTCNode(tf_backend, bundle_for(tf_backend.fingerprint()), trace=tmp_path / "trace.jsonl")
+    node = TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint()), trace=tmp_path / "trace.jsonl"))
     app = graph(node)
-    events = Events()
-    free = app.invoke({"messages": HARD}, {"callbacks": [events]})
+    with collect_runs() as runs:
+        free = app.invoke({"messages": HARD})
     priced = app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": 1.0}}})
     reply, cheap = free["messages"][-1], priced["messages"][-1]
     assert isinstance(reply, AIMessage) and reply.content
@@ -85,9 +87,9 @@ def test_node_in_a_state_graph_on_the_embedded_model(tf_backend, tmp_path):
     assert reply.usage_metadata["output_tokens"] == actual["completion_tokens"] > 0
     assert reply.usage_metadata["total_tokens"] == actual["total_tokens"]
     assert actual["prompt_tokens"] == tf_backend.count_tokens([{"role": "user", "content": "What is 345 + 678?"}])
-    assert [name for name, _ in events.events] == ["ttc_decision"] and events.events[0][1][
-        "choice"
-    ] == reply.response_metadata["ttc"]["choice"]
+    (run,) = chat_runs(runs)
+    assert run.extra["metadata"]["ttc_strategy"] == reply.response_metadata["ttc"]["choice"]
+    assert "ttc:best_of_n(4, select=majority)" in run.tags
     lines = [json.loads(x) for x in (tmp_path / "trace.jsonl").read_text().splitlines()]
     assert [r["choice"] for r in lines] == ["best_of_n(4, select=majority)", "greedy"]
     assert all(
@@ -98,7 +100,7 @@ def test_node_in_a_state_graph_on_the_embedded_model(tf_backend, tmp_path):
 
 @pytest.mark.slow
 def test_async_graph_streams_decisions_live(tf_backend):
-    node = TTCNode(tf_backend, bundle_for(tf_backend.fingerprint()))
+    node = TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint())))
     app = graph(node, async_=True)
 
     async def run():
@@ -116,17 +118,22 @@ def test_async_graph_streams_decisions_live(tf_backend):
 
 
 def test_chat_model_uses_call_settings_and_reports_its_decision():
-    from ttc_agent.nodes import TTCChatModel
+    from ttc_agent.nodes import TTCChatModel, TTCEngine
 
     backend = ScriptedBackend(texts("345 + 678 = 1023"))
-    model = TTCChatModel(node=TTCNode(backend, bundle_for(None)))
-    events = Events()
-    free = model.invoke(HARD, config={"callbacks": [events]})
+    model = TTCChatModel(engine=TTCEngine(backend, bundle_for(None)))
+    with collect_runs() as runs:
+        free = model.invoke(HARD)
     cheap = model.invoke(HARD, ttc={"lambda_tokens": 1.0})
     assert free.content == "345 + 678 = 1023"
     assert free.response_metadata["ttc"]["choice"] == "best_of_n(4, select=majority)"
     assert cheap.response_metadata["ttc"]["choice"] == "greedy"
-    assert [name for name, _ in events.events] == ["ttc_decision"]
+    (run,) = chat_runs(runs)
+    assert run.extra["metadata"]["ttc_strategy"] == "best_of_n(4, select=majority)"
+    assert run.extra["metadata"]["ls_provider"] == "ttc-agent" and {"ttc", "ttc:best_of_n(4, select=majority)"} <= set(
+        run.tags
+    )
+    assert run.outputs["generations"][0][0]["message"]["kwargs"]["usage_metadata"]["output_tokens"] == 20
     assert free.usage_metadata["output_tokens"] == 4 * 5
     with pytest.raises(InvalidRequestError, match="bogus"):
         model.invoke(HARD, ttc={"bogus": 1})
@@ -134,9 +141,9 @@ def test_chat_model_uses_call_settings_and_reports_its_decision():
 
 
 def test_chat_model_inside_a_graph_reads_configurable():
-    from ttc_agent.nodes import TTCChatModel
+    from ttc_agent.nodes import TTCChatModel, TTCEngine
 
-    model = TTCChatModel(node=TTCNode(ScriptedBackend(texts("= 7")), bundle_for(None)))
+    model = TTCChatModel(engine=TTCEngine(ScriptedBackend(texts("= 7")), bundle_for(None)))
     g = StateGraph(MessagesState)
     g.add_node("chat", lambda state: {"messages": [model.invoke(state["messages"])]})
     g.add_edge(START, "chat")
@@ -145,33 +152,33 @@ def test_chat_model_inside_a_graph_reads_configurable():
 
 
 def test_runtime_context_carries_settings_and_overrides_configurable():
-    from ttc_agent.nodes import TTCContext
+    from ttc_agent.nodes import TTCContext, TTCEngine
 
-    node = TTCNode(ScriptedBackend(texts("= 7")), bundle_for(None))
+    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 7")), bundle_for(None)))
     g = StateGraph(MessagesState, context_schema=TTCContext)
     g.add_node("solve", node)
     g.add_edge(START, "solve")
     app = g.compile()
-    by_context = app.invoke({"messages": HARD}, context=TTCContext(ttc={"lambda_tokens": 1.0}))
+    by_context = app.invoke({"messages": HARD}, context=TTCContext(lambda_tokens=1.0))
     assert by_context["messages"][-1].response_metadata["ttc"]["choice"] == "greedy"
     both = app.invoke(
         {"messages": HARD},
         {"configurable": {"ttc": {"lambda_tokens": 1.0}}},
-        context=TTCContext(ttc={"lambda_tokens": 0.0}),
+        context=TTCContext(lambda_tokens=0.0),
     )
     assert both["messages"][-1].response_metadata["ttc"]["choice"] == "best_of_n(4, select=majority)", (
         "the context wins"
     )
     with pytest.raises(InvalidRequestError, match="lamda"):
-        app.invoke({"messages": HARD}, context=TTCContext(ttc={"lamda": 1}))
+        app.invoke({"messages": HARD}, context=TTCContext(lamda=1))
 
 
 def test_chat_model_streams_the_final_answer_in_chunks_and_in_a_graph():
     from langchain_core.messages import AIMessageChunk
 
-    from ttc_agent.nodes import TTCChatModel
+    from ttc_agent.nodes import TTCChatModel, TTCEngine
 
-    model = TTCChatModel(node=TTCNode(ScriptedBackend(texts("345 + 678 = 1023")), bundle_for(None)))
+    model = TTCChatModel(engine=TTCEngine(ScriptedBackend(texts("345 + 678 = 1023")), bundle_for(None)))
     chunks = list(model.stream(HARD, ttc={"lambda_tokens": 1.0}))
     assert len(chunks) > 3 and all(isinstance(c, AIMessageChunk) for c in chunks)
     whole = chunks[0]

@@ -13,7 +13,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 
-from ttc_agent.nodes import TTCNode
+from ttc_agent.nodes import TTCEngine, TTCNode
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from langgraph.graph import START, MessagesState, StateGraph
     from ttc_agent.backends import TransformersBackend
     from ttc_agent.budgets import BudgetState, WorkflowBudget
-    from ttc_agent.nodes import TTCNode
+    from ttc_agent.nodes import TTCEngine, TTCNode
     from ttc_agent.probes import ProbeBundle
 
     class State(MessagesState, BudgetState):
@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
     graph = StateGraph(State)
     budget = WorkflowBudget(max_tokens=4000, scope="thread")
     bundle = ProbeBundle.load(probes, fingerprint=backend.fingerprint())
-    graph.add_node("solve", TTCNode(backend, bundle, budget=budget))
+    graph.add_node("solve", TTCNode(TTCEngine(backend, bundle, budget=budget)))
     graph.add_edge(START, "solve")
     config = {"configurable": {"thread_id": "t1", "ttc": {"lambda_tokens": 1.0}}}
     with SqliteSaver.from_conn_string(db) as saver:
@@ -83,9 +83,9 @@ def test_sqlite_thread_survives_a_restart_in_a_new_process(tf_backend, tmp_path)
 
 
 def test_eight_threads_at_once_with_their_own_settings(tf_backend):
-    node = TTCNode(tf_backend, bundle_for(tf_backend.fingerprint()))
+    node = TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint())))
     graph = StateGraph(MessagesState)
-    graph.add_node("solve", node.acall)
+    graph.add_node("solve", node)
     graph.add_edge(START, "solve")
     app = graph.compile(checkpointer=InMemorySaver())
     configs = [

@@ -11,7 +11,7 @@ from fakes import ScriptedBackend, bundle_for, texts
 
 from ttc_agent.budgets.managers import Balance, Paced
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.nodes import TTCNode
+from ttc_agent.nodes import TTCEngine, TTCNode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_calibrated_price_keeps_each_runs_other_price():
     """The cache of calibrated prices was keyed on the target alone and overwrote both prices:
     a later run with the same target and its own lambda_seconds got the first run's."""
-    node = TTCNode(ScriptedBackend(texts("= 5")), bundle_for(None))
+    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), bundle_for(None)))
     first = node.limits({"configurable": {"ttc": {"target_mean_tokens": 90, "lambda_seconds": 0.0}}})
     second = node.limits({"configurable": {"ttc": {"target_mean_tokens": 90, "lambda_seconds": 0.5}}})
     assert first.lambda_seconds == 0.0 and second.lambda_seconds == 0.5

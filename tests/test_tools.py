@@ -8,7 +8,7 @@ from langchain_core.tools import tool
 
 from ttc_agent.backends.base import Completion
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.nodes import TTCChatModel, TTCMiddleware, TTCNode
+from ttc_agent.nodes import TTCChatModel, TTCEngine, TTCMiddleware, TTCNode
 from ttc_agent.nodes.tools import call_key, forced_prefix, parse_call, tool_specs
 
 CALLS = []
@@ -81,8 +81,8 @@ def test_best_of_n_votes_over_normalised_tool_calls_and_never_beams():
     records += [{**r, "strategy": menu.specs[2], "correct": True} for r in records if r["strategy"] == "greedy"]
     bundle = ProbeBundle(menu, FeatureSet([TextStats()])).fit(records)
     backend = scripted_tool_backend()
-    node = TTCNode(backend, bundle)
-    reply, record, _ = node.answer([HumanMessage("What is 345 + 678?")], tools=[calculator], tool_choice="any")
+    node = TTCNode(TTCEngine(backend, bundle))
+    reply, record, _ = node.respond([HumanMessage("What is 345 + 678?")], tools=[calculator], tool_choice="any")
     assert record["choice"] == "best_of_n(4, select=majority)", "beam search is excluded from tool steps"
     assert reply.tool_calls[0]["name"] == "calculator"
     assert reply.tool_calls[0]["args"]["expression"].replace(" ", "") == "345+678", "the two spellings voted together"
@@ -92,9 +92,9 @@ def test_best_of_n_votes_over_normalised_tool_calls_and_never_beams():
 
 def test_agent_with_middleware_calls_the_tool_then_answers():
     CALLS.clear()
-    node = TTCNode(scripted_tool_backend(), bundle_for(None))
+    node = TTCNode(TTCEngine(scripted_tool_backend(), bundle_for(None)))
     agent = create_agent(
-        TTCChatModel(node=node), tools=[calculator], middleware=[TTCMiddleware(node, force_first_tool_call=True)]
+        TTCChatModel(engine=node.engine), tools=[calculator], middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)]
     )
     out = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]})
     kinds = [type(m).__name__ for m in out["messages"]]
@@ -107,9 +107,9 @@ def test_agent_with_middleware_calls_the_tool_then_answers():
 @pytest.mark.slow
 def test_react_agent_on_the_embedded_model_really_calls_the_calculator(tf_backend):
     CALLS.clear()
-    node = TTCNode(tf_backend, bundle_for(tf_backend.fingerprint()))
+    node = TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint())))
     agent = create_agent(
-        TTCChatModel(node=node), tools=[calculator], middleware=[TTCMiddleware(node, force_first_tool_call=True)]
+        TTCChatModel(engine=node.engine), tools=[calculator], middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)]
     )
     out = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]}, {"recursion_limit": 8})
     assert CALLS, "the model's tool call reached the calculator"
@@ -123,11 +123,11 @@ def test_react_agent_on_the_embedded_model_really_calls_the_calculator(tf_backen
 def test_agent_budget_ledger_is_written_by_the_middleware_and_ends_the_run_cleanly():
 
     from ttc_agent.budgets import WorkflowBudget, budget_exhausted
-    from ttc_agent.nodes import TTCContext
+    from ttc_agent.nodes import TTCContext, TTCEngine
 
     CALLS.clear()
     backend = scripted_tool_backend()
-    node = TTCNode(backend, bundle_for(None), budget=WorkflowBudget(max_tokens=2000, expected_calls=2))
+    node = TTCNode(TTCEngine(backend, bundle_for(None), budget=WorkflowBudget(max_tokens=2000, expected_calls=2)))
     agent = budget_agent(node)
     cfg = {"configurable": {"thread_id": "a"}}
     out = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]}, cfg)
@@ -149,9 +149,9 @@ def test_agent_budget_ask_pauses_and_resumes_with_a_grant():
     from langgraph.types import Command
 
     from ttc_agent.budgets import WorkflowBudget
-    from ttc_agent.nodes import TTCContext
+    from ttc_agent.nodes import TTCContext, TTCEngine
 
-    node = TTCNode(scripted_tool_backend(), bundle_for(None))
+    node = TTCNode(TTCEngine(scripted_tool_backend(), bundle_for(None)))
     agent = budget_agent(node)
     cfg = {"configurable": {"thread_id": "ask"}}
     ctx = TTCContext(budget=WorkflowBudget(max_tokens=30, on_exhausted="ask"))
@@ -169,9 +169,9 @@ def budget_agent(node):
     from ttc_agent.nodes import TTCContext
 
     return create_agent(
-        TTCChatModel(node=node),
+        TTCChatModel(engine=node.engine),
         tools=[calculator],
-        middleware=[TTCMiddleware(node, force_first_tool_call=True)],
+        middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)],
         context_schema=TTCContext,
         checkpointer=InMemorySaver(),
     )

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         budget_exhausted,
     )
     from ttc_agent.evaluation.menu import Menu
-    from ttc_agent.nodes import TTCChatModel, TTCContext, TTCMiddleware, TTCNode
+    from ttc_agent.nodes import TTCChatModel, TTCContext, TTCEngine, TTCMiddleware, TTCNode, TTCSettings
     from ttc_agent.policy import CallLimits, StaticPolicy, UtilityPolicy
     from ttc_agent.probes import ProbeBundle
     from ttc_agent.strategies import AdaptiveSC, BeamSearch, BestOfN, Greedy, Outcome, parse_strategy
@@ -57,6 +57,8 @@ _LAZY = {
     "Menu": "ttc_agent.evaluation.menu",
     "TTCChatModel": "ttc_agent.nodes",
     "TTCContext": "ttc_agent.nodes",
+    "TTCEngine": "ttc_agent.nodes",
+    "TTCSettings": "ttc_agent.nodes",
     "TTCMiddleware": "ttc_agent.nodes",
     "TTCNode": "ttc_agent.nodes",
     "CallLimits": "ttc_agent.policy",
@@ -100,9 +102,11 @@ __all__ = [
     "StaticPolicy",
     "TTCChatModel",
     "TTCContext",
+    "TTCEngine",
     "TTCError",
     "TTCMiddleware",
     "TTCNode",
+    "TTCSettings",
     "TransformersBackend",
     "UtilityPolicy",
     "VLLMBackend",

@@ -78,7 +78,7 @@ def demo(
     from ttc_agent.backends import TransformersBackend
     from ttc_agent.budgets import WorkflowBudget
     from ttc_agent.demo import make_graph, numbers, shipped_probes
-    from ttc_agent.nodes import TTCContext, TTCNode
+    from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
     from ttc_agent.probes import ProbeBundle
     from ttc_agent.report import short_label
 
@@ -92,12 +92,12 @@ def demo(
                 else ProbeBundle.load(probes, fingerprint=backend.fingerprint())
             )
         trace.unlink(missing_ok=True)
-        node = TTCNode(backend, bundle, trace=trace, manager=manager)
+        node = TTCNode(TTCEngine(backend, bundle, trace=trace, manager=manager))
         graph = make_graph(node)
         started = time.perf_counter()
         with console.status(f"solving {question!r} step by step..."):
             out = graph.invoke(
-                {"question": question}, context=TTCContext(ttc={"lambda_tokens": lambda_tokens}, budget=budget)
+                {"question": question}, context=TTCContext(lambda_tokens=lambda_tokens, budget=budget)
             )
         wall = time.perf_counter() - started
     except (TTCError, ValueError) as exc:
@@ -444,7 +444,7 @@ def _ci(ci: list[float] | None) -> str:
 
 @app.command()
 def report(
-    trace: Annotated[Path, typer.Argument(help="A decision trace (JSONL) written by TTCNode(trace=...).")],
+    trace: Annotated[Path, typer.Argument(help="A decision trace (JSONL) written by TTCEngine(trace=...).")],
     plot: Annotated[
         Path | None,
         typer.Option(help="Where to draw cumulative tokens and seconds per step (PNG); default: beside the trace."),

@@ -1,4 +1,4 @@
-"""Read a decision trace (JSONL from `TTCNode(trace=...)`): a per-step table and a cost plot."""
+"""Read a decision trace (JSONL from `TTCEngine(trace=...)`): a per-step table and a cost plot."""
 
 from __future__ import annotations
 

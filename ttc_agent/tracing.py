@@ -1,26 +1,42 @@
 """Decision records: what each call predicted, chose and spent, sent wherever people look.
 
-A record goes to LangChain callbacks as the custom event ``ttc_decision`` (LangSmith shows it),
-to LangGraph's stream writer (``stream_mode="custom"`` shows it live), and to an optional JSONL
-sink that ``ttc-agent report`` reads.
+Every face sends each record to the same places:
+
+- the chat-model run of the call, as metadata (``ttc_strategy``, ``ttc_feasible``, the
+  predictions) and tags (``ttc``, ``ttc:<strategy>``), with the usage on its output: what
+  LangSmith and any LangChain tracer show (`annotate_run`);
+- an OpenTelemetry span following the GenAI semantic conventions (`call_span`), through
+  ``opentelemetry-api`` (spans go nowhere until the application installs an SDK);
+- Python `logging`, logger ``ttc_agent``, one INFO line per call;
+- LangGraph's stream writer (``stream_mode="custom"`` yields ``{"ttc_decision": record}``);
+- an optional JSONL sink that ``ttc-agent report`` reads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
+from opentelemetry import trace as otel
+from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from ttc_agent.policy import Decision
 from ttc_agent.records import DecisionRecord, FeaturesRecord
 from ttc_agent.strategies import Outcome
 
 EVENT = "ttc_decision"
+logger = logging.getLogger("ttc_agent")
+_tracer = otel.get_tracer("ttc_agent")
 
 
 def features_digest(x: np.ndarray) -> FeaturesRecord:
@@ -63,50 +79,96 @@ class JsonlTraceSink:
             f.write(line)
 
 
-def emit(record: DecisionRecord, config: Any) -> None:
-    """Send a record to the run's callbacks and stream writer (no-ops outside a graph run)."""
-    from langchain_core.callbacks import dispatch_custom_event
-
-    if config is not None and config.get("callbacks") is not None:
-        dispatch_custom_event(EVENT, record, config=config)
+def publish(record: DecisionRecord, sink: JsonlTraceSink | None) -> None:
+    """A finished call's record to the sink, the log and the graph's stream writer."""
+    if sink is not None:
+        sink.write(record)
+    _log(record)
     _stream(record)
 
 
-async def aemit(record: DecisionRecord, config: Any) -> None:
-    """Async `emit`."""
-    from langchain_core.callbacks import adispatch_custom_event
+def decision_metadata(decision: Decision) -> tuple[dict[str, object], list[str]]:
+    """Run metadata and tags that show a decision in LangSmith (and any LangChain tracer)."""
+    i = decision.index
+    metadata: dict[str, object] = {
+        "ttc_strategy": decision.spec,
+        "ttc_feasible": decision.feasible,
+        "ttc_predicted_accuracy": round(decision.accuracy[i], 4),
+        "ttc_predicted_tokens": round(decision.tokens[i], 1),
+        "ttc_predicted_seconds": round(decision.seconds[i], 3),
+        "ttc_menu": list(decision.specs),
+    }
+    return metadata, ["ttc", f"ttc:{decision.spec}"]
 
-    if config is not None and config.get("callbacks") is not None:
-        await adispatch_custom_event(EVENT, record, config=config)
-    _stream(record)
+
+def annotate_run(run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun, decision: Decision) -> None:
+    """Add the decision's metadata and tags to the chat-model run the tracers hold, before the
+    run ends (LangSmith's tracer sends a run's metadata and tags with its end)."""
+    metadata, tags = decision_metadata(decision)
+    for handler in [*run_manager.handlers, *run_manager.inheritable_handlers]:
+        if isinstance(handler, BaseTracer | AsyncBaseTracer):
+            run = handler.run_map.get(str(run_manager.run_id))
+            if run is not None:
+                run.extra.setdefault("metadata", {}).update(metadata)
+                run.tags = [*(run.tags or []), *(t for t in tags if t not in (run.tags or []))]
 
 
-def emit_on_run(record: DecisionRecord, run_manager: Any) -> None:
-    """Send a record as a custom event of a chat model's own run, and to the stream writer."""
-    from langchain_core.callbacks import CallbackManager
+@contextmanager
+def call_span(name: str, model: str, decision: Decision, stop: Sequence[str] = ()) -> Iterator[Span]:
+    """An OpenTelemetry span around one call (``chat <model>``, GenAI semantic conventions,
+    plus ``ttc.*`` attributes for the decision); `end_span` adds the usage."""
+    i = decision.index
+    attributes: dict[str, AttributeValue] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "ttc-agent",
+        "gen_ai.request.model": model,
+        "ttc.node": name,
+        "ttc.strategy": decision.spec,
+        "ttc.feasible": decision.feasible,
+        "ttc.predicted.accuracy": decision.accuracy[i],
+        "ttc.predicted.tokens": decision.tokens[i],
+        "ttc.predicted.seconds": decision.seconds[i],
+    }
+    if stop:
+        attributes["gen_ai.request.stop_sequences"] = list(stop)
+    with _tracer.start_as_current_span(f"chat {model}", kind=otel.SpanKind.CLIENT, attributes=attributes) as span:
+        try:
+            yield span
+        except BaseException as exc:
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
 
-    manager = CallbackManager(
-        handlers=run_manager.handlers,
-        parent_run_id=run_manager.run_id,
-        tags=run_manager.tags,
-        metadata=run_manager.metadata,
+
+def end_span(span: Span, record: DecisionRecord, model: str, finish_reason: str) -> None:
+    """The call's usage and answer on its span."""
+    actual = record["actual"]
+    span.set_attributes(
+        {
+            "gen_ai.response.model": model,
+            "gen_ai.response.finish_reasons": [finish_reason],
+            "gen_ai.usage.input_tokens": actual["prompt_tokens"] + actual["verifier_tokens"],
+            "gen_ai.usage.output_tokens": actual["completion_tokens"],
+            "ttc.actual.seconds": actual["seconds"],
+            "ttc.actual.rounds": actual["rounds"],
+        }
     )
-    manager.on_custom_event(EVENT, record, run_id=run_manager.run_id)
-    _stream(record)
 
 
-async def aemit_on_run(record: DecisionRecord, run_manager: Any) -> None:
-    """Async `emit_on_run`."""
-    from langchain_core.callbacks import AsyncCallbackManager
-
-    manager = AsyncCallbackManager(
-        handlers=run_manager.handlers,
-        parent_run_id=run_manager.run_id,
-        tags=run_manager.tags,
-        metadata=run_manager.metadata,
+def _log(record: DecisionRecord) -> None:
+    actual = record["actual"]
+    if record.get("exhausted"):
+        logger.info("%s: workflow budget exhausted (%s)", record["node"], record["exhausted"]["limit"])
+        return
+    logger.info(
+        "%s: chose %s (feasible %s); spent %d tokens in %.2f s; answer %r",
+        record["node"],
+        record["choice"],
+        record["feasible"],
+        actual["total_tokens"],
+        actual["seconds"],
+        record["answer"],
+        extra={"ttc": record},
     )
-    await manager.on_custom_event(EVENT, record, run_id=run_manager.run_id)
-    _stream(record)
 
 
 def _stream(record: DecisionRecord) -> None:

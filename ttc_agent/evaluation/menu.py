@@ -43,6 +43,10 @@ class Menu:
         extra = {} if seed is None else {"seed": seed}
         return [parse_strategy(s, **self.defaults, **extra) for s in self.specs]
 
+    def canonical(self, spec: str) -> str:
+        """``spec`` written as the menu writes its specs (defaults filled in, spacing normalised)."""
+        return parse_strategy(spec, **self.defaults).spec
+
     def strategy(self, spec: str, seed: int | None = None) -> Strategy:
         """One strategy of the menu by its spec."""
         if spec not in self.specs:

@@ -7,15 +7,18 @@ from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, ExtendedModelResponse, ModelRequest, ModelResponse
 from langchain.agents.middleware.types import PrivateStateAttr
-from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables.config import ensure_config
 from langgraph.channels.untracked_value import UntrackedValue
+from langgraph.runtime import Runtime
 from langgraph.types import Command
 from langgraph.typing import ContextT
 
 from ttc_agent.budgets.ledger import Ledger, merge_ledgers
-from ttc_agent.nodes.ttc_node import Reply, TTCNode
-from ttc_agent.tracing import aemit, emit
+from ttc_agent.nodes.chat_model import TTCChatModel
+from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
+from ttc_agent.nodes.messages import ToolChoice
+from ttc_agent.nodes.settings import run_settings
 
 
 class TTCAgentState(AgentState):
@@ -25,69 +28,101 @@ class TTCAgentState(AgentState):
     ttc_run: NotRequired[Annotated[str, UntrackedValue(str, guard=False), PrivateStateAttr]]
 
 
-def _response(reply: Reply) -> ModelResponse | ExtendedModelResponse:
-    """The model response, with the ledger increment as a state update when a budget is active."""
-    response = ModelResponse(result=[reply.message])
-    update = {k: v for k, v in reply.update.items() if k != "messages"}
-    return ExtendedModelResponse(model_response=response, command=Command(update=update)) if update else response
-
-
 class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
-    """Answers each model call of an agent with the strategy a `TTCNode` chooses.
+    """Chooses the test-time compute of each model call of an agent, then lets the call go on.
 
-    It wraps the model call (``wrap_model_call`` / ``awrap_model_call``), so the agent's own
-    model is not called: the node featurises the conversation, the policy picks a strategy
-    under the run's prices and caps (``config["configurable"]["ttc"]``), and the reply, a tool
-    call or an answer, goes back to the agent. A step that may call tools votes over
-    normalised calls and never uses beam search.
-
-    Under a workflow budget (the node's, or ``context=TTCContext(budget=...)``), the agent's
-    state gains the ledger (``ttc_ledger``), written from each model call through
-    ``ExtendedModelResponse(..., command=Command(update=...))``; when the budget cannot afford
-    another call, the agent ends with a message saying which limit was reached (or raises, or
-    interrupts, per ``on_exhausted``).
+    ``wrap_model_call`` asks the engine for a strategy under the run's prices, caps and
+    workflow budget, and calls ``handler`` with the request's model replaced by a `TTCChatModel`
+    holding that decision; so every middleware listed after it still runs (retries, fallbacks,
+    summarisation, ...), and ``response_format`` works (its tool is offered like any other).
+    What the call spent (the reply's ttc record, or the usage of whatever model answered) is
+    written to the ledger (``ttc_ledger``) through the response's ``Command(update=...)``; a
+    call that raised is charged its seconds and reserved tokens. When the budget cannot afford
+    another call, the handler is not called and the agent ends with a message naming the
+    limit (or raises, or interrupts, per ``on_exhausted``).
 
     Args:
-        node: the `TTCNode` holding backend, probes, policy and trace sink.
+        engine: decides and runs each call.
         force_first_tool_call: ask for a tool call (``tool_choice="any"``) until the agent has
             used a tool in the current turn; small models rarely call tools unprompted.
 
     Example:
-        >>> agent = create_agent(TTCChatModel(node=node), tools=[calculator], middleware=[TTCMiddleware(node)])
+        >>> agent = create_agent(TTCChatModel(engine=engine), tools=[calculator], middleware=[TTCMiddleware(engine)])
     """
 
     state_schema = TTCAgentState
 
-    def __init__(self, node: TTCNode, *, force_first_tool_call: bool = False) -> None:
+    def __init__(self, engine: TTCEngine, *, force_first_tool_call: bool = False) -> None:
         super().__init__()
-        self.node = node
+        self.engine = engine
         self.force_first_tool_call = force_first_tool_call
 
-    def _inputs(self, request: ModelRequest[ContextT]) -> tuple[list[Any], Any]:
-        messages = ([request.system_message] if request.system_message else []) + list(request.messages)
-        choice = request.tool_choice
+    def _tool_choice(self, request: ModelRequest[ContextT]) -> ToolChoice:
+        choice: ToolChoice = request.tool_choice
         if choice is None and self.force_first_tool_call and request.tools:
-            last_human = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=-1)
-            if not any(isinstance(m, ToolMessage) for m in messages[last_human + 1 :]):
+            last_human = max((i for i, m in enumerate(request.messages) if isinstance(m, HumanMessage)), default=-1)
+            if not any(isinstance(m, ToolMessage) for m in request.messages[last_human + 1 :]):
                 choice = "any"
-        return messages, choice
+        return choice
+
+    def _admit(self, request: ModelRequest[ContextT]) -> tuple[Ticket | Reply, ModelRequest[ContextT]]:
+        config = ensure_config()
+        runtime: Runtime[Any] = request.runtime
+        settings, budget = run_settings(config, runtime.context if runtime is not None else None)
+        messages = ([request.system_message] if request.system_message else []) + list(request.messages)
+        choice = self._tool_choice(request)
+        call = Call(messages, request.tools, choice, settings=settings)
+        admitted = self.engine.admit(call, budget=budget or self.engine.budget, state=request.state, config=config)
+        if isinstance(admitted, Reply):
+            return admitted, request
+        model = request.model
+        pinned = (
+            model.model_copy(update={"ticket": admitted})
+            if isinstance(model, TTCChatModel) and model.engine is self.engine
+            else TTCChatModel(engine=self.engine, ticket=admitted)
+        )
+        return admitted, request.override(model=pinned, tool_choice=choice)
+
+    def _response(
+        self, admitted: Ticket, response: ModelResponse[Any], request: ModelRequest[ContextT]
+    ) -> ExtendedModelResponse[Any]:
+        """The handler's response, with what the call spent booked as a ledger update."""
+        message = next((m for m in response.result if isinstance(m, AIMessage)), None)
+        update = self.engine.settle(admitted, message, request.state)
+        return ExtendedModelResponse(model_response=response, command=Command(update=update) if update else None)
 
     def wrap_model_call(
-        self, request: ModelRequest[ContextT], handler: Callable[[ModelRequest[ContextT]], ModelResponse[Any]]
-    ) -> ModelResponse | ExtendedModelResponse:
-        messages, choice = self._inputs(request)
-        config = ensure_config()
-        reply = self.node.respond(messages, request.state, config, request.tools, choice)
-        emit(reply.record, config)
-        return _response(reply)
+        self,
+        request: ModelRequest[ContextT],
+        handler: Callable[[ModelRequest[ContextT]], ModelResponse[Any]],
+    ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
+        admitted, request = self._admit(request)
+        if isinstance(admitted, Reply):
+            return _exhausted(admitted)
+        try:
+            response = handler(request)
+        except BaseException:
+            self.engine.settle(admitted, None, request.state)
+            raise
+        return self._response(admitted, response, request)
 
     async def awrap_model_call(
         self,
         request: ModelRequest[ContextT],
         handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[Any]]],
-    ) -> ModelResponse | ExtendedModelResponse:
-        messages, choice = self._inputs(request)
-        config = ensure_config()
-        reply = await self.node.arespond(messages, request.state, config, request.tools, choice)
-        await aemit(reply.record, config)
-        return _response(reply)
+    ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
+        admitted, request = self._admit(request)
+        if isinstance(admitted, Reply):
+            return _exhausted(admitted)
+        try:
+            response = await handler(request)
+        except BaseException:
+            self.engine.settle(admitted, None, request.state)
+            raise
+        return self._response(admitted, response, request)
+
+
+def _exhausted(reply: Reply) -> ExtendedModelResponse[Any]:
+    """The budget's ``"end"``: the message naming the limit, and the ledger marked."""
+    update = {k: v for k, v in reply.update.items() if k != "messages"}
+    return ExtendedModelResponse(model_response=ModelResponse(result=[reply.message]), command=Command(update=update))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ def forced_prefix(specs: Sequence[ToolSpec], tool_choice: Any) -> str:
     """The start of the reply that a ``tool_choice`` forces ("" when the model may choose)."""
     if tool_choice in (None, "auto", "none"):
         return ""
-    if isinstance(tool_choice, dict):
+    if isinstance(tool_choice, Mapping):
         tool_choice = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
     names = [s.name for s in specs]
     if tool_choice in ("any", "required"):

@@ -25,12 +25,14 @@ from ttc_agent.verifiers.base import Scores
 
 @dataclass(frozen=True)
 class Query:
-    """A question to answer: the prompt the model sees, the question text verifiers see, and
-    how to read the final answer out of a reply."""
+    """A question to answer: the prompt the model sees, the question text verifiers see, how
+    to read the final answer out of a reply, and the caller's stop strings (a reply ends at the
+    first one, which is not part of it)."""
 
     prompt: Prompt
     question: str
     extract: Callable[[str], str | None] = extract_answer
+    stop: tuple[str, ...] = ()
 
     def continued(self, partial: str) -> Prompt:
         """The prompt with ``partial`` as the start of the assistant's reply."""
@@ -234,6 +236,8 @@ class Strategy(ABC):
         if self.uses_verifier and v is None:
             v = LogprobVerifier()
         params = self.sampling
+        if q.stop:
+            params = params.with_(stop=(*params.stop, *q.stop))
         if max_tokens is not None:
             params = params.with_(max_tokens=min(max_tokens, params.max_tokens))
         if max_seconds is not None:

@@ -70,7 +70,7 @@ class BeamSearch(Strategy):
     def _algorithm(self, query: Query, verifier, params) -> Algorithm:
         budget = params.max_tokens
         step = params.with_(
-            stop=(self.step_delimiter,),
+            stop=(*params.stop, self.step_delimiter),
             max_tokens=min(self.max_step_tokens, budget),
             logprobs=verifier.needs_logprobs,
         )

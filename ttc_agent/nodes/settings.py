@@ -1,0 +1,155 @@
+"""Per-run and per-call settings: typed, documented and checked where they come in.
+
+`TTCSettings` holds one call's prices, caps and (optionally) a forced strategy; `TTCContext`
+adds the workflow budget and is the ``context_schema`` a graph passes to LangGraph, so Studio
+renders it as a form. Settings arrive in layers (the policy's defaults, then
+``config["configurable"]["ttc"]``, then the run's context, then a chat model call's ``ttc=``);
+`merge` lays them over each other, later layers winning field by field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ttc_agent.budgets.budget import WorkflowBudget
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.policy import check_quantile
+from ttc_agent.validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_param
+
+_CONSTRAINTS = {
+    "lambda_tokens": NON_NEGATIVE,
+    "lambda_seconds": NON_NEGATIVE,
+    "target_mean_tokens": POSITIVE,
+    "target_mean_seconds": POSITIVE,
+    "max_tokens": POSITIVE_INT,
+    "max_seconds": POSITIVE,
+}
+
+
+class TTCSettings(BaseModel):
+    """One call's settings. Every field is optional; unset fields keep the layer below.
+
+    Example:
+        >>> TTCSettings(target_mean_tokens=120, max_seconds=30)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lambda_tokens: float | None = Field(default=None, description="Utility lost per token spent.")
+    lambda_seconds: float | None = Field(default=None, description="Utility lost per second of latency.")
+    target_mean_tokens: float | None = Field(
+        default=None, description="Set lambda_tokens so the mean predicted tokens per call hit this."
+    )
+    target_mean_seconds: float | None = Field(
+        default=None, description="Set lambda_seconds so the mean predicted seconds hit this."
+    )
+    max_tokens: int | None = Field(default=None, description="Per-call cap on predicted total tokens (at `quantile`).")
+    max_seconds: float | None = Field(
+        default=None, description="Per-call cap on predicted seconds, and the call's deadline."
+    )
+    quantile: float | None = Field(
+        default=None, description="Quantile of predicted cost the caps are checked at (0.9 by default)."
+    )
+    strategy: str | None = Field(
+        default=None,
+        max_length=400,
+        description="Force this menu strategy (a spec such as 'greedy') instead of choosing.",
+    )
+
+    def __init__(self, **fields: Any) -> None:
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise InvalidRequestError(f"bad ttc setting: {_describe(exc)}") from None
+
+    @model_validator(mode="after")
+    def _check(self) -> TTCSettings:
+        for name, constraint in _CONSTRAINTS.items():
+            check_param(name, getattr(self, name), constraint, allow_none=True)
+        if self.quantile is not None:
+            check_quantile(self.quantile)
+        return self
+
+
+class TTCContext(TTCSettings):
+    """A LangGraph ``context_schema``: the run's settings and, optionally, its workflow budget.
+
+    Example:
+        >>> graph = StateGraph(MessagesState, context_schema=TTCContext)
+        >>> app.invoke(inputs, context=TTCContext(lambda_tokens=1e-3, budget=WorkflowBudget(max_tokens=2000)))
+    """
+
+    budget: WorkflowBudget | None = Field(default=None, description="What the whole workflow may spend.")
+
+
+def parse_settings(value: object, where: str) -> TTCSettings:
+    """``value`` (settings, a mapping of them, or ``None``) as `TTCSettings`; a bad field or
+    value raises `InvalidRequestError` naming ``where`` it came from and the field."""
+    if value is None:
+        return TTCSettings()
+    if isinstance(value, TTCSettings):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"{where} must be a mapping of ttc settings, got {value!r}")
+    try:
+        return TTCSettings(**{str(k): v for k, v in value.items()})
+    except InvalidRequestError as exc:
+        raise InvalidRequestError(f"{where}: {exc}") from None
+
+
+def parse_context(value: object) -> tuple[TTCSettings, WorkflowBudget | None]:
+    """A run's context as its settings and budget: a `TTCContext`, a mapping of its fields, any
+    object with those attributes, or ``None``."""
+    if value is None:
+        return TTCSettings(), None
+    if isinstance(value, TTCContext):
+        return value, value.budget
+    if isinstance(value, Mapping):
+        fields = {k: v for k, v in value.items() if k in TTCContext.model_fields}
+    else:  # another context schema that carries some of the fields
+        fields = {k: getattr(value, k) for k in TTCContext.model_fields if getattr(value, k, None) is not None}
+    budget = WorkflowBudget.coerce(fields.pop("budget", None))
+    return parse_settings(fields, "the run's context"), budget
+
+
+def merge(*layers: TTCSettings) -> TTCSettings:
+    """The layers laid over each other: a field set in a later layer wins."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer.model_dump(exclude_unset=True, exclude={"budget"}))
+    return TTCSettings(**merged)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "settings"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown setting {field!r}; expected some of {sorted(TTCSettings.model_fields)}")
+        elif e["type"] == "value_error":  # our own check, already worded
+            parts.append(str(e["ctx"]["error"]))
+        else:
+            parts.append(f"{field}={e.get('input')!r}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def run_settings(config: Mapping[str, Any] | None, context: object) -> tuple[TTCSettings, WorkflowBudget | None]:
+    """The settings and budget of a graph run: ``config["configurable"]["ttc"]`` overridden by
+    the run's context (`TTCContext`)."""
+    configured = parse_settings(((config or {}).get("configurable") or {}).get("ttc"), 'configurable["ttc"]')
+    from_context, budget = parse_context(context)
+    return merge(configured, from_context), budget
+
+
+def current_context() -> object:
+    """The context of the LangGraph run this code runs in (``None`` outside a graph)."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        runtime = get_runtime()
+    except (RuntimeError, KeyError):  # not inside a graph run (KeyError: inside a runnable that is not one)
+        return None
+    return getattr(runtime, "context", None)
