@@ -32,9 +32,11 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
     """Chooses the test-time compute of each model call of an agent, then lets the call go on.
 
     ``wrap_model_call`` asks the engine for a strategy under the run's prices, caps and
-    workflow budget, and calls ``handler`` with the request's model replaced by a `TTCChatModel`
-    holding that decision; so every middleware listed after it still runs (retries, fallbacks,
+    workflow budget, and calls ``handler`` with the request's `TTCChatModel` holding that
+    decision; so every middleware listed after it still runs (retries, fallbacks,
     summarisation, ...), and ``response_format`` works (its tool is offered like any other).
+    A request whose model is not a `TTCChatModel` of this engine (another middleware routed it
+    to a fallback model, say) goes to that model unchanged, and its usage is booked.
     What the call spent (the reply's ttc record, or the usage of whatever model answered) is
     written to the ledger (``ttc_ledger``) through the response's ``Command(update=...)``; a
     call that raised is charged its seconds and reserved tokens. When the budget cannot afford
@@ -76,12 +78,9 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
         if isinstance(admitted, Reply):
             return admitted, request
         model = request.model
-        pinned = (
-            model.model_copy(update={"ticket": admitted})
-            if isinstance(model, TTCChatModel) and model.engine is self.engine
-            else TTCChatModel(engine=self.engine, ticket=admitted)
-        )
-        return admitted, request.override(model=pinned, tool_choice=choice)
+        if not (isinstance(model, TTCChatModel) and model.engine is self.engine):
+            return admitted, request  # another model (a fallback's, say) answers; its usage is booked
+        return admitted, request.override(model=model.model_copy(update={"ticket": admitted}), tool_choice=choice)
 
     def _response(
         self, admitted: Ticket, response: ModelResponse[Any], request: ModelRequest[ContextT]
