@@ -214,7 +214,9 @@ def test_the_ledger_matches_the_backend_and_the_budget_is_never_overrun(manager)
 
 
 def test_the_decision_record_carries_the_budget():
-    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=400, expected_calls=2)))
+    node = TTCNode(
+        TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=400, expected_calls=2))
+    )
     out = loop_graph(node, calls=1).invoke(start())
     b = out["messages"][-1].response_metadata["ttc"]["budget"]
     assert b["before"]["tokens_left"] == 400 and b["after"]["tokens_left"] == 400 - b["charged"]["tokens"]
@@ -222,7 +224,9 @@ def test_the_decision_record_carries_the_budget():
 
 
 def test_on_exhausted_error_raises_a_typed_error():
-    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=20, on_exhausted="error")))
+    node = TTCNode(
+        TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=20, on_exhausted="error"))
+    )
     with pytest.raises(BudgetExhaustedError, match="tokens budget") as info:
         loop_graph(node).invoke(start())
     assert info.value.exhausted.limit == "tokens"
@@ -230,7 +234,9 @@ def test_on_exhausted_error_raises_a_typed_error():
 
 def test_on_exhausted_ask_interrupts_and_resumes_with_more_budget():
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=3, on_exhausted="ask")))
+    node = TTCNode(
+        TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=3, on_exhausted="ask"))
+    )
     app = loop_graph(node, calls=3, checkpointer=InMemorySaver())
     cfg = {"configurable": {"thread_id": "ask"}}
     out = app.invoke(start(), cfg)
@@ -384,9 +390,11 @@ def test_report_shows_budget_left_and_the_stop_and_draws_the_burn_down(tmp_path)
     from ttc_agent.report import burn_down, read_decisions
 
     trace = tmp_path / "run.jsonl"
-    node = TTCNode(TTCEngine(
-        ScriptedBackend(texts("= 5")), BUNDLE, trace=trace, budget=WorkflowBudget(max_tokens=100, expected_calls=3)
-    ))
+    node = TTCNode(
+        TTCEngine(
+            ScriptedBackend(texts("= 5")), BUNDLE, trace=trace, budget=WorkflowBudget(max_tokens=100, expected_calls=3)
+        )
+    )
     out = loop_graph(node, calls=5).invoke(start())
     assert budget_exhausted(out)
     records = read_decisions(trace)
@@ -401,7 +409,9 @@ def test_report_shows_budget_left_and_the_stop_and_draws_the_burn_down(tmp_path)
 
 
 def test_a_graph_without_the_ledger_channel_is_told_to_add_it():
-    node = TTCNode(TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=1000, expected_calls=3)))
+    node = TTCNode(
+        TTCEngine(ScriptedBackend(texts("= 5")), BUNDLE, budget=WorkflowBudget(max_tokens=1000, expected_calls=3))
+    )
 
     def solve(state, config):
         return node.respond(state["messages"], state, config).update
@@ -417,7 +427,9 @@ def test_a_graph_without_the_ledger_channel_is_told_to_add_it():
 
 def test_each_invocation_without_a_thread_is_a_run_of_its_own():
     backend = ScriptedBackend(texts("= 5"))
-    node = TTCNode(TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=2), pool=ReservationPool()))
+    node = TTCNode(
+        TTCEngine(backend, BUNDLE, budget=WorkflowBudget(max_tokens=100, expected_calls=2), pool=ReservationPool())
+    )
     app = loop_graph(node, calls=2)
     runs = [app.invoke(start())["ttc_ledger"] for _ in range(4)]
     assert len({r.run for r in runs}) == 4, "no checkpointer, no thread: four separate runs"

@@ -97,14 +97,24 @@ def test_a_retry_after_ttc_repeats_the_decided_call_and_the_ledger_books_the_fai
 def test_a_fallback_model_answers_when_ttc_fails_and_its_usage_is_booked():
     engine = TTCEngine(agent_backend(failures=100), bundle_for(None), budget=WorkflowBudget(max_tokens=5000))
     fallback = GenericFakeChatModel(
-        messages=iter([AIMessage("fallback says 1023", usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10})])
+        messages=iter(
+            [
+                AIMessage(
+                    "fallback says 1023", usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+                )
+            ]
+        )
     )
     for middleware in (
         [TTCMiddleware(engine), ModelFallbackMiddleware(fallback)],
         [ModelFallbackMiddleware(fallback), TTCMiddleware(engine)],
     ):
         fallback.messages = iter(
-            [AIMessage("fallback says 1023", usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10})]
+            [
+                AIMessage(
+                    "fallback says 1023", usage_metadata={"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+                )
+            ]
         )
         agent = create_agent(TTCChatModel(engine=engine), middleware=middleware)
         out = agent.invoke({"messages": Q})

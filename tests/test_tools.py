@@ -94,7 +94,9 @@ def test_agent_with_middleware_calls_the_tool_then_answers():
     CALLS.clear()
     node = TTCNode(TTCEngine(scripted_tool_backend(), bundle_for(None)))
     agent = create_agent(
-        TTCChatModel(engine=node.engine), tools=[calculator], middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)]
+        TTCChatModel(engine=node.engine),
+        tools=[calculator],
+        middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)],
     )
     out = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]})
     kinds = [type(m).__name__ for m in out["messages"]]
@@ -109,7 +111,9 @@ def test_react_agent_on_the_embedded_model_really_calls_the_calculator(tf_backen
     CALLS.clear()
     node = TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint())))
     agent = create_agent(
-        TTCChatModel(engine=node.engine), tools=[calculator], middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)]
+        TTCChatModel(engine=node.engine),
+        tools=[calculator],
+        middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)],
     )
     out = agent.invoke({"messages": [HumanMessage("What is 345 + 678?")]}, {"recursion_limit": 8})
     assert CALLS, "the model's tool call reached the calculator"

@@ -96,9 +96,7 @@ def demo(
         graph = make_graph(node)
         started = time.perf_counter()
         with console.status(f"solving {question!r} step by step..."):
-            out = graph.invoke(
-                {"question": question}, context=TTCContext(lambda_tokens=lambda_tokens, budget=budget)
-            )
+            out = graph.invoke({"question": question}, context=TTCContext(lambda_tokens=lambda_tokens, budget=budget))
         wall = time.perf_counter() - started
     except (TTCError, ValueError) as exc:
         raise _fail(exc) from exc
