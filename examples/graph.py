@@ -2,7 +2,7 @@
 
 It runs on the embedded model with the probe bundle shipped in the package. Per-run settings
 and a workflow budget go in the run's context, e.g. in LangGraph Studio:
-``{"ttc": {"lambda_tokens": 0.001}, "budget": {"max_tokens": 1500}}``.
+``{"lambda_tokens": 0.001, "budget": {"max_tokens": 1500}}``.
 """
 
 from ttc_agent.backends import TransformersBackend

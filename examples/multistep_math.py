@@ -32,7 +32,9 @@ def main() -> None:
     parser.add_argument("--trace", default="multistep.jsonl", help="decision trace (JSONL) for `ttc-agent report`")
     args = parser.parse_args()
     backend = TransformersBackend()
-    node = TTCNode(TTCEngine(backend, ProbeBundle.load(args.probes, fingerprint=backend.fingerprint()), trace=args.trace))
+    node = TTCNode(
+        TTCEngine(backend, ProbeBundle.load(args.probes, fingerprint=backend.fingerprint()), trace=args.trace)
+    )
     budget = (
         WorkflowBudget(max_tokens=args.max_tokens, max_seconds=args.max_seconds)
         if args.max_tokens or args.max_seconds

@@ -66,7 +66,9 @@ CALCULATOR_CHECK = CheckVerifier(calculator_check, name="check:calculator")
 def make_agent(node: TTCNode):
     """A create_agent ReAct agent whose every model call goes through ttc-agent."""
     return create_agent(
-        TTCChatModel(engine=node.engine), tools=[calculator], middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)]
+        TTCChatModel(engine=node.engine),
+        tools=[calculator],
+        middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)],
     )
 
 

@@ -11,6 +11,11 @@ class InvalidRequestError(TTCError, ValueError):
     """A generation request, strategy spec or setting has a bad value."""
 
 
+class LogprobsUnavailableError(InvalidRequestError):
+    """A strategy or verifier needs token logprobs (e.g. confidence filtering) and the backend
+    or model gives none."""
+
+
 class ModelLoadError(TTCError):
     """A model could not be found or loaded."""
 

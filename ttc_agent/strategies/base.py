@@ -16,7 +16,7 @@ from typing import Any
 
 from ttc_agent.answers import extract_answer
 from ttc_agent.backends.base import Backend, Generation, Prompt, SamplingParams, normalize_prompts
-from ttc_agent.errors import InvalidRequestError
+from ttc_agent.errors import InvalidRequestError, LogprobsUnavailableError
 from ttc_agent.records import CostRecord
 from ttc_agent.validation import POSITIVE_INT, check_param
 from ttc_agent.verifiers import LogprobVerifier, Verifier, as_verifier, check_scores
@@ -316,10 +316,6 @@ def _scorer(verifier: Verifier | None, spec: str) -> Verifier:
 
 class TokenBudgetError(InvalidRequestError):
     """Not even the first round of a strategy fits the call's total-token cap."""
-
-
-class LogprobsUnavailableError(InvalidRequestError):
-    """A strategy needs token logprobs (e.g. confidence filtering) and the backend gives none."""
 
 
 class _Driver:
