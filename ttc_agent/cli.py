@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,20 +17,81 @@ app = typer.Typer(
 )
 console = Console()
 
+_LOCAL_BACKENDS = ("transformers", "vllm")
+_DATASETS = ("arithmetic", "gsm8k", "gsm8k-train", "math500")
+
+
+class Manager(StrEnum):
+    """The workflow budget managers."""
+
+    paced = "paced"
+    equal = "equal"
+
+
+def _check_backend(value: str) -> str:
+    if value in _LOCAL_BACKENDS or value.startswith(("http://", "https://")):
+        return value
+    raise typer.BadParameter(f"{value!r}: expected one of {', '.join(_LOCAL_BACKENDS)} or an http(s):// server URL")
+
+
+def _check_dataset(value: str) -> str:
+    if value in _DATASETS or (value.endswith(".jsonl") and Path(value).is_file()):
+        return value
+    raise typer.BadParameter(f"{value!r}: expected one of {', '.join(_DATASETS)} or an existing .jsonl file")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"ttc-agent {version('ttc-agent')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Latency- and token-aware test-time compute for LLM calls."""
+
+
 BackendOpt = Annotated[
-    str, typer.Option(help="'transformers', 'vllm', or an OpenAI-compatible server URL (http://host:port/v1).")
+    str,
+    typer.Option(
+        callback=_check_backend,
+        help="transformers, vllm, or an OpenAI-compatible server URL (http://host:port/v1).",
+    ),
 ]
 ModelOpt = Annotated[
     str | None,
     typer.Option(help="Local model folder (default: the embedded SmolLM2-135M-Instruct) or served model name."),
 ]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(help="Bearer token for a server backend (default: $OPENAI_API_KEY).", show_default=False),
+]
 
 
-def _backend(backend: str, model: str | None):
+def _backend(backend: str, model: str | None, api_key: str | None = None):
     from ttc_agent.backends import load_backend
 
+    if api_key is not None and backend in _LOCAL_BACKENDS:
+        raise InvalidRequestError(f"--api-key is for server backends, not {backend!r}")
+    _quiet_model_loading()
     with console.status(f"loading {backend} backend..."):
-        return load_backend(backend, model)
+        return load_backend(backend, model, **({"api_key": api_key} if api_key else {}))
+
+
+def _quiet_model_loading() -> None:
+    """Keep transformers' and the hub's progress bars out of the command's output."""
+    import huggingface_hub.utils
+    import transformers
+
+    transformers.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    huggingface_hub.utils.disable_progress_bars()
 
 
 def _cost_row(table: Table, name: str, outcome) -> None:
@@ -61,7 +123,7 @@ def demo(
         int | None, typer.Option(help="Workflow token budget: all steps together (prompt, completion, verifier).")
     ] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Workflow seconds budget: all steps together.")] = None,
-    manager: Annotated[str, typer.Option(help="Budget manager: paced or equal.")] = "paced",
+    manager: Annotated[Manager, typer.Option(help="Budget manager.")] = Manager.paced,
     lambda_tokens: Annotated[
         float, typer.Option(help="Price of a token when no budget is set (accuracy per token).")
     ] = 5e-4,
@@ -83,7 +145,9 @@ def demo(
     from ttc_agent.report import short_label
 
     try:
-        budget = WorkflowBudget(max_tokens=max_tokens, max_seconds=max_seconds) if max_tokens or max_seconds else None
+        given = max_tokens is not None or max_seconds is not None
+        budget = WorkflowBudget(max_tokens=max_tokens, max_seconds=max_seconds) if given else None
+        _quiet_model_loading()
         with console.status("loading the embedded model and the probes..."):
             backend = TransformersBackend()
             bundle = (
@@ -92,7 +156,7 @@ def demo(
                 else ProbeBundle.load(probes, fingerprint=backend.fingerprint())
             )
         trace.unlink(missing_ok=True)
-        node = TTCNode(TTCEngine(backend, bundle, trace=trace, manager=manager))
+        node = TTCNode(TTCEngine(backend, bundle, trace=trace, manager=manager.value))
         graph = make_graph(node)
         started = time.perf_counter()
         with console.status(f"solving {question!r} step by step..."):
@@ -101,7 +165,7 @@ def demo(
     except (TTCError, ValueError) as exc:
         raise _fail(exc) from exc
     title = f"{question}  [{backend.model_name}]" + (
-        f", budget {_budget_text(max_tokens, max_seconds)} ({manager})" if budget else ""
+        f", budget {_budget_text(max_tokens, max_seconds)} ({manager.value})" if budget else ""
     )
     t = Table(title=title)
     for col in ("step", "question", "strategy", "P(right)", "tokens", "seconds", "answer"):
@@ -152,6 +216,7 @@ def run(
     ] = None,
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens per sample (per beam for beam search).")] = 256,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
 ) -> None:
@@ -164,7 +229,7 @@ def run(
             console.print(f"[yellow]note:[/yellow] {s.spec} decodes at temperature 0, so --seed {seed} has no effect")
         elif seed is not None:
             s = parse_strategy(strategy, max_tokens=max_tokens, seed=seed)
-        b = _backend(backend, model)
+        b = _backend(backend, model, api_key)
         with console.status(f"running {s.spec}..."):
             outcome = s.run(question, b, verifier)
     except TTCError as exc:
@@ -188,12 +253,17 @@ def run(
 @app.command()
 def collect(
     dataset: Annotated[
-        str, typer.Option(help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer.")
+        str,
+        typer.Option(
+            callback=_check_dataset,
+            help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer.",
+        ),
     ],
     menu: Annotated[Path, typer.Option(help="Menu YAML: a 'strategies' list and optional 'defaults'.")],
     out: Annotated[Path, typer.Option(help="Trace folder (created, or resumed).")],
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
     limit: Annotated[int | None, typer.Option(help="Use the first N problems.")] = None,
     data: Annotated[
         Path | None, typer.Option(help="Folder holding gsm8k/ and math500/ (default: $TTC_AGENT_DATA).")
@@ -227,7 +297,7 @@ def collect(
             else {}
         )
         problems = load_dataset(dataset, limit, data, **kwargs)
-        b = _backend(backend, model)
+        b = _backend(backend, model, api_key)
         done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
         labelled = collect_rollouts(out, b, n=rollouts, problems={p.id for p in problems}) if rollouts else 0
     except TTCError as exc:
@@ -242,6 +312,7 @@ def profile(
     out: Annotated[Path, typer.Option(help="Where to write the latency model (JSON).")],
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
     requests: Annotated[int, typer.Option(help="Measured requests of varied shape.")] = 24,
 ) -> None:
     """Measure this backend's seconds per request shape and fit a LatencyModel."""
@@ -249,7 +320,7 @@ def profile(
     from ttc_agent.probes.latency import profile as run_profile
 
     try:
-        b = _backend(backend, model)
+        b = _backend(backend, model, api_key)
         rows = run_profile(b, requests=requests)
         lat = LatencyModel.fit(rows, backend=b.fingerprint())
     except TTCError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -57,7 +58,8 @@ class OpenAIBackend:
     Args:
         base_url: the server's API root, e.g. ``"http://127.0.0.1:8000/v1"``.
         model: the served model's name; ``None`` asks the server (its first model).
-        api_key: sent as a bearer token (vLLM ignores it unless started with ``--api-key``).
+        api_key: sent as a bearer token (vLLM ignores it unless started with ``--api-key``);
+            ``None``: ``$OPENAI_API_KEY``, else ``"EMPTY"``.
         timeout: seconds allowed for one HTTP request.
         max_retries: retries after the first attempt.
         max_concurrency: requests in flight at once for a batch of chat prompts.
@@ -68,7 +70,7 @@ class OpenAIBackend:
         base_url: str,
         model: str | None = None,
         *,
-        api_key: str = "EMPTY",
+        api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 4,
         max_concurrency: int = 16,
@@ -76,7 +78,9 @@ class OpenAIBackend:
         check_param("timeout", timeout, POSITIVE, owner="OpenAIBackend")
         check_param("max_retries", max_retries, Interval(int, 0, None), owner="OpenAIBackend")
         check_param("max_concurrency", max_concurrency, POSITIVE_INT, owner="OpenAIBackend")
+        api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
         self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"}
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self.max_concurrency = max_concurrency
@@ -115,7 +119,7 @@ class OpenAIBackend:
     def _post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         root = self.base_url.removesuffix("/v1")
         try:
-            response = httpx.post(root + path, json=payload, timeout=self.timeout)
+            response = httpx.post(root + path, json=payload, headers=self._headers, timeout=self.timeout)
         except httpx.HTTPError as exc:
             raise BackendUnavailableError(f"could not reach {root + path}: {exc}") from exc
         if response.status_code == 404:

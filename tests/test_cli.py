@@ -1,0 +1,60 @@
+"""The command line: version, enumerated choices, bad values refused before any model loads,
+no tracebacks, and credentials for server backends."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from ttc_agent.cli import app
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("ttc-agent ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["collect", "--dataset", "gsm9k", "--menu", "m.yaml", "--out", "o"], "'gsm9k': expected one of"),
+        (["collect", "--dataset", "gsm8k", "--menu", "m.yaml", "--out", "o", "--backend", "tgi"], "'tgi'"),
+        (["demo", "--manager", "fancy"], "'fancy' is not one of"),
+    ],
+)
+def test_enumerated_choices_are_checked_by_the_parser(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+
+
+def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_path):
+    import ttc_agent.backends
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(ttc_agent.backends, "load_backend", no_model)
+    menu = tmp_path / "menu.yaml"
+    menu.write_text("strategies: [greedy]\n")
+    levels = runner.invoke(
+        app,
+        ["collect", "--dataset", "arithmetic", "--menu", str(menu), "--out", str(tmp_path / "o"), "--levels", "1,x"],
+    )
+    assert levels.exit_code == 2 and "--levels must be comma-separated integers" in levels.output
+    assert "Traceback" not in levels.output
+    zero = runner.invoke(app, ["demo", "--max-tokens", "0"])
+    assert zero.exit_code == 2 and "max_tokens must be an integer > 0, got 0" in zero.output
+    key = runner.invoke(app, ["run", "What is 2 + 2?", "--api-key", "k"])
+    assert key.exit_code == 2 and "--api-key is for server backends" in key.output
+
+
+def test_openai_backend_reads_the_api_key_from_the_environment(monkeypatch):
+    from ttc_agent.backends import OpenAIBackend
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    assert OpenAIBackend("http://127.0.0.1:9/v1", "m")._client.api_key == "sk-from-env"
+    assert OpenAIBackend("http://127.0.0.1:9/v1", "m", api_key="given")._client.api_key == "given"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert OpenAIBackend("http://127.0.0.1:9/v1", "m")._client.api_key == "EMPTY"
