@@ -23,7 +23,7 @@ def test_quickstart_code_runs_in_order(monkeypatch, tmp_path, tf_backend):
 
     result = CliRunner().invoke(app, ["report", "quickstart.jsonl"], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
-    assert len(Path("quickstart.jsonl").read_text().splitlines()) == 5
+    assert len(Path("quickstart.jsonl").read_text().splitlines()) == 7
 
 
 def test_langgraph_json_names_a_compiled_graph(tf_backend):

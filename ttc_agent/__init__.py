@@ -18,13 +18,21 @@ from ttc_agent.errors import (
     BackendTimeoutError,
     BackendUnavailableError,
     InvalidRequestError,
+    LogprobsUnavailableError,
     ModelIntegrityError,
     ModelLoadError,
     TTCError,
 )
 
 if TYPE_CHECKING:
-    from ttc_agent.backends import Backend, OpenAIBackend, TransformersBackend, VLLMBackend, load_backend
+    from ttc_agent.backends import (
+        Backend,
+        ChatModelBackend,
+        OpenAIBackend,
+        TransformersBackend,
+        VLLMBackend,
+        load_backend,
+    )
     from ttc_agent.budgets import (
         BudgetExhausted,
         BudgetExhaustedError,
@@ -43,6 +51,7 @@ if TYPE_CHECKING:
 #: Public name -> the module that defines it (imported on first use).
 _LAZY = {
     "Backend": "ttc_agent.backends",
+    "ChatModelBackend": "ttc_agent.backends",
     "OpenAIBackend": "ttc_agent.backends",
     "TransformersBackend": "ttc_agent.backends",
     "VLLMBackend": "ttc_agent.backends",
@@ -80,6 +89,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "AdaptiveSC",
     "Backend",
+    "ChatModelBackend",
     "BackendError",
     "BackendTimeoutError",
     "BackendUnavailableError",
@@ -92,6 +102,7 @@ __all__ = [
     "EqualSplit",
     "Greedy",
     "InvalidRequestError",
+    "LogprobsUnavailableError",
     "Menu",
     "ModelIntegrityError",
     "ModelLoadError",

@@ -3,6 +3,7 @@
 - `TransformersBackend`: a local model run with torch; the embedded default (SmolLM2-135M).
 - `VLLMBackend`: an in-process vLLM engine.
 - `OpenAIBackend`: any OpenAI-compatible server, such as ``vllm serve``.
+- `ChatModelBackend`: any LangChain chat model (``ChatOpenAI(base_url=...)`` and others).
 
 The implementations import their heavy dependencies lazily, on first use.
 """
@@ -23,12 +24,14 @@ from ttc_agent.backends.base import (
 )
 
 if TYPE_CHECKING:
+    from ttc_agent.backends.chat_model_backend import ChatModelBackend
     from ttc_agent.backends.openai_backend import OpenAIBackend
     from ttc_agent.backends.transformers_backend import TransformersBackend
     from ttc_agent.backends.vllm_backend import VLLMBackend
 
 __all__ = [
     "Backend",
+    "ChatModelBackend",
     "Completion",
     "Generation",
     "Message",
@@ -45,6 +48,7 @@ _LAZY = {
     "TransformersBackend": "ttc_agent.backends.transformers_backend",
     "VLLMBackend": "ttc_agent.backends.vllm_backend",
     "OpenAIBackend": "ttc_agent.backends.openai_backend",
+    "ChatModelBackend": "ttc_agent.backends.chat_model_backend",
 }
 
 
