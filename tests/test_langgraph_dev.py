@@ -1,0 +1,67 @@
+"""`langgraph dev` for real: the repo's langgraph.json served on loopback, the example graph run
+through `langgraph_sdk` with a typed context (what LangGraph Studio sends)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_langgraph_dev_serves_the_example_graph(tmp_path, embedded_dir):
+    from langgraph_sdk import get_client
+
+    port = free_port()
+    cli = Path(sys.executable).with_name("langgraph")
+    env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGGRAPH_CLI_NO_ANALYTICS": "1"}
+    log = (tmp_path / "langgraph-dev.log").open("w")
+    cmd = [str(cli), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload",
+           "--allow-blocking", "--config", str(ROOT / "langgraph.json")]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp_path / "langgraph-dev.log").read_text()[-2000:]
+            try:
+                if httpx.get(url + "/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("langgraph dev did not answer /ok in 240 s")
+
+        async def run() -> tuple[dict, dict]:
+            client = get_client(url=url)
+            out = await client.runs.wait(
+                None,
+                "multistep_math",
+                input={"question": "What is 2 + 3?"},
+                context={"strategy": "greedy", "budget": {"max_tokens": 600}},
+            )
+            (assistant,) = await client.assistants.search(graph_id="multistep_math")
+            return out, await client.assistants.get_schemas(assistant["assistant_id"])
+
+        out, schemas = asyncio.run(run())
+        assert out["steps"][0]["choice"] == "greedy" and out["steps"][0]["answer"] == "5"
+        assert out["ttc_ledger"]["run_tokens"] <= 600 and out["messages"][-1]["content"].endswith("The answer is 5.")
+        fields = schemas["context_schema"]["properties"]
+        assert {"lambda_tokens", "target_mean_tokens", "strategy", "budget"} <= set(fields), "Studio gets a typed form"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
