@@ -59,23 +59,44 @@ def vllm_server(embedded_dir: Path) -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {proc.returncode}; see {log.name}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            raise RuntimeError(f"vllm serve did not become ready in 240 s; see {log.name}")
+        wait_until_ready(proc, url + "/health", log.name)
         yield url + "/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
+
+
+def wait_until_ready(proc: subprocess.Popen, url: str, log: str, seconds: float = 240) -> None:
+    """Poll ``url`` until it answers 200; fail naming ``log`` if the server exits or never does."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url} did not answer in {seconds:g} s; see {log}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process (kill it if it does not stop in 30 s)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run_doc_code(path: Path) -> dict:
+    """Execute a markdown file's ``python`` blocks in order, in one namespace, and return it."""
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", path.read_text(), re.S)
+    namespace: dict = {"__name__": path.stem}
+    for block in blocks:
+        exec(compile(block, path.name, "exec"), namespace)  # noqa: S102 - our own docs
+    namespace["__blocks__"] = len(blocks)
+    return namespace

@@ -7,12 +7,10 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, stop, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,17 +28,7 @@ def test_langgraph_dev_serves_the_example_graph(tmp_path, embedded_dir):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "langgraph-dev.log").read_text()[-2000:]
-            try:
-                if httpx.get(url + "/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("langgraph dev did not answer /ok in 240 s")
+        wait_until_ready(proc, url + "/ok", log.name)
 
         async def run() -> tuple[dict, dict]:
             client = get_client(url=url)
@@ -59,9 +47,5 @@ def test_langgraph_dev_serves_the_example_graph(tmp_path, embedded_dir):
         fields = schemas["context_schema"]["properties"]
         assert {"lambda_tokens", "target_mean_tokens", "strategy", "budget"} <= set(fields), "Studio gets a typed form"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()

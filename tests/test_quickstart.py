@@ -1,10 +1,10 @@
 """docs/quickstart.md runs as written, and langgraph.json points at a loadable graph."""
 
 import json
-import re
 from pathlib import Path
 
 import pytest
+from conftest import run_doc_code
 from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,11 +13,8 @@ pytestmark = pytest.mark.slow
 
 def test_quickstart_code_runs_in_order(monkeypatch, tmp_path, tf_backend):
     monkeypatch.chdir(tmp_path)
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "quickstart.md").read_text(), re.S)
-    assert len(blocks) >= 4
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "quickstart.md", "exec"), namespace)  # noqa: S102 - our own docs
+    namespace = run_doc_code(ROOT / "docs" / "quickstart.md")
+    assert namespace["__blocks__"] >= 5
     assert namespace["out"]["ttc_ledger"].run_tokens <= 400
     from ttc_agent.cli import app
 

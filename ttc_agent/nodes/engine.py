@@ -11,10 +11,11 @@ and hand the decided call to a chat model, so a middleware listed after them sti
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
 from langchain_core.messages import AIMessage
@@ -36,7 +37,7 @@ from ttc_agent.nodes.settings import TTCSettings
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
 from ttc_agent.records import DecisionRecord, FeaturesRecord
-from ttc_agent.strategies import Cost, Outcome
+from ttc_agent.strategies import Cost, Outcome, Query, Strategy
 from ttc_agent.tracing import JsonlTraceSink, decision_record, features_digest, publish
 from ttc_agent.validation import NON_NEGATIVE, POSITIVE, check_param
 from ttc_agent.verifiers import VerifierLike, as_verifier
@@ -83,6 +84,14 @@ class Ticket:
         if self.plan is None:
             return self.decision.limits.max_seconds, None
         return self.plan.max_seconds(), self.plan.max_total_tokens
+
+
+class RunLimits(TypedDict):
+    """The per-run limits a strategy takes: per-sample tokens, deadline, total-token cap."""
+
+    max_tokens: int | None
+    max_seconds: float | None
+    max_total_tokens: int | None
 
 
 class Reply(NamedTuple):
@@ -287,31 +296,20 @@ class TTCEngine:
 
     # -- running -------------------------------------------------------------------------------
 
+    def _strategy_call(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> tuple[Strategy, Query, RunLimits]:
+        seconds, total = ticket.run_limits()
+        limits: RunLimits = {"max_tokens": call.max_tokens, "max_seconds": seconds, "max_total_tokens": total}
+        return self.menu.strategy(ticket.decision.spec), prompt.query(call.stop), limits
+
     def run(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> Outcome:
         """Run the ticket's strategy on ``prompt`` under its deadline and caps."""
-        seconds, total = ticket.run_limits()
-        strategy = self.menu.strategy(ticket.decision.spec)
-        return strategy.run(
-            prompt.query(call.stop),
-            self.backend,
-            self.verifier,
-            max_tokens=call.max_tokens,
-            max_seconds=seconds,
-            max_total_tokens=total,
-        )
+        strategy, query, limits = self._strategy_call(ticket, call, prompt)
+        return strategy.run(query, self.backend, self.verifier, **limits)
 
     async def arun(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> Outcome:
         """Async `run`."""
-        seconds, total = ticket.run_limits()
-        strategy = self.menu.strategy(ticket.decision.spec)
-        return await strategy.arun(
-            prompt.query(call.stop),
-            self.backend,
-            self.verifier,
-            max_tokens=call.max_tokens,
-            max_seconds=seconds,
-            max_total_tokens=total,
-        )
+        strategy, query, limits = self._strategy_call(ticket, call, prompt)
+        return await strategy.arun(query, self.backend, self.verifier, **limits)
 
     def finish(self, ticket: Ticket, prompt: ChatPrompt, outcome: Outcome) -> AIMessage:
         """The reply message: the chosen text (or tool call), the decision record in
@@ -345,6 +343,16 @@ class TTCEngine:
             record["budget"] = booked
             publish(record, self.sink)
         return {LEDGER_KEY: increment, RUN_KEY: ticket.plan.run}
+
+    @contextmanager
+    def charging_failure(self, ticket: Ticket, state: Mapping[str, Any]) -> Iterator[None]:
+        """Around a decided call: if it raises, it still spent; its seconds and reserved
+        tokens are charged (`settle` with no reply) before the error goes on."""
+        try:
+            yield
+        except BaseException:
+            self.settle(ticket, None, state)
+            raise
 
     def _exhausted_reply(
         self,

@@ -98,11 +98,8 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
         admitted, request = self._admit(request)
         if isinstance(admitted, Reply):
             return _exhausted(admitted)
-        try:
+        with self.engine.charging_failure(admitted, request.state):
             response = handler(request)
-        except BaseException:
-            self.engine.settle(admitted, None, request.state)
-            raise
         return self._response(admitted, response, request)
 
     async def awrap_model_call(
@@ -113,11 +110,8 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
         admitted, request = self._admit(request)
         if isinstance(admitted, Reply):
             return _exhausted(admitted)
-        try:
+        with self.engine.charging_failure(admitted, request.state):
             response = await handler(request)
-        except BaseException:
-            self.engine.settle(admitted, None, request.state)
-            raise
         return self._response(admitted, response, request)
 
 

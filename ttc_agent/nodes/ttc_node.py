@@ -57,7 +57,7 @@ class TTCNode(RunnableCallable):
         tools: Sequence[Any],
         tool_choice: ToolChoice,
     ) -> tuple[Ticket | Reply, TTCChatModel | Any]:
-        settings, budget = run_settings(config, context)
+        settings, budget = run_settings(config, context if context is not None else current_context())
         call = Call(messages, tools, tool_choice, settings=settings)
         admitted = self.engine.admit(call, budget=budget or self.engine.budget, state=state, config=config)
         if isinstance(admitted, Reply):
@@ -85,15 +85,11 @@ class TTCNode(RunnableCallable):
         ledger; ``context`` defaults to the current run's. With ``tools`` the reply may be a
         tool call (best-of-N votes over normalised calls; beam search is not used)."""
         config, state = ensure_config(config), _as_mapping(state)
-        context = context if context is not None else current_context()
         admitted, model = self._admit(messages, state, config, context, tools, tool_choice)
         if isinstance(admitted, Reply):
             return admitted
-        try:
+        with self.engine.charging_failure(admitted, state):
             message = model.invoke(_as_input(messages), config)
-        except BaseException:
-            self.engine.settle(admitted, None, state)
-            raise
         return self._settle(admitted, message, state)
 
     async def arespond(
@@ -108,15 +104,11 @@ class TTCNode(RunnableCallable):
     ) -> Reply:
         """Async `respond`."""
         config, state = ensure_config(config), _as_mapping(state)
-        context = context if context is not None else current_context()
         admitted, model = self._admit(messages, state, config, context, tools, tool_choice)
         if isinstance(admitted, Reply):
             return admitted
-        try:
+        with self.engine.charging_failure(admitted, state):
             message = await model.ainvoke(_as_input(messages), config)
-        except BaseException:
-            self.engine.settle(admitted, None, state)
-            raise
         return self._settle(admitted, message, state)
 
     def _func(self, state: Any, config: RunnableConfig, runtime: Runtime[TTCContext]) -> dict[str, Any]:
