@@ -19,7 +19,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
 )
 from tenacity.stop import stop_base
 
@@ -199,7 +199,7 @@ class OpenAIBackend:
     def _retry_policy(self, params: SamplingParams) -> dict[str, Any]:
         stop: stop_base = stop_after_attempt(self.max_retries + 1)
         if params.max_seconds is not None:
-            stop = stop | stop_after_delay(params.max_seconds)
+            stop = stop | stop_before_delay(params.max_seconds)  # never sleep past the deadline
         return {
             "retry": retry_if_exception(lambda e: isinstance(e, _RETRYABLE)),
             "wait": _wait_retry_after,
