@@ -11,8 +11,7 @@ and hand the decided call to a chat model, so a middleware listed after them sti
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
@@ -52,7 +51,8 @@ class Call:
     """One request: the conversation, the tools the reply may call, the caller's stop strings,
     the call's settings, and two constraints a chat model's own parameters set:
     ``deterministic`` (temperature 0: only strategies that decode greedily) and
-    ``max_tokens`` (a cap on each sample's generated tokens)."""
+    ``max_tokens`` (a cap on each sample's generated tokens); ``excluded`` names strategies
+    not to use (ones that failed, and dearer ones)."""
 
     messages: Sequence[MessageLike]
     tools: Sequence[Any] = ()
@@ -61,6 +61,7 @@ class Call:
     settings: TTCSettings = TTCSettings()
     deterministic: bool = False
     max_tokens: int | None = None
+    excluded: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class TTCEngine:
             if canonical not in specs:
                 raise InvalidRequestError(f"strategy {forced!r} is not in the menu {list(specs)}")
             forced = canonical
-        allowed = [forced is None or s == forced for s in specs]
+        allowed = [(forced is None or s == forced) and s not in call.excluded for s in specs]
         if prompt.tool_names:  # a step that may call tools never uses beam search
             allowed = [a and not s.startswith("beam") for s, a in zip(specs, allowed, strict=True)]
         if call.deterministic:
@@ -227,7 +228,7 @@ class TTCEngine:
             raise InvalidRequestError(
                 f"no strategy of the menu {list(specs)} can answer this call "
                 f"(forced strategy {call.settings.strategy!r}, tools {list(prompt.tool_names)}, "
-                f"deterministic {call.deterministic})"
+                f"deterministic {call.deterministic}, excluded {sorted(call.excluded)})"
             )
         return allowed
 
@@ -272,6 +273,7 @@ class TTCEngine:
     def admit(
         self,
         call: Call,
+        prompt: ChatPrompt,
         *,
         budget: WorkflowBudget | None,
         state: Mapping[str, Any],
@@ -280,7 +282,6 @@ class TTCEngine:
         """`decide`, with the budget's ``on_exhausted`` applied when it runs out: ``"end"``
         returns the `Reply` naming the limit (the ledger marked), ``"error"`` raises
         `BudgetExhaustedError`, ``"ask"`` interrupts the graph for more and decides again."""
-        prompt = self.prompt(call)
         grant = Grant()
         while True:
             try:
@@ -343,16 +344,6 @@ class TTCEngine:
             record["budget"] = booked
             publish(record, self.sink)
         return {LEDGER_KEY: increment, RUN_KEY: ticket.plan.run}
-
-    @contextmanager
-    def charging_failure(self, ticket: Ticket, state: Mapping[str, Any]) -> Iterator[None]:
-        """Around a decided call: if it raises, it still spent; its seconds and reserved
-        tokens are charged (`settle` with no reply) before the error goes on."""
-        try:
-            yield
-        except BaseException:
-            self.settle(ticket, None, state)
-            raise
 
     def _exhausted_reply(
         self,

@@ -15,6 +15,7 @@ from langgraph.types import Command
 from langgraph.typing import ContextT
 
 from ttc_agent.budgets.ledger import Ledger, merge_ledgers
+from ttc_agent.nodes.attempts import Attempts, adrive, attempts, drive
 from ttc_agent.nodes.chat_model import TTCChatModel
 from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
 from ttc_agent.nodes.messages import ToolChoice
@@ -41,7 +42,8 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
     written to the ledger (``ttc_ledger``) through the response's ``Command(update=...)``; a
     call that raised is charged its seconds and reserved tokens. When the budget cannot afford
     another call, the handler is not called and the agent ends with a message naming the
-    limit (or raises, or interrupts, per ``on_exhausted``).
+    limit (or raises, or interrupts, per ``on_exhausted``). When the decided call fails with a
+    backend error, the next cheaper strategy that fits is tried (`ttc_agent.nodes.attempts`).
 
     Args:
         engine: decides and runs each call.
@@ -67,55 +69,60 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
                 choice = "any"
         return choice
 
-    def _admit(self, request: ModelRequest[ContextT]) -> tuple[Ticket | Reply, ModelRequest[ContextT]]:
+    def _attempts(self, request: ModelRequest[ContextT]) -> tuple[Attempts, Callable[[Ticket], ModelRequest[ContextT]]]:
         config = ensure_config()
         runtime: Runtime[Any] = request.runtime
         settings, budget = run_settings(config, runtime.context if runtime is not None else None)
         messages = ([request.system_message] if request.system_message else []) + list(request.messages)
         choice = self._tool_choice(request)
         call = Call(messages, request.tools, choice, settings=settings)
-        admitted = self.engine.admit(call, budget=budget or self.engine.budget, state=request.state, config=config)
-        if isinstance(admitted, Reply):
-            return admitted, request
-        model = request.model
-        if not (isinstance(model, TTCChatModel) and model.engine is self.engine):
-            return admitted, request  # another model (a fallback's, say) answers; its usage is booked
-        return admitted, request.override(model=model.model_copy(update={"ticket": admitted}), tool_choice=choice)
+        steps = attempts(self.engine, call, budget=budget or self.engine.budget, state=request.state, config=config)
 
-    def _response(
-        self, admitted: Ticket, response: ModelResponse[Any], request: ModelRequest[ContextT]
-    ) -> ExtendedModelResponse[Any]:
-        """The handler's response, with what the call spent booked as a ledger update."""
-        message = next((m for m in response.result if isinstance(m, AIMessage)), None)
-        update = self.engine.settle(admitted, message, request.state)
-        return ExtendedModelResponse(model_response=response, command=Command(update=update) if update else None)
+        def decided(ticket: Ticket) -> ModelRequest[ContextT]:
+            model = request.model
+            if not (isinstance(model, TTCChatModel) and model.engine is self.engine):
+                return request  # another model (a fallback's, say) answers; its usage is booked
+            return request.override(model=model.model_copy(update={"ticket": ticket}), tool_choice=choice)
+
+        return steps, decided
 
     def wrap_model_call(
         self,
         request: ModelRequest[ContextT],
         handler: Callable[[ModelRequest[ContextT]], ModelResponse[Any]],
     ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
-        admitted, request = self._admit(request)
-        if isinstance(admitted, Reply):
-            return _exhausted(admitted)
-        with self.engine.charging_failure(admitted, request.state):
-            response = handler(request)
-        return self._response(admitted, response, request)
+        steps, decided = self._attempts(request)
+        responses: list[ModelResponse[Any]] = []
+
+        def run(ticket: Ticket) -> AIMessage:
+            responses.append(handler(decided(ticket)))
+            return _message(responses[-1])
+
+        return _extended(drive(steps, run), responses)
 
     async def awrap_model_call(
         self,
         request: ModelRequest[ContextT],
         handler: Callable[[ModelRequest[ContextT]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
-        admitted, request = self._admit(request)
-        if isinstance(admitted, Reply):
-            return _exhausted(admitted)
-        with self.engine.charging_failure(admitted, request.state):
-            response = await handler(request)
-        return self._response(admitted, response, request)
+        steps, decided = self._attempts(request)
+        responses: list[ModelResponse[Any]] = []
+
+        async def run(ticket: Ticket) -> AIMessage:
+            responses.append(await handler(decided(ticket)))
+            return _message(responses[-1])
+
+        return _extended(await adrive(steps, run), responses)
 
 
-def _exhausted(reply: Reply) -> ExtendedModelResponse[Any]:
-    """The budget's ``"end"``: the message naming the limit, and the ledger marked."""
+def _message(response: ModelResponse[Any]) -> AIMessage:
+    """The model's reply in a handler's response."""
+    return next(m for m in response.result if isinstance(m, AIMessage))
+
+
+def _extended(reply: Reply, responses: list[ModelResponse[Any]]) -> ExtendedModelResponse[Any]:
+    """The last handler response (or, when the budget ended the run before any call, the message
+    naming the limit), with what the attempts spent as a ledger update."""
     update = {k: v for k, v in reply.update.items() if k != "messages"}
-    return ExtendedModelResponse(model_response=ModelResponse(result=[reply.message]), command=Command(update=update))
+    response = responses[-1] if responses else ModelResponse(result=[reply.message])
+    return ExtendedModelResponse(model_response=response, command=Command(update=update) if update else None)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.nodes.attempts import Attempts, adrive, attempts, drive
 from ttc_agent.nodes.chat_model import TTCChatModel
 from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
 from ttc_agent.nodes.messages import MessageLike, ToolChoice
@@ -48,7 +50,7 @@ class TTCNode(RunnableCallable):
         """The prices and caps a call of this run gets (from ``config`` and ``context``)."""
         return self.engine.limits(run_settings(config, context)[0])
 
-    def _admit(
+    def _attempts(
         self,
         messages: Sequence[MessageLike],
         state: Mapping[str, Any],
@@ -56,19 +58,16 @@ class TTCNode(RunnableCallable):
         context: object,
         tools: Sequence[Any],
         tool_choice: ToolChoice,
-    ) -> tuple[Ticket | Reply, TTCChatModel | Any]:
+    ) -> tuple[Attempts, Callable[[Ticket], Runnable[LanguageModelInput, BaseMessage]]]:
         settings, budget = run_settings(config, context if context is not None else current_context())
         call = Call(messages, tools, tool_choice, settings=settings)
-        admitted = self.engine.admit(call, budget=budget or self.engine.budget, state=state, config=config)
-        if isinstance(admitted, Reply):
-            return admitted, None
-        model = TTCChatModel(engine=self.engine, ticket=admitted)
-        return admitted, model.bind_tools(tools, tool_choice=tool_choice) if tools else model
+        steps = attempts(self.engine, call, budget=budget or self.engine.budget, state=state, config=config)
 
-    def _settle(self, ticket: Ticket, message: object, state: Mapping[str, Any]) -> Reply:
-        assert isinstance(message, AIMessage)
-        update = self.engine.settle(ticket, message, state)
-        return Reply(message, message.response_metadata["ttc"], {"messages": [message], **update})
+        def model(ticket: Ticket) -> Runnable[LanguageModelInput, BaseMessage]:
+            chat = TTCChatModel(engine=self.engine, ticket=ticket)
+            return chat.bind_tools(tools, tool_choice=tool_choice) if tools else chat
+
+        return steps, model
 
     def respond(
         self,
@@ -83,14 +82,11 @@ class TTCNode(RunnableCallable):
         """Answer ``messages`` from inside any node: the reply, its decision record and the
         state update to return (with the ledger increment under a budget). ``state`` holds the
         ledger; ``context`` defaults to the current run's. With ``tools`` the reply may be a
-        tool call (best-of-N votes over normalised calls; beam search is not used)."""
+        tool call (best-of-N votes over normalised calls; beam search is not used). When the
+        backend fails, the next cheaper strategy that fits is tried (see `attempts`)."""
         config, state = ensure_config(config), _as_mapping(state)
-        admitted, model = self._admit(messages, state, config, context, tools, tool_choice)
-        if isinstance(admitted, Reply):
-            return admitted
-        with self.engine.charging_failure(admitted, state):
-            message = model.invoke(_as_input(messages), config)
-        return self._settle(admitted, message, state)
+        steps, model = self._attempts(messages, state, config, context, tools, tool_choice)
+        return drive(steps, lambda ticket: _ai(model(ticket).invoke(_as_input(messages), config)))
 
     async def arespond(
         self,
@@ -104,18 +100,23 @@ class TTCNode(RunnableCallable):
     ) -> Reply:
         """Async `respond`."""
         config, state = ensure_config(config), _as_mapping(state)
-        admitted, model = self._admit(messages, state, config, context, tools, tool_choice)
-        if isinstance(admitted, Reply):
-            return admitted
-        with self.engine.charging_failure(admitted, state):
-            message = await model.ainvoke(_as_input(messages), config)
-        return self._settle(admitted, message, state)
+        steps, model = self._attempts(messages, state, config, context, tools, tool_choice)
+
+        async def run(ticket: Ticket) -> AIMessage:
+            return _ai(await model(ticket).ainvoke(_as_input(messages), config))
+
+        return await adrive(steps, run)
 
     def _func(self, state: Any, config: RunnableConfig, runtime: Runtime[TTCContext]) -> dict[str, Any]:
         return self.respond(_messages(state), state, config, context=runtime.context).update
 
     async def _afunc(self, state: Any, config: RunnableConfig, runtime: Runtime[TTCContext]) -> dict[str, Any]:
         return (await self.arespond(_messages(state), state, config, context=runtime.context)).update
+
+
+def _ai(message: BaseMessage) -> AIMessage:
+    assert isinstance(message, AIMessage)  # a chat model's reply
+    return message
 
 
 def _as_mapping(state: object) -> Mapping[str, Any]:
