@@ -25,10 +25,12 @@ def calculator(expression: str) -> str:
 
 
 def test_parse_and_normalise_calls():
-    names = ["calculator"]
+    names = tool_specs([calculator])
     text = 'Sure. <tool_call>{"name": "calculator", "arguments": {"expression": "2 + 3"}}</tool_call> done'
     call = parse_call(text, names)
     assert call == {"name": "calculator", "args": {"expression": "2 + 3"}}
+    copied = '<tool_call>{"name": "calculator", "arguments": {"expression": "2 + 3", "type": "string"}}</tool_call>'
+    assert parse_call(copied, names) == call, "arguments the tool does not declare are dropped"
     assert call_key(call) == call_key({"name": "calculator", "args": {"expression": "2+3"}})
     assert parse_call('<tool_call>{"name": "rm", "arguments": {}}</tool_call>', names) is None
     assert parse_call("<tool_call>{not json", names) is None
@@ -46,9 +48,15 @@ def test_forced_prefixes():
         """Look something up."""
         return city
 
-    two = tool_specs([calculator, lookup])
-    assert forced_prefix(two, "any") == "<tool_call>{", "several tools: the model names one"
-    assert forced_prefix(two, "lookup") == '<tool_call>{"name": "lookup", "arguments": '
+    @tool
+    def now() -> str:
+        """The time."""
+        return "noon"
+
+    two = tool_specs([calculator, lookup, now])
+    assert forced_prefix(two, "any") == '<tool_call>{"name": "', "several tools: the model names one"
+    assert forced_prefix(two, "lookup") == '<tool_call>{"name": "lookup", "arguments": {"city": "'
+    assert forced_prefix(two, "now") == '<tool_call>{"name": "now", "arguments": {}}'
 
     with pytest.raises(InvalidRequestError, match="weather"):
         forced_prefix(specs, "weather")

@@ -51,26 +51,31 @@ class ChatPrompt:
     the prompt's length in the model's tokens (0 until a backend counted it)."""
 
     chat: list[dict[str, str]]
-    tool_names: tuple[str, ...] = ()
+    tools: tuple[tooling.ToolSpec, ...] = ()
     prefix: str = ""
     tokens: int = 0
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """The names of the tools the reply may call."""
+        return tuple(s.name for s in self.tools)
 
     def query(self, stop: tuple[str, ...] = ()) -> Query:
         """The strategy's `Query`: the last user turn is the question verifiers see, and with
         tools a reply is read as a tool call or else as an answer."""
         users = [m["content"] for m in self.chat if m["role"] == "user"]
         question = users[-1] if users else self.chat[-1]["content"]
-        if not self.tool_names:
+        if not self.tools:
             return Query(prompt=self.chat, question=question, stop=stop)
         prompt = [*self.chat, {"role": "assistant", "content": self.prefix}] if self.prefix else self.chat
-        return Query(
-            prompt=prompt, question=question, extract=tooling.extractor(self.tool_names, self.prefix), stop=stop
-        )
+        # A call ends at its closing tag: no tokens are spent after it.
+        stop = (*stop, tooling.CLOSE)
+        return Query(prompt=prompt, question=question, extract=tooling.extractor(self.tools, self.prefix), stop=stop)
 
     def message_fields(self, text: str) -> dict[str, Any]:
         """``AIMessage`` fields for a reply: its tool call when it makes one, else its text."""
-        if self.tool_names:
-            return tooling.tool_call_message_fields(self.prefix + text, self.tool_names)
+        if self.tools:
+            return tooling.tool_call_message_fields(self.prefix + text, self.tools)
         return {"content": text}
 
 
@@ -89,4 +94,4 @@ def chat_prompt(
         chat = [{"role": "system", "content": chat[0]["content"] + "\n\n" + text}, *chat[1:]]
     else:
         chat = [{"role": "system", "content": text}, *chat]
-    return ChatPrompt(chat, tuple(s.name for s in specs), tooling.forced_prefix(specs, tool_choice))
+    return ChatPrompt(chat, tuple(specs), tooling.forced_prefix(specs, tool_choice))

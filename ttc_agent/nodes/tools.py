@@ -44,19 +44,22 @@ def tool_specs(tools: Sequence[Any]) -> list[ToolSpec]:
 
 
 def instructions(specs: Sequence[ToolSpec]) -> str:
-    """The system-message text that describes the tools and the call format."""
+    """The system-message text that describes each tool with the exact call that uses it
+    (parameters as ``<type>`` placeholders, so a small model fills in values rather than
+    copying a schema or a made-up name)."""
     lines = ["You can call these tools:"]
     for s in specs:
-        lines.append(
-            json.dumps({"name": s.name, "description": s.description, "parameters": s.parameters.get("properties", {})})
-        )
-    lines.append(f'To call one, reply with exactly: {OPEN}{{"name": "TOOL", "arguments": {{...}}}}{CLOSE}')
-    lines.append("Otherwise, answer the user directly.")
+        args = ", ".join(f'"{k}": <{v.get("type", "value")}>' for k, v in _properties(s).items())
+        lines.append(f"- {s.name}: {s.description}".rstrip(": "))
+        lines.append(f'  call it with {OPEN}{{"name": "{s.name}", "arguments": {{{args}}}}}{CLOSE}')
+    lines.append("To call a tool, reply with its call only. Otherwise, answer the user directly.")
     return "\n".join(lines)
 
 
 def forced_prefix(specs: Sequence[ToolSpec], tool_choice: Any) -> str:
-    """The start of the reply that a ``tool_choice`` forces ("" when the model may choose)."""
+    """The start of the reply that a ``tool_choice`` forces ("" when the model may choose):
+    the call up to the tool's name when several tools qualify, else up to the first argument's
+    value (or the closing brace of a tool without parameters)."""
     if tool_choice in (None, "auto", "none"):
         return ""
     if isinstance(tool_choice, Mapping):
@@ -69,17 +72,18 @@ def forced_prefix(specs: Sequence[ToolSpec], tool_choice: Any) -> str:
     else:
         raise InvalidRequestError(f"tool_choice {tool_choice!r} names no tool; tools: {names}")
     if name is None:
-        return OPEN + "{"
-    prefix = f'{OPEN}{{"name": "{name}", "arguments": '
-    params = specs[names.index(name)].parameters.get("properties", {})
-    if len(params) == 1:
-        ((param, schema),) = params.items()
-        prefix += f'{{"{param}": ' + ('"' if schema.get("type") == "string" else "")
-    return prefix
+        return OPEN + '{"name": "'
+    prefix = f'{OPEN}{{"name": "{name}", "arguments": {{'
+    params = _properties(specs[names.index(name)])
+    if not params:
+        return prefix + "}}"
+    first, schema = next(iter(params.items()))
+    return prefix + f'"{first}": ' + ('"' if schema.get("type") == "string" else "")
 
 
-def parse_call(text: str, names: Sequence[str]) -> dict[str, Any] | None:
-    """The first well-formed call of a known tool in ``text`` (``{"name", "args"}``), or None."""
+def parse_call(text: str, specs: Sequence[ToolSpec]) -> dict[str, Any] | None:
+    """The first well-formed call of a known tool in ``text`` (``{"name", "args"}``), or None;
+    arguments the tool does not declare are dropped."""
     start = text.find(OPEN)
     if start < 0:
         return None
@@ -87,12 +91,19 @@ def parse_call(text: str, names: Sequence[str]) -> dict[str, Any] | None:
     end = body.find(CLOSE)
     body = body if end < 0 else body[:end]
     obj = _first_json_object(body)
-    if not isinstance(obj, dict) or obj.get("name") not in names:
+    by_name = {s.name: s for s in specs}
+    if not isinstance(obj, dict) or obj.get("name") not in by_name:
         return None
     args = obj.get("arguments", obj.get("parameters", {}))
     if not isinstance(args, dict):
         return None
-    return {"name": obj["name"], "args": args}
+    declared = _properties(by_name[obj["name"]])
+    return {"name": obj["name"], "args": {k: v for k, v in args.items() if k in declared}}
+
+
+def _properties(spec: ToolSpec) -> dict[str, Any]:
+    properties = spec.parameters.get("properties", {})
+    return properties if isinstance(properties, dict) else {}
 
 
 def _first_json_object(text: str) -> Any:
@@ -113,19 +124,19 @@ def call_key(call: dict[str, Any]) -> str:
     return "call:" + json.dumps({"name": call["name"], "args": args}, sort_keys=True, separators=(",", ":"))
 
 
-def extractor(names: Sequence[str], prefix: str) -> Callable[[str], str | None]:
+def extractor(specs: Sequence[ToolSpec], prefix: str) -> Callable[[str], str | None]:
     """Reads a sampled reply (after ``prefix``) as a tool-call key, or else as a plain answer."""
 
     def extract(text: str) -> str | None:
-        call = parse_call(prefix + text, names)
+        call = parse_call(prefix + text, specs)
         return call_key(call) if call else extract_answer(text)
 
     return extract
 
 
-def tool_call_message_fields(text: str, names: Sequence[str]) -> dict[str, Any]:
+def tool_call_message_fields(text: str, specs: Sequence[ToolSpec]) -> dict[str, Any]:
     """``AIMessage`` fields for a reply: its tool call, if it makes one, else its text."""
-    call = parse_call(text, names)
+    call = parse_call(text, specs)
     if call is None:
         return {"content": text}
     return {
