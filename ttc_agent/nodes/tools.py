@@ -49,7 +49,7 @@ def instructions(specs: Sequence[ToolSpec]) -> str:
     copying a schema or a made-up name)."""
     lines = ["You can call these tools:"]
     for s in specs:
-        args = ", ".join(f'"{k}": <{v.get("type", "value")}>' for k, v in _properties(s).items())
+        args = ", ".join(f'"{k}": {_placeholder(v)}' for k, v in _properties(s).items())
         lines.append(f"- {s.name}: {s.description}".rstrip(": "))
         lines.append(f'  call it with {OPEN}{{"name": "{s.name}", "arguments": {{{args}}}}}{CLOSE}')
     lines.append("To call a tool, reply with its call only. Otherwise, answer the user directly.")
@@ -90,7 +90,7 @@ def parse_call(text: str, specs: Sequence[ToolSpec]) -> dict[str, Any] | None:
     body = text[start + len(OPEN) :]
     end = body.find(CLOSE)
     body = body if end < 0 else body[:end]
-    obj = _first_json_object(body)
+    obj = _first_json_object(body) or _first_json_object(_closed(body))
     by_name = {s.name: s for s in specs}
     if not isinstance(obj, dict) or obj.get("name") not in by_name:
         return None
@@ -101,9 +101,24 @@ def parse_call(text: str, specs: Sequence[ToolSpec]) -> dict[str, Any] | None:
     return {"name": obj["name"], "args": {k: v for k, v in args.items() if k in declared}}
 
 
+def _placeholder(schema: dict[str, Any]) -> str:
+    """A value's placeholder in a tool's example call: ``"<string>"`` (quoted), ``<integer>``..."""
+    kind = schema.get("type", "value")
+    return f'"<{kind}>"' if kind == "string" else f"<{kind}>"
+
+
 def _properties(spec: ToolSpec) -> dict[str, Any]:
     properties = spec.parameters.get("properties", {})
     return properties if isinstance(properties, dict) else {}
+
+
+def _closed(body: str) -> str:
+    """``body`` with the string and braces it left open closed (a reply cut at its stop string,
+    or closing its braces before the string it opened)."""
+    text = body.rstrip().rstrip("}")
+    if text.count('"') % 2:
+        text += '"'
+    return text + "}" * max(0, text.count("{") - text.count("}"))
 
 
 def _first_json_object(text: str) -> Any:
