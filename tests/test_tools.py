@@ -136,7 +136,8 @@ def test_react_agent_on_the_embedded_model_really_calls_the_calculator(tf_backen
     tool_messages = [m for m in out["messages"] if isinstance(m, ToolMessage)]
     assert tool_messages and all(m.name == "calculator" for m in tool_messages)
     assert (
-        out["messages"][-1].type == "ai" and out["messages"][-1].response_metadata["ttc"]["choice"] in node.engine.menu.specs
+        out["messages"][-1].type == "ai"
+        and out["messages"][-1].response_metadata["ttc"]["choice"] in node.engine.menu.specs
     )
 
 
