@@ -4,6 +4,7 @@ Every model call of the agent picks its strategy per call; a step that may call 
 over normalised tool calls with best-of-N. The embedded 135M model never calls tools on its own,
 so the middleware asks for a call until the calculator has been used (``force_first_tool_call``).
 
+    python examples/react_calculator.py "What is 345 + 678?"     # the probes shipped in the package
     python examples/react_calculator.py --probes PROBES_DIR "What is 345 + 678?"
 """
 
@@ -17,7 +18,7 @@ from langchain.agents import create_agent
 from langchain_core.tools import tool
 
 from ttc_agent.answers import answers_equal, extract_answer
-from ttc_agent.nodes import TTCChatModel, TTCEngine, TTCMiddleware, TTCNode
+from ttc_agent.nodes import TTCChatModel, TTCEngine, TTCMiddleware
 from ttc_agent.verifiers import CheckVerifier
 
 _OPS = {
@@ -63,27 +64,32 @@ def calculator_check(question: str, candidate: str) -> bool | None:
 CALCULATOR_CHECK = CheckVerifier(calculator_check, name="check:calculator")
 
 
-def make_agent(node: TTCNode):
+def make_agent(engine: TTCEngine):
     """A create_agent ReAct agent whose every model call goes through ttc-agent."""
     return create_agent(
-        TTCChatModel(engine=node.engine),
+        TTCChatModel(engine=engine),
         tools=[calculator],
-        middleware=[TTCMiddleware(node.engine, force_first_tool_call=True)],
+        middleware=[TTCMiddleware(engine, force_first_tool_call=True)],
     )
 
 
 def main() -> None:
     from ttc_agent.backends import TransformersBackend
+    from ttc_agent.demo import shipped_probes
     from ttc_agent.probes import ProbeBundle
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("question", nargs="?", default="What is 345 + 678?")
-    parser.add_argument("--probes", required=True, help="probe bundle folder (from `ttc-agent train`)")
+    parser.add_argument("--probes", help="probe bundle folder (default: the one shipped in the package)")
     args = parser.parse_args()
     backend = TransformersBackend()
-    bundle = ProbeBundle.load(args.probes, fingerprint=backend.fingerprint())
+    bundle = (
+        shipped_probes(backend)
+        if args.probes is None
+        else ProbeBundle.load(args.probes, fingerprint=backend.fingerprint())
+    )
     # The calculator also checks final answers: best-of-N candidates it confirms score highest.
-    agent = make_agent(TTCNode(TTCEngine(backend, bundle, verifier=CALCULATOR_CHECK)))
+    agent = make_agent(TTCEngine(backend, bundle, verifier=CALCULATOR_CHECK))
     for message in agent.invoke({"messages": [("user", args.question)]}, {"recursion_limit": 8})["messages"]:
         print(f"[{message.type}] {message.content or message.tool_calls}")
 

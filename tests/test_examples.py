@@ -55,7 +55,7 @@ def test_react_example_on_the_embedded_model(tf_backend):
     # The node's sampled strategies draw from torch's global generator: fix it, so the result
     # does not depend on which tests ran before (a 135M model writes a broken call now and then).
     torch.manual_seed(0)
-    agent = react_calculator.make_agent(TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint()))))
+    agent = react_calculator.make_agent(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint())))
     out = agent.invoke({"messages": [("user", "What is 345 + 678?")]}, {"recursion_limit": 8})
     tools = [m for m in out["messages"] if m.type == "tool"]
     assert tools and tools[0].name == "calculator" and not tools[0].content.startswith("error")
