@@ -88,3 +88,46 @@ def test_structured_output_parses_a_forced_call_or_raises_a_typed_error():
         broken.with_structured_output(Sum).invoke("What is 2 + 3?", ttc={"strategy": "greedy"})
     raw = broken.with_structured_output(Sum, include_raw=True).invoke("What is 2 + 3?", ttc={"strategy": "greedy"})
     assert raw["parsed"] is None and isinstance(raw["parsing_error"], StructuredOutputError) and raw["raw"].content
+
+
+def test_structured_output_checks_dict_schemas_and_takes_pydantic_v1_models():
+    from pydantic import v1
+
+    class Pair(v1.BaseModel):
+        a: int
+        b: int
+
+    def make(prompt, params, i):
+        return Completion('1, "b": 2}}</tool_call>', "stop", 6)
+
+    model = TTCChatModel(engine=TTCEngine(ScriptedBackend(make), bundle_for(None)))
+    assert model.with_structured_output(Pair).invoke("Two numbers?", ttc={"strategy": "greedy"}) == Pair(a=1, b=2)
+    schema = {"title": "Triple", "description": "Three numbers.", "type": "object", "required": ["a", "b", "c"],
+              "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}, "c": {"type": "integer"}}}  # fmt: skip
+    with pytest.raises(StructuredOutputError, match=r"lack \['c'\]"):
+        model.with_structured_output(schema).invoke("Three numbers?", ttc={"strategy": "greedy"})
+
+
+SAY = {
+    "type": "function",
+    "function": {
+        "name": "say",
+        "description": "Say it.",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+    },
+}
+
+
+def test_a_call_cut_off_by_the_token_limit_is_not_repaired_into_a_call():
+    from ttc_agent.nodes.tools import parse_call, tool_specs
+
+    cut = '<tool_call>{"name": "say", "arguments": {"text": "The cat was a cat and the'
+    assert parse_call(cut, tool_specs([SAY]), repair=False) is None
+    assert parse_call(cut, tool_specs([SAY]))["args"] == {"text": "The cat was a cat and the"}
+
+    def make(prompt, params, i):
+        return Completion("The cat was a cat and the", "length", params.max_tokens)
+
+    model = TTCChatModel(engine=TTCEngine(ScriptedBackend(make), bundle_for(None)), max_tokens=8)
+    reply = model.bind_tools([SAY], tool_choice="say").invoke("Say something.", ttc={"strategy": "greedy"})
+    assert reply.tool_calls == [] and reply.response_metadata["finish_reason"] == "length"

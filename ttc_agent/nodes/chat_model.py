@@ -16,10 +16,10 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.nodes.engine import Call, Ticket, TTCEngine
+from ttc_agent.nodes.engine import Call, Ticket, TTCEngine, finish_reason
 from ttc_agent.nodes.messages import ChatPrompt, ToolChoice
 from ttc_agent.nodes.settings import current_context, merge, parse_settings, run_settings
 from ttc_agent.strategies import Outcome
@@ -151,17 +151,23 @@ class TTCChatModel(BaseChatModel):
             tool_choice=name,
             ls_structured_output_format={"kwargs": {"method": method, "strict": strict}, "schema": tool},
         )
-        pydantic_schema = schema if isinstance(schema, type) and issubclass(schema, BaseModel) else None
+        model_class = schema if isinstance(schema, type) and hasattr(schema, "parse_obj") else None
+        required = set(tool["function"].get("parameters", {}).get("required", []))
 
         def parse(message: AIMessage) -> Any:
             calls = [c for c in message.tool_calls if c["name"] == name]
             if not calls:
                 raise StructuredOutputError(f"the reply does not call {name!r}: {message.text[:300]!r}")
-            if pydantic_schema is None:
-                return calls[0]["args"]
-            try:
-                return pydantic_schema.model_validate(calls[0]["args"])
-            except ValidationError as exc:
+            args = calls[0]["args"]
+            if model_class is None:
+                missing = sorted(required - set(args))
+                if missing:
+                    raise StructuredOutputError(f"the reply's {name!r} arguments lack {missing}: {args!r}")
+                return args
+            try:  # pydantic 2 models, and pydantic.v1 ones (parse_obj)
+                validate = getattr(model_class, "model_validate", None) or model_class.parse_obj
+                return validate(args)
+            except (ValidationError, ValueError) as exc:
                 raise StructuredOutputError(f"the reply's {name!r} arguments do not fit the schema: {exc}") from None
 
         if not include_raw:
@@ -238,7 +244,9 @@ class TTCChatModel(BaseChatModel):
         with call_span(self.engine.name, self.model_name, ticket.decision, call.stop) as span:
             outcome = self.engine.run(ticket, call, prompt)
             result = self._reply(ticket, prompt, outcome, run_manager)
-            end_span(span, result.generations[0].message.response_metadata["ttc"], self.model_name, _finish(outcome))
+            end_span(
+                span, result.generations[0].message.response_metadata["ttc"], self.model_name, finish_reason(outcome)
+            )
         return result
 
     async def _agenerate(
@@ -253,7 +261,9 @@ class TTCChatModel(BaseChatModel):
         with call_span(self.engine.name, self.model_name, ticket.decision, call.stop) as span:
             outcome = await self.engine.arun(ticket, call, prompt)
             result = self._reply(ticket, prompt, outcome, run_manager)
-            end_span(span, result.generations[0].message.response_metadata["ttc"], self.model_name, _finish(outcome))
+            end_span(
+                span, result.generations[0].message.response_metadata["ttc"], self.model_name, finish_reason(outcome)
+            )
         return result
 
     def _stream(
@@ -281,11 +291,6 @@ class TTCChatModel(BaseChatModel):
             if run_manager is not None and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
-
-
-def _finish(outcome: Outcome) -> str:
-    chosen = next((c for c in outcome.candidates if c.text == outcome.text), None)
-    return chosen.finish_reason if chosen is not None else "stop"
 
 
 def _chunks(message: BaseMessage) -> Iterator[ChatGenerationChunk]:

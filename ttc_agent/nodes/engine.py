@@ -316,10 +316,15 @@ class TTCEngine:
         """The reply message: the chosen text (or tool call), the decision record in
         ``response_metadata["ttc"]`` and the exact usage in ``usage_metadata``."""
         record = decision_record(self.name, ticket.decision, outcome, ticket.features, ticket.prompt_tokens)
-        c = outcome.cost
+        c, reason = outcome.cost, finish_reason(outcome)
         return AIMessage(
-            **prompt.message_fields(outcome.text),
-            response_metadata={"ttc": record, "model_name": self.backend.model_name, "model_provider": "ttc-agent"},
+            **prompt.message_fields(outcome.text, complete=reason == "stop"),
+            response_metadata={
+                "ttc": record,
+                "model_name": self.backend.model_name,
+                "model_provider": "ttc-agent",
+                "finish_reason": reason,
+            },
             usage_metadata={
                 "input_tokens": c.prompt_tokens + c.verifier_tokens,
                 "output_tokens": c.completion_tokens,
@@ -377,6 +382,12 @@ class TTCEngine:
         )
         publish(record, self.sink)
         return Reply(message, record, {"messages": [message], LEDGER_KEY: increment, RUN_KEY: run})
+
+
+def finish_reason(outcome: Outcome) -> str:
+    """Why the chosen reply ended: ``"stop"``, ``"length"`` or ``"deadline"``."""
+    chosen = next((c for c in outcome.candidates if c.text == outcome.text), None)
+    return chosen.finish_reason if chosen is not None else "stop"
 
 
 def _cost_of(message: AIMessage | None) -> Cost | None:

@@ -72,10 +72,11 @@ class ChatPrompt:
         stop = (*stop, tooling.CLOSE)
         return Query(prompt=prompt, question=question, extract=tooling.extractor(self.tools, self.prefix), stop=stop)
 
-    def message_fields(self, text: str) -> dict[str, Any]:
-        """``AIMessage`` fields for a reply: its tool call when it makes one, else its text."""
+    def message_fields(self, text: str, complete: bool = True) -> dict[str, Any]:
+        """``AIMessage`` fields for a reply: its tool call when it makes one, else its text
+        (``complete``: the reply ended by itself, not at a token limit or deadline)."""
         if self.tools:
-            return tooling.tool_call_message_fields(self.prefix + text, self.tools)
+            return tooling.tool_call_message_fields(self.prefix + text, self.tools, complete)
         return {"content": text}
 
 

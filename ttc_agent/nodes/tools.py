@@ -81,16 +81,18 @@ def forced_prefix(specs: Sequence[ToolSpec], tool_choice: Any) -> str:
     return prefix + f'"{first}": ' + ('"' if schema.get("type") == "string" else "")
 
 
-def parse_call(text: str, specs: Sequence[ToolSpec]) -> dict[str, Any] | None:
+def parse_call(text: str, specs: Sequence[ToolSpec], repair: bool = True) -> dict[str, Any] | None:
     """The first well-formed call of a known tool in ``text`` (``{"name", "args"}``), or None;
-    arguments the tool does not declare are dropped."""
+    arguments the tool does not declare are dropped. With ``repair``, a call whose string or
+    braces were left open (the reply stopped at ``</tool_call>``) is closed first; a reply cut
+    off by a token limit is not repaired (its last value may be incomplete)."""
     start = text.find(OPEN)
     if start < 0:
         return None
     body = text[start + len(OPEN) :]
     end = body.find(CLOSE)
     body = body if end < 0 else body[:end]
-    obj = _first_json_object(body) or _first_json_object(_closed(body))
+    obj = _first_json_object(body) or (_first_json_object(_closed(body)) if repair else None)
     by_name = {s.name: s for s in specs}
     if not isinstance(obj, dict) or obj.get("name") not in by_name:
         return None
@@ -149,9 +151,10 @@ def extractor(specs: Sequence[ToolSpec], prefix: str) -> Callable[[str], str | N
     return extract
 
 
-def tool_call_message_fields(text: str, specs: Sequence[ToolSpec]) -> dict[str, Any]:
-    """``AIMessage`` fields for a reply: its tool call, if it makes one, else its text."""
-    call = parse_call(text, specs)
+def tool_call_message_fields(text: str, specs: Sequence[ToolSpec], complete: bool = True) -> dict[str, Any]:
+    """``AIMessage`` fields for a reply: its tool call, if it makes one, else its text
+    (``complete``: the reply ended by itself, not at a token limit)."""
+    call = parse_call(text, specs, repair=complete)
     if call is None:
         return {"content": text}
     return {
