@@ -49,9 +49,8 @@ def test_no_retry_starts_that_cannot_end_before_the_deadline(vllm_server):
 
 @pytest.mark.slow
 def test_a_node_behind_faults_falls_back_and_books_every_attempt(vllm_server):
-    from langgraph.graph import START, MessagesState, StateGraph
-
     from fakes import bundle_for
+    from langgraph.graph import START, MessagesState, StateGraph
 
     from ttc_agent.budgets import BudgetState, WorkflowBudget
     from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
