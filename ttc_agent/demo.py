@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
@@ -63,8 +64,9 @@ def decompose(state: MathState) -> MathState:
     return {"terms": terms}
 
 
-def make_graph(node: TTCNode):
-    """The compiled graph: decompose, then one ttc-agent call per addition, then combine."""
+def make_graph(node: TTCNode, checkpointer: BaseCheckpointSaver[Any] | None = None):
+    """The compiled graph: decompose, then one ttc-agent call per addition, then combine
+    (checkpointed by ``checkpointer`` when given, so a killed run resumes where it stopped)."""
 
     def solve(state: MathState) -> dict[str, Any]:
         done = state.get("steps", [])
@@ -115,4 +117,4 @@ def make_graph(node: TTCNode):
     graph.add_edge("decompose", "solve")
     graph.add_conditional_edges("solve", more, ["solve", "combine", END])
     graph.add_edge("combine", END)
-    return graph.compile()
+    return graph.compile(checkpointer=checkpointer)

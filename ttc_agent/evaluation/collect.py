@@ -154,6 +154,7 @@ def collect(
     _check_or_write_meta(
         out, {"schema": SCHEMA_VERSION, "menu": menu.to_dict(), "backend": backend.fingerprint(), "dataset": dataset}
     )
+    _drop_partial_line(out / TRACES)
     done = (
         {(r["problem_id"], r["strategy"], r["repeat"]) for r in read_traces(out)} if (out / TRACES).is_file() else set()
     )
@@ -193,6 +194,18 @@ async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurre
         advance()
 
     await asyncio.gather(*(one(*t) for t in todo))
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a half-written last record (a collection killed mid-write) off the trace file, so
+    the next record starts on its own line; the cut run is simply run again."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return
+        f.truncate(data.rfind(b"\n") + 1)
 
 
 def _write(sink, record: dict[str, Any]) -> None:
