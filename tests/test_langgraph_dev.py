@@ -25,6 +25,7 @@ def test_langgraph_dev_serves_the_example_graph(tmp_path, embedded_dir):
     log = (tmp_path / "langgraph-dev.log").open("w")
     cmd = [str(cli), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser", "--no-reload",
            "--allow-blocking", "--config", str(ROOT / "langgraph.json")]  # fmt: skip
+    # From the repo root, as users run it (its state goes to .langgraph_api/, which git ignores).
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
