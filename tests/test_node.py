@@ -195,3 +195,14 @@ def test_chat_model_streams_the_final_answer_in_chunks_and_in_a_graph():
     g.add_edge(START, "ask")
     pieces = [m.content for m, _ in g.compile().stream({"messages": HARD}, stream_mode="messages") if m.content]
     assert len(pieces) > 3 and "".join(pieces) == "345 + 678 = 1023"
+
+
+def test_a_decided_call_does_not_count_its_prompt_again():
+    from ttc_agent.nodes import TTCEngine
+
+    backend = ScriptedBackend(texts("= 7"))
+    counted = []
+    count = backend.count_tokens
+    backend.count_tokens = lambda prompt: counted.append(prompt) or count(prompt)
+    graph(TTCNode(TTCEngine(backend, bundle_for(None)))).invoke({"messages": HARD})
+    assert len(counted) == 1, "the node counts the prompt; the chat model running its decision reuses the count"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage
 from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 from opentelemetry import trace as otel
 from opentelemetry.trace import Span, Status, StatusCode
@@ -139,13 +140,13 @@ def call_span(name: str, model: str, decision: Decision, stop: Sequence[str] = (
             raise
 
 
-def end_span(span: Span, record: DecisionRecord, model: str, finish_reason: str) -> None:
-    """The call's usage and answer on its span."""
-    actual = record["actual"]
+def end_span(span: Span, message: AIMessage, model: str) -> None:
+    """The call's usage, and why its reply ended, on its span."""
+    actual = message.response_metadata["ttc"]["actual"]
     span.set_attributes(
         {
             "gen_ai.response.model": model,
-            "gen_ai.response.finish_reasons": [finish_reason],
+            "gen_ai.response.finish_reasons": [message.response_metadata["finish_reason"]],
             "gen_ai.usage.input_tokens": actual["prompt_tokens"] + actual["verifier_tokens"],
             "gen_ai.usage.output_tokens": actual["completion_tokens"],
             "ttc.actual.seconds": actual["seconds"],

@@ -36,7 +36,9 @@ def attempts(
     config: RunnableConfig | None,
 ) -> Attempts:
     """Yield the tickets to run for ``call``, in turn; send each call's reply, or throw the
-    exception it raised. Returns the final `Reply` (the budget's exhaustion reply included)."""
+    exception it raised. Returns the final `Reply` (the budget's exhaustion reply included).
+    ``budget`` is the run's (``None``: the engine's own, if it has one)."""
+    budget = budget or engine.budget
     prompt = engine.prompt(call)
     admitted = engine.admit(call, prompt, budget=budget, state=state, config=config)
     failed: Ledger | None = None

@@ -16,10 +16,11 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.runnables.config import ensure_config
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from opentelemetry.trace import Span
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.nodes.engine import Call, Ticket, TTCEngine, finish_reason
+from ttc_agent.nodes.engine import Call, Ticket, TTCEngine
 from ttc_agent.nodes.messages import ChatPrompt, ToolChoice
 from ttc_agent.nodes.settings import current_context, merge, parse_settings, run_settings
 from ttc_agent.strategies import Outcome
@@ -215,8 +216,10 @@ class TTCChatModel(BaseChatModel):
         )
 
     def _decided(self, call: Call) -> tuple[ChatPrompt, Ticket]:
+        if self.ticket is not None:  # decided by a node or middleware, most often on this very prompt
+            return self.engine.prompt(call, self.ticket.prompt), self.ticket
         prompt = self.engine.prompt(call)
-        return prompt, self.ticket or self.engine.decide(call, prompt)
+        return prompt, self.engine.decide(call, prompt)
 
     def _reply(
         self,
@@ -224,8 +227,10 @@ class TTCChatModel(BaseChatModel):
         prompt: ChatPrompt,
         outcome: Outcome,
         run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+        span: Span,
     ) -> ChatResult:
         message = self.engine.finish(ticket, prompt, outcome)
+        end_span(span, message, self.model_name)
         if run_manager is not None:
             annotate_run(run_manager, ticket.decision)
         if self.ticket is None:  # decided here: publish now (a node or middleware settles its own)
@@ -243,11 +248,7 @@ class TTCChatModel(BaseChatModel):
         prompt, ticket = self._decided(call)
         with call_span(self.engine.name, self.model_name, ticket.decision, call.stop) as span:
             outcome = self.engine.run(ticket, call, prompt)
-            result = self._reply(ticket, prompt, outcome, run_manager)
-            end_span(
-                span, result.generations[0].message.response_metadata["ttc"], self.model_name, finish_reason(outcome)
-            )
-        return result
+            return self._reply(ticket, prompt, outcome, run_manager, span)
 
     async def _agenerate(
         self,
@@ -260,11 +261,7 @@ class TTCChatModel(BaseChatModel):
         prompt, ticket = self._decided(call)
         with call_span(self.engine.name, self.model_name, ticket.decision, call.stop) as span:
             outcome = await self.engine.arun(ticket, call, prompt)
-            result = self._reply(ticket, prompt, outcome, run_manager)
-            end_span(
-                span, result.generations[0].message.response_metadata["ttc"], self.model_name, finish_reason(outcome)
-            )
-        return result
+            return self._reply(ticket, prompt, outcome, run_manager, span)
 
     def _stream(
         self,

@@ -38,7 +38,7 @@ from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
 from ttc_agent.records import DecisionRecord, FeaturesRecord
 from ttc_agent.strategies import Cost, Outcome, Query, Strategy
 from ttc_agent.tracing import JsonlTraceSink, decision_record, features_digest, publish
-from ttc_agent.validation import NON_NEGATIVE, POSITIVE, check_param
+from ttc_agent.validation import NON_NEGATIVE, check_param
 from ttc_agent.verifiers import VerifierLike, as_verifier
 
 #: Calibrated prices an engine remembers (one per target and other price in use).
@@ -66,12 +66,13 @@ class Call:
 
 @dataclass(frozen=True)
 class Ticket:
-    """A decided call: the decision, and under a workflow budget the plan it runs under and
-    the extra allowance a person granted after the budget ran out."""
+    """A decided call: the decision, the prompt it was decided on (counted and checked), and
+    under a workflow budget the plan it runs under and the extra allowance a person granted
+    after the budget ran out."""
 
     decision: Decision
     features: FeaturesRecord
-    prompt_tokens: int
+    prompt: ChatPrompt
     plan: CallPlan | None = None
     grant: Grant = Grant()
 
@@ -173,7 +174,6 @@ class TTCEngine:
             raise InvalidRequestError("give target_mean_tokens or target_mean_seconds, not both")
         if targets:
             ((key, target),) = targets.items()
-            check_param(key, target, POSITIVE)
             limits = self._calibrate(limits, key, float(target))
         return limits
 
@@ -200,9 +200,13 @@ class TTCEngine:
 
     # -- deciding ------------------------------------------------------------------------------
 
-    def prompt(self, call: Call) -> ChatPrompt:
-        """The call's conversation as the model sees it (checked against the model's context)."""
+    def prompt(self, call: Call, known: ChatPrompt | None = None) -> ChatPrompt:
+        """The call's conversation as the model sees it (checked against the model's context).
+        ``known``, a prompt already counted and checked (a decided call's), is returned when
+        ``call`` makes the same one, so a decided call does not count its prompt again."""
         prompt = chat_prompt(call.messages, call.tools, call.tool_choice)
+        if known is not None and replace(prompt, tokens=known.tokens) == known:
+            return known
         tokens = self.backend.count_tokens(prompt.chat)
         context = getattr(self.backend, "context_length", None)
         if context is not None and tokens >= context:
@@ -250,7 +254,7 @@ class TTCEngine:
         pred = self.probes.predict_features(X, np.array([prompt.tokens], dtype=float))
         features = features_digest(X[0])
         if budget is None:
-            return Ticket(self.policy.decide(pred, limits, allowed)[0], features, prompt.tokens)
+            return Ticket(self.policy.decide(pred, limits, allowed)[0], features, prompt)
         state = state or {}
         _check_ledger_channel(state)
         ledger = ledger_of(state)
@@ -268,7 +272,7 @@ class TTCEngine:
             remaining_steps=steps if isinstance(steps, int) else None,
             grant=grant,
         )
-        return Ticket(plan.decision, features, prompt.tokens, plan, grant)
+        return Ticket(plan.decision, features, prompt, plan, grant)
 
     def admit(
         self,
@@ -315,7 +319,7 @@ class TTCEngine:
     def finish(self, ticket: Ticket, prompt: ChatPrompt, outcome: Outcome) -> AIMessage:
         """The reply message: the chosen text (or tool call), the decision record in
         ``response_metadata["ttc"]`` and the exact usage in ``usage_metadata``."""
-        record = decision_record(self.name, ticket.decision, outcome, ticket.features, ticket.prompt_tokens)
+        record = decision_record(self.name, ticket.decision, outcome, ticket.features, ticket.prompt.tokens)
         c, reason = outcome.cost, finish_reason(outcome)
         return AIMessage(
             **prompt.message_fields(outcome.text, complete=reason == "stop"),

@@ -76,7 +76,7 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
         messages = ([request.system_message] if request.system_message else []) + list(request.messages)
         choice = self._tool_choice(request)
         call = Call(messages, request.tools, choice, settings=settings)
-        steps = attempts(self.engine, call, budget=budget or self.engine.budget, state=request.state, config=config)
+        steps = attempts(self.engine, call, budget=budget, state=request.state, config=config)
 
         def decided(ticket: Ticket) -> ModelRequest[ContextT]:
             model = request.model

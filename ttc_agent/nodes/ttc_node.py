@@ -61,7 +61,7 @@ class TTCNode(RunnableCallable):
     ) -> tuple[Attempts, Callable[[Ticket], Runnable[LanguageModelInput, BaseMessage]]]:
         settings, budget = run_settings(config, context if context is not None else current_context())
         call = Call(messages, tools, tool_choice, settings=settings)
-        steps = attempts(self.engine, call, budget=budget or self.engine.budget, state=state, config=config)
+        steps = attempts(self.engine, call, budget=budget, state=state, config=config)
 
         def model(ticket: Ticket) -> Runnable[LanguageModelInput, BaseMessage]:
             chat = TTCChatModel(engine=self.engine, ticket=ticket)
