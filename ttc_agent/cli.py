@@ -17,9 +17,6 @@ app = typer.Typer(
 )
 console = Console()
 
-_LOCAL_BACKENDS = ("transformers", "vllm")
-_DATASETS = ("arithmetic", "gsm8k", "gsm8k-train", "math500")
-
 
 class Manager(StrEnum):
     """The workflow budget managers."""
@@ -29,15 +26,19 @@ class Manager(StrEnum):
 
 
 def _check_backend(value: str) -> str:
-    if value in _LOCAL_BACKENDS or value.startswith(("http://", "https://")):
+    from ttc_agent.backends import LOCAL_BACKENDS
+
+    if value in LOCAL_BACKENDS or value.startswith(("http://", "https://")):
         return value
-    raise typer.BadParameter(f"{value!r}: expected one of {', '.join(_LOCAL_BACKENDS)} or an http(s):// server URL")
+    raise typer.BadParameter(f"{value!r}: expected one of {', '.join(LOCAL_BACKENDS)} or an http(s):// server URL")
 
 
 def _check_dataset(value: str) -> str:
-    if value in _DATASETS or (value.endswith(".jsonl") and Path(value).is_file()):
+    from ttc_agent.evaluation.datasets import DATASETS
+
+    if value in DATASETS or (value.endswith(".jsonl") and Path(value).is_file()):
         return value
-    raise typer.BadParameter(f"{value!r}: expected one of {', '.join(_DATASETS)} or an existing .jsonl file")
+    raise typer.BadParameter(f"{value!r}: expected one of {', '.join(DATASETS)} or an existing .jsonl file")
 
 
 def _version(value: bool) -> None:
@@ -75,9 +76,9 @@ ApiKeyOpt = Annotated[
 
 
 def _backend(backend: str, model: str | None, api_key: str | None = None):
-    from ttc_agent.backends import load_backend
+    from ttc_agent.backends import LOCAL_BACKENDS, load_backend
 
-    if api_key is not None and backend in _LOCAL_BACKENDS:
+    if api_key is not None and backend in LOCAL_BACKENDS:
         raise InvalidRequestError(f"--api-key is for server backends, not {backend!r}")
     _quiet_model_loading()
     with console.status(f"loading {backend} backend..."):

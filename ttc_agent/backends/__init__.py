@@ -54,6 +54,9 @@ _LAZY = {
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
+#: The backends `load_backend` runs in this process, by name (a server is given by its URL).
+LOCAL_BACKENDS = ("transformers", "vllm")
+
 
 def load_backend(spec: str = "transformers", model: str | None = None, **kwargs: Any) -> Backend:
     """Build a backend from a short spec, as the CLI does.
@@ -69,4 +72,6 @@ def load_backend(spec: str = "transformers", model: str | None = None, **kwargs:
         return __getattr__("OpenAIBackend")(spec, model, **kwargs)
     from ttc_agent.errors import InvalidRequestError
 
-    raise InvalidRequestError(f"unknown backend {spec!r}; expected 'transformers', 'vllm' or an http(s):// server URL")
+    raise InvalidRequestError(
+        f"unknown backend {spec!r}; expected one of {', '.join(LOCAL_BACKENDS)} or an http(s):// server URL"
+    )

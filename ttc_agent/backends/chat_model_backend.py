@@ -200,8 +200,8 @@ def _split(total: int | None, messages: list[BaseMessage], count: Callable[[str]
     if all(lp is not None for lp in from_logprobs):
         return [len(lp or ()) for lp in from_logprobs]
     estimates = [max(1, count(m.text)) for m in messages]
-    if total is None or len(messages) == 1:
-        return [total if total is not None else estimates[0]] if len(messages) == 1 else estimates
+    if total is None:
+        return estimates
     shares = [total * e // sum(estimates) for e in estimates]
     shares[0] += total - sum(shares)
     return shares

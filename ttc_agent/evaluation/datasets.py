@@ -212,6 +212,10 @@ def arithmetic(
     return problems
 
 
+#: The datasets `load_dataset` knows by name (besides a path to a ``.jsonl`` file).
+DATASETS = ("arithmetic", "gsm8k", "gsm8k-test", "gsm8k-train", "math500")
+
+
 def load_dataset(
     name: str, limit: int | None = None, data: str | Path | None = None, **kwargs: int | str | tuple[int, ...]
 ) -> list[Problem]:
@@ -241,6 +245,4 @@ def load_dataset(
                 )
             )
         return problems[:limit]
-    raise InvalidRequestError(
-        f"unknown dataset {name!r}; expected arithmetic, gsm8k, gsm8k-train, math500 or a .jsonl file"
-    )
+    raise InvalidRequestError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)} or a .jsonl file")
