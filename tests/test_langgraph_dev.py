@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port, stop, wait_until_ready
+from conftest import stop, wait_until_ready
+
+from ttc_agent.backends.vllm_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,9 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from conftest import CHAT, free_port
+from conftest import CHAT
 
 from ttc_agent.backends import OpenAIBackend, TransformersBackend
+from ttc_agent.backends.vllm_server import free_port
 from ttc_agent.errors import BackendResponseError, BackendTimeoutError, BackendUnavailableError
 
 # -- a real vllm serve ------------------------------------------------------------------------
@@ -129,12 +130,18 @@ def test_retries_429_honouring_retry_after_then_succeeds(scripted):
     assert gen.text == "42" and gen.prompt_tokens == 9 and gen.completion_tokens == 2
     assert len(srv.hits) == 3
     assert srv.hits[1][0] - srv.hits[0][0] >= 0.4, "waited as long as Retry-After said"
+    assert srv.hits[2][0] - srv.hits[0][0] <= gen.retry_seconds + 0.05 and gen.retry_seconds >= 0.4
+
+
+def test_a_first_time_answer_took_no_retry_seconds(scripted):
+    srv = scripted([(200, {}, CHAT_OK)])
+    assert OpenAIBackend(srv.url, model="m", timeout=5).generate(CHAT).retry_seconds < 0.01
 
 
 def test_async_retries_then_succeeds(scripted):
     srv = scripted([(500, {}, {"error": "boom"}), (200, {}, CHAT_OK)])
     gen = asyncio.run(OpenAIBackend(srv.url, model="m", timeout=5).agenerate(CHAT))
-    assert gen.text == "42" and len(srv.hits) == 2
+    assert gen.text == "42" and len(srv.hits) == 2 and gen.retry_seconds > 0
 
 
 def test_gives_up_after_max_retries_with_typed_error(scripted):

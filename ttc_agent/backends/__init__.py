@@ -5,6 +5,8 @@
 - `OpenAIBackend`: any OpenAI-compatible server, such as ``vllm serve``.
 - `ChatModelBackend`: any LangChain chat model (``ChatOpenAI(base_url=...)`` and others).
 
+`VLLMServer` starts a real ``vllm serve`` process for tests, benchmarks and examples.
+
 The implementations import their heavy dependencies lazily, on first use.
 """
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from ttc_agent.backends.openai_backend import OpenAIBackend
     from ttc_agent.backends.transformers_backend import TransformersBackend
     from ttc_agent.backends.vllm_backend import VLLMBackend
+    from ttc_agent.backends.vllm_server import VLLMServer
 
 __all__ = [
     "Backend",
@@ -41,6 +44,7 @@ __all__ = [
     "SamplingParams",
     "TransformersBackend",
     "VLLMBackend",
+    "VLLMServer",
     "load_backend",
 ]
 
@@ -49,6 +53,7 @@ _LAZY = {
     "VLLMBackend": "ttc_agent.backends.vllm_backend",
     "OpenAIBackend": "ttc_agent.backends.openai_backend",
     "ChatModelBackend": "ttc_agent.backends.chat_model_backend",
+    "VLLMServer": "ttc_agent.backends.vllm_server",
 }
 
 

@@ -95,10 +95,15 @@ class Completion:
 
 @dataclass(frozen=True)
 class PromptResult:
-    """The completions of one prompt of a batch, and that prompt's exact token count."""
+    """The completions of one prompt of a batch, and that prompt's exact token count.
+
+    ``retry_seconds`` is the time spent before the attempt that answered: failed attempts and
+    the waits between them (0 for a first-time answer, and for local backends).
+    """
 
     prompt_tokens: int
     completions: tuple[Completion, ...]
+    retry_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,11 @@ class Generation:
     @property
     def prompt_tokens(self) -> int:
         return sum(r.prompt_tokens for r in self.results)
+
+    @property
+    def retry_seconds(self) -> float:
+        """The latency retries added: the longest of the prompts' (they are sent concurrently)."""
+        return max((r.retry_seconds for r in self.results), default=0.0)
 
     @property
     def completion_tokens(self) -> int:

@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -174,27 +175,31 @@ class OpenAIBackend:
 
     def _one(self, p: NormalizedPrompt, params: SamplingParams, started: float) -> PromptResult:
         call = self._client.chat.completions.create if p.is_chat else self._client.completions.create
+        first = last = time.perf_counter()
         try:
             for attempt in Retrying(**self._retry_policy(params)):
                 with attempt:
+                    last = time.perf_counter()
                     response = call(**self._request(p, params, started))
         except openai.APIError as exc:
             raise _typed(exc, self.base_url) from exc
         except json.JSONDecodeError as exc:
             raise BackendResponseError(f"{self.base_url} answered with a body that is not JSON: {exc}") from exc
-        return _parse(response, p, params.logprobs)
+        return replace(_parse(response, p, params.logprobs), retry_seconds=last - first)
 
     async def _aone(self, p: NormalizedPrompt, params: SamplingParams, started: float) -> PromptResult:
         call = self._aclient.chat.completions.create if p.is_chat else self._aclient.completions.create
+        first = last = time.perf_counter()
         try:
             async for attempt in AsyncRetrying(**self._retry_policy(params)):
                 with attempt:
+                    last = time.perf_counter()
                     response = await call(**self._request(p, params, started))
         except openai.APIError as exc:
             raise _typed(exc, self.base_url) from exc
         except json.JSONDecodeError as exc:
             raise BackendResponseError(f"{self.base_url} answered with a body that is not JSON: {exc}") from exc
-        return _parse(response, p, params.logprobs)
+        return replace(_parse(response, p, params.logprobs), retry_seconds=last - first)
 
     def _retry_policy(self, params: SamplingParams) -> dict[str, Any]:
         stop: stop_base = stop_after_attempt(self.max_retries + 1)
