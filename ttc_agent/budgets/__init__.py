@@ -1,4 +1,4 @@
-"""Workflow budgets: one token and seconds allowance spread across a whole agent trajectory.
+r"""Workflow budgets: one token and seconds allowance spread across a whole agent trajectory.
 
 The public surface (everything else in the submodules is internal plumbing):
 
@@ -8,6 +8,8 @@ The public surface (everything else in the submodules is internal plumbing):
 - `EqualSplit` and `Paced`: budget managers (or any `BudgetManager`) that turn what is left
   (`Balance`) into each call's prices and caps (`Allowance`);
 - `ReservationPool`: where concurrent calls reserve their caps, so together they cannot overrun;
+  `SQLiteStore` and `PostgresStore` do the same for processes on one machine or on several
+  (any `BudgetStore` is a node's or the server's ``pool``), and keep the server's sessions (`Session`);
 - `CallHistory`: learns how many calls a run still makes;
 - `BudgetExhausted`, `BudgetExhaustedError`, `BudgetError` and `Grant`: what running out looks like.
 """
@@ -23,7 +25,8 @@ from ttc_agent.budgets.budget import (
 from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.ledger import BudgetState, Ledger, budget_exhausted
 from ttc_agent.budgets.managers import Allowance, Balance, BudgetManager, EqualSplit, Paced
-from ttc_agent.budgets.pool import ReservationPool
+from ttc_agent.budgets.pool import ReservationPool, Session, Spend
+from ttc_agent.budgets.store import BudgetStore, BudgetStoreError, PostgresStore, SQLiteStore
 
 __all__ = [
     "TOKEN_KINDS",
@@ -34,12 +37,18 @@ __all__ = [
     "BudgetExhaustedError",
     "BudgetManager",
     "BudgetState",
+    "BudgetStore",
+    "BudgetStoreError",
     "CallHistory",
     "EqualSplit",
     "Grant",
     "Ledger",
     "Paced",
+    "PostgresStore",
     "ReservationPool",
+    "SQLiteStore",
+    "Session",
+    "Spend",
     "WorkflowBudget",
     "budget_exhausted",
 ]

@@ -10,7 +10,8 @@ from ttc_agent.budgets.budget import BudgetError, BudgetExhausted, BudgetExhaust
 from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.ledger import Ledger, charge
 from ttc_agent.budgets.managers import Allowance, Balance, BudgetManager, balance_for, cheapest_cost, make_manager
-from ttc_agent.budgets.pool import POOL, AccountKey, Amount, Reservation, ReservationPool
+from ttc_agent.budgets.pool import POOL, AccountKey, Amount, Reservation
+from ttc_agent.budgets.store import BudgetStore
 from ttc_agent.policy import CallLimits, Decision, fits
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.records import BudgetRecord
@@ -73,7 +74,7 @@ class BudgetGate:
     def __init__(
         self,
         manager: str | BudgetManager = "paced",
-        pool: ReservationPool | None = None,
+        pool: BudgetStore | None = None,
         history: CallHistory | None = None,
     ) -> None:
         self.manager = make_manager(manager)
@@ -142,7 +143,7 @@ class BudgetGate:
                 max_seconds=None if reservation.seconds is None else max(reservation.seconds, 1e-9),
             )
             if not fits(predictions, reserved)[0][chosen]:
-                self.pool.settle(reservation, 0, 0.0)
+                self.pool.release(reservation)
                 decision = decide(reserved)
                 if decision.feasible:
                     reservation = self.pool.reserve(key, (spent_t, spent_s), totals, _want(decision, predictions))

@@ -15,7 +15,9 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
+
+from ttc_agent.errors import InvalidRequestError
 
 #: An allowance's key: its scope and identity (see `BudgetGate`).
 AccountKey = tuple[str, ...]
@@ -38,15 +40,63 @@ class Reservation:
     seconds: float | None
 
 
+@dataclass(frozen=True)
+class Spend:
+    """What an account holds: settled tokens, seconds and calls, and reservations in flight."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    calls: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Session:
+    """A named budget of ``ttc-agent serve``, visible only to the API key that made it.
+
+    ``owner`` is a digest of that key (never the key itself); ``None`` limits are unbudgeted.
+    """
+
+    owner: str
+    id: str
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+    expected_calls: int | None = None
+    on_exhausted: Literal["end", "error"] = "end"
+
+    @property
+    def key(self) -> AccountKey:
+        """The session's account key."""
+        return ("session", self.owner, self.id)
+
+
+def room_for(
+    allowance: Amount, want: Amount, spent_tokens: int, spent_seconds: float
+) -> tuple[int | None, float | None]:
+    """What a reservation may hold: ``want``, capped at what ``allowance`` leaves after
+    ``spent`` (settled spend and other reservations); ``None`` where a limit is not budgeted."""
+    tokens: int | None = None
+    seconds: float | None = None
+    if allowance.tokens is not None:
+        room = max(int(allowance.tokens) - spent_tokens, 0)
+        tokens = room if want.tokens is None else max(min(math.ceil(want.tokens), room), 0)
+    if allowance.seconds is not None:
+        room_s = max(float(allowance.seconds) - spent_seconds, 0.0)
+        seconds = room_s if want.seconds is None else max(min(float(want.seconds), room_s), 0.0)
+    return tokens, seconds
+
+
 @dataclass
 class _Account:
     tokens: int = 0
     seconds: float = 0.0
+    calls: int = 0
     reserved: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 class ReservationPool:
-    """Thread-safe accounts of settled spend and outstanding reservations, per allowance key.
+    """Thread-safe accounts of settled spend and outstanding reservations, per allowance key:
+    the in-process `ttc_agent.budgets.store.BudgetStore` (sessions included).
 
     ``spent`` from the ledger seeds an account the first time a key is seen (and whenever the
     ledger shows more, e.g. after a restart); from then on, settled calls add to it at once,
@@ -55,6 +105,7 @@ class ReservationPool:
 
     def __init__(self, max_accounts: int = 10_000) -> None:
         self._accounts: OrderedDict[AccountKey, _Account] = OrderedDict()
+        self._sessions: dict[tuple[str, str], Session] = {}
         self._lock = threading.Lock()
         self.max_accounts = max_accounts
 
@@ -94,14 +145,7 @@ class ReservationPool:
             acc = self._account(key, *spent)
             held_t = sum(t for t, _ in acc.reserved.values())
             held_s = sum(s for _, s in acc.reserved.values())
-            tokens: int | None = None
-            seconds: float | None = None
-            if allowance.tokens is not None:
-                room = max(int(allowance.tokens) - acc.tokens - held_t, 0)
-                tokens = room if want.tokens is None else max(min(math.ceil(want.tokens), room), 0)
-            if allowance.seconds is not None:
-                room_s = max(float(allowance.seconds) - acc.seconds - held_s, 0.0)
-                seconds = room_s if want.seconds is None else max(min(float(want.seconds), room_s), 0.0)
+            tokens, seconds = room_for(allowance, want, acc.tokens + held_t, acc.seconds + held_s)
             rid = uuid.uuid4().hex
             acc.reserved[rid] = (tokens or 0, seconds or 0.0)
             return Reservation(key, rid, tokens, seconds)
@@ -115,6 +159,33 @@ class ReservationPool:
             acc.reserved.pop(reservation.id, None)
             acc.tokens += tokens
             acc.seconds += seconds
+            acc.calls += 1
+
+    def release(self, reservation: Reservation) -> None:
+        """Release a reservation whose call never ran (nothing is booked)."""
+        with self._lock:
+            acc = self._accounts.get(reservation.key)
+            if acc is not None:
+                acc.reserved.pop(reservation.id, None)
+
+    def spend(self, key: AccountKey) -> Spend:
+        """The account's settled spend and reservations in flight."""
+        with self._lock:
+            acc = self._accounts.get(key)
+            return Spend() if acc is None else Spend(acc.tokens, acc.seconds, acc.calls, len(acc.reserved))
+
+    def create_session(self, session: Session) -> Session:
+        """Create a session; raises `InvalidRequestError` if its owner already has that id."""
+        with self._lock:
+            if (session.owner, session.id) in self._sessions:
+                raise InvalidRequestError(f"session {session.id!r} already exists")
+            self._sessions[session.owner, session.id] = session
+        return session
+
+    def session(self, owner: str, session_id: str) -> Session | None:
+        """The owner's session of that id, or ``None``."""
+        with self._lock:
+            return self._sessions.get((owner, session_id))
 
 
 #: The pool every node uses unless given its own.

@@ -55,6 +55,9 @@ def attempts(
                 raise
             call, admitted = retry
             continue
+        except GeneratorExit:  # closed before the ticket ran: nothing was spent
+            engine.release(admitted)
+            raise
         except BaseException:
             engine.settle(admitted, None, state)
             raise
@@ -88,10 +91,11 @@ def _cheaper(
     return cheaper, ticket
 
 
-def drive(steps: Attempts, run: Callable[[Ticket], AIMessage]) -> Reply:
-    """Run the attempts with a synchronous model call."""
+def drive(steps: Attempts, run: Callable[[Ticket], AIMessage], first: Ticket | None = None) -> Reply:
+    """Run the attempts with a synchronous model call (from ``first``, the ticket a caller
+    already took from ``steps``, if given)."""
     try:
-        ticket = next(steps)
+        ticket = first if first is not None else next(steps)
         while True:
             try:
                 message = run(ticket)

@@ -28,7 +28,7 @@ from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.gate import BudgetGate, CallPlan
 from ttc_agent.budgets.ledger import LEDGER_KEY, RUN_KEY, charge, current_run, ledger_of
 from ttc_agent.budgets.managers import BudgetManager
-from ttc_agent.budgets.pool import ReservationPool
+from ttc_agent.budgets.store import BudgetStore
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes.messages import ChatPrompt, MessageLike, ToolChoice, chat_prompt
@@ -139,7 +139,7 @@ class TTCEngine:
         budget: WorkflowBudget | Mapping[str, Any] | None = None,
         manager: str | BudgetManager = "paced",
         history: CallHistory | None = None,
-        pool: ReservationPool | None = None,
+        pool: BudgetStore | None = None,
     ) -> None:
         if menu is not None and menu.to_dict() != probes.menu.to_dict():
             raise ProbeMismatchError(
@@ -337,6 +337,11 @@ class TTCEngine:
                 "output_token_details": {},
             },
         )
+
+    def release(self, ticket: Ticket) -> None:
+        """Give back a decided call's reservation without booking anything: the call never ran."""
+        if ticket.plan is not None:
+            self.gate.pool.release(ticket.plan.reservation)
 
     def settle(self, ticket: Ticket, message: AIMessage | None, state: Mapping[str, Any]) -> dict[str, Any]:
         """Book a decided call and publish its record: ``message`` is the reply (``None``: the
