@@ -612,6 +612,98 @@ def train_verifier(
     console.print(f"verifier written to {out}; use it as best_of_n(8, select=verifier:{out})")
 
 
+def _store(spec: str):
+    """A budget store from ``--store``: ``memory``, ``sqlite:PATH`` or a ``postgresql://`` URL."""
+    from ttc_agent.budgets import PostgresStore, ReservationPool, SQLiteStore
+
+    if spec == "memory":
+        return ReservationPool()
+    if spec.startswith("sqlite:"):
+        return SQLiteStore(spec.removeprefix("sqlite:"))
+    if spec.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(spec)
+    raise InvalidRequestError(f"--store must be memory, sqlite:PATH or a postgresql:// URL, got {spec!r}")
+
+
+def _api_keys(keys_file: Path | None) -> list[str]:
+    """API keys from ``$TTC_AGENT_API_KEYS`` (comma-separated) and ``--api-keys-file`` (one a line)."""
+    import os
+
+    keys = [k.strip() for k in os.environ.get("TTC_AGENT_API_KEYS", "").split(",") if k.strip()]
+    if keys_file is not None:
+        try:
+            keys += [line.strip() for line in keys_file.read_text().splitlines() if line.strip()]
+        except OSError as exc:
+            raise InvalidRequestError(f"cannot read --api-keys-file {str(keys_file)!r}: {exc}") from None
+    return keys
+
+
+@app.command()
+def serve(
+    backend: Annotated[
+        str,
+        typer.Option(
+            callback=_check_backend, help="transformers, vllm, or the /v1 URL of an OpenAI-compatible server."
+        ),
+    ] = "transformers",
+    model: Annotated[
+        str | None, typer.Option(help="Model name or folder (local backends), or the served model.")
+    ] = None,
+    probes: Annotated[
+        Path | None, typer.Option(help="Probe bundle folder (default: the one shipped in the package).")
+    ] = None,
+    store: Annotated[
+        str, typer.Option(help="Session budgets: memory, sqlite:PATH or postgresql://... (shared by replicas).")
+    ] = "memory",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    model_name: Annotated[str, typer.Option(help="The model name clients send.")] = "ttc",
+    api_keys_file: Annotated[
+        Path | None, typer.Option(help="File of API keys, one a line (also: $TTC_AGENT_API_KEYS, comma-separated).")
+    ] = None,
+    session_tokens: Annotated[
+        int | None, typer.Option(help="Token budget of sessions made on first use (default: sessions must be created).")
+    ] = None,
+    session_seconds: Annotated[float | None, typer.Option(help="Seconds budget of sessions made on first use.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 4096,
+    max_request_bytes: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 1_000_000,
+    api_key: Annotated[
+        str | None, typer.Option(help="Bearer token for the backend server (default: $OPENAI_API_KEY).")
+    ] = None,
+) -> None:
+    """Serve an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models, /v1/sessions,
+    /health): each request gets the strategy the probes pick, and requests naming a session
+    (header X-TTC-Session, or the user field) share its budget across every replica using the
+    same --store."""
+    import uvicorn
+
+    from ttc_agent.demo import SHIPPED_PROBES
+    from ttc_agent.nodes import TTCEngine
+    from ttc_agent.probes import ProbeBundle
+    from ttc_agent.server import ChatService, SessionDefaults, create_app
+
+    try:
+        keys = _api_keys(api_keys_file)
+        budgets = _store(store)
+        chosen = _backend(backend, model, api_key)
+        local = not backend.startswith(("http://", "https://"))
+        # A server's model may be any; the shipped bundle is checked only against local models.
+        bundle = ProbeBundle.load(probes or SHIPPED_PROBES, fingerprint=chosen.fingerprint() if local else None)
+        engine = TTCEngine(chosen, bundle, pool=budgets)
+        given = session_tokens is not None or session_seconds is not None
+        defaults = SessionDefaults(session_tokens, session_seconds) if given else None
+        service = ChatService(engine, budgets, model_name=model_name, max_tokens=max_tokens, defaults=defaults)
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    if not keys:
+        console.print("[yellow]no API keys: anyone who can reach the port may call it[/yellow]")
+    where = type(budgets).__name__
+    console.print(f"serving {model_name!r} ({chosen.model_name}) on http://{host}:{port}/v1, session budgets in {where}")
+    uvicorn.run(
+        create_app(service, keys, max_request_bytes=max_request_bytes), host=host, port=port, log_level="warning"
+    )
+
+
 @app.command()
 def model(
     name: Annotated[str, typer.Argument(help="A registered model name.")] = "smollm2-135m",

@@ -1,0 +1,134 @@
+"""The HTTP routes of ``ttc-agent serve`` (FastAPI): ``/health``, ``/v1/models``,
+``/v1/chat/completions`` (streaming too) and ``/v1/sessions``.
+
+Every ``/v1`` route checks the API key first (401 before any work) and answers errors in
+OpenAI's format. A request body over ``max_request_bytes`` is a 413 before it is parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ttc_agent.server.protocol import APIError, chunks, completion, parse_request, role_chunk
+from ttc_agent.server.service import ChatService
+
+log = logging.getLogger("ttc_agent.server")
+T = TypeVar("T")
+#: The owner of every session on a server started without API keys.
+ANONYMOUS = "anonymous"
+
+
+def owner_of(key: str) -> str:
+    """The owner id of an API key: a digest, so the store never holds a key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_request_bytes: int = 1_000_000) -> FastAPI:
+    """The server's FastAPI app. ``api_keys`` empty: no authentication (loopback use only)."""
+    app = FastAPI(title="ttc-agent", summary="OpenAI-compatible chat completions with test-time compute")
+    keys = [k.encode() for k in api_keys]
+
+    def owner(request: Request) -> str:
+        if not keys:
+            return ANONYMOUS
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), k) for k in keys):
+            raise APIError(401, "a valid API key is required (Authorization: Bearer KEY)", type="authentication_error",
+                           code="invalid_api_key")  # fmt: skip
+        return owner_of(token)
+
+    async def body_of(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_request_bytes:
+            raise APIError(413, f"the request body has {declared} bytes, over the limit of {max_request_bytes}")
+        body = b""
+        async for part in request.stream():
+            body += part
+            if len(body) > max_request_bytes:
+                raise APIError(413, f"the request body is over the limit of {max_request_bytes} bytes")
+        return body
+
+    async def in_thread(fn: Callable[[], T]) -> T:
+        # Not abandoned on cancel: a request whose client left still settles its spend.
+        return await anyio.to_thread.run_sync(fn)
+
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(APIError(500, f"internal error: {type(exc).__name__}", type="server_error").body(), 500)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        owner(request)
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "ttc-agent"} for m in service.models()]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/sessions", status_code=201)
+    async def create_session(request: Request) -> dict[str, Any]:
+        who = owner(request)
+        try:
+            body = json.loads(await body_of(request))
+        except json.JSONDecodeError as exc:
+            raise APIError(400, f"the body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "the body must be a JSON object")
+        return await in_thread(lambda: service.create_session(who, body))
+
+    @app.get("/v1/sessions/{sid}")
+    async def get_session(sid: str, request: Request) -> dict[str, Any]:
+        who = owner(request)
+        return await in_thread(lambda: service.describe(service.session(who, sid)))
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(request: Request) -> Response:
+        who = owner(request)
+        req = parse_request(await body_of(request))
+        sid = request.headers.get("x-ttc-session") or req.user
+        prepared = await in_thread(lambda: service.prepare(who, req, sid))
+        if not req.stream:
+            message, ttc = await in_thread(lambda: service.run(prepared))
+            return JSONResponse(completion(message, req.model, ttc))
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+
+        async def events() -> AsyncIterator[str]:
+            ran = False
+            try:
+                yield _sse(role_chunk(req.model))
+                ran = True
+                try:
+                    message, ttc = await in_thread(lambda: service.run(prepared))
+                except APIError as exc:
+                    yield _sse(exc.body())
+                else:
+                    for c in chunks(message, req.model, ttc, include_usage):
+                        yield _sse(c)
+                yield "data: [DONE]\n\n"
+            finally:
+                if not ran:  # the client left before the call started: give its reservation back
+                    prepared.steps.close()
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def _sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data)}\n\n"

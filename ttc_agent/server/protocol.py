@@ -1,0 +1,176 @@
+"""The OpenAI wire format of ``ttc-agent serve``: the request it accepts, the completion and
+stream chunks it answers with, and its errors (``{"error": {...}}`` with an HTTP status)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ttc_agent.records import DecisionRecord
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's format: HTTP ``status``, ``type``, ``code`` and ``param``."""
+
+    def __init__(
+        self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
+        param: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        """The JSON body OpenAI clients parse."""
+        return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: whether the last chunk carries the usage."""
+
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """A ``POST /v1/chat/completions`` body. Fields OpenAI defines that ttc-agent cannot honour
+    (``logprobs``, ``top_p``, penalties, ``seed``...) are refused, not ignored; ``ttc`` holds
+    per-request settings (the fields of `TTCSettings`, sent through ``extra_body``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = None
+    n: int = 1
+    stop: str | list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    user: str | None = None
+    ttc: dict[str, Any] | None = None
+
+    def lc_messages(self) -> list[BaseMessage]:
+        """The conversation as LangChain messages (a malformed message is a 400)."""
+        try:
+            return convert_to_messages(self.messages)
+        except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+            raise APIError(400, f"messages: {exc}", param="messages") from None
+
+    def stops(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    """The request, or a 400 naming what is malformed or unknown."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise APIError(400, f"the body must be a JSON object, got {type(data).__name__}")
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        raise APIError(400, describe(exc), param=_first_field(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error as one line naming each bad field (unknown ones as such)."""
+    parts = []
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "body"
+        parts.append(f"unknown field {field!r}" if e["type"] == "extra_forbidden" else f"{field}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _first_field(exc: ValidationError) -> str | None:
+    errors = exc.errors()
+    return ".".join(str(p) for p in errors[0]["loc"]) if errors else None
+
+
+def _tool_calls(message: AIMessage) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.get("id") or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": c["name"], "arguments": json.dumps(c["args"])},
+        }
+        for c in message.tool_calls
+    ]
+
+
+def _usage(message: AIMessage) -> dict[str, int]:
+    u = message.usage_metadata or {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    return {
+        "prompt_tokens": u["input_tokens"],
+        "completion_tokens": u["output_tokens"],
+        "total_tokens": u["total_tokens"],
+    }
+
+
+def _finish(message: AIMessage) -> str:
+    return "tool_calls" if message.tool_calls else str(message.response_metadata.get("finish_reason", "stop"))
+
+
+def completion(message: AIMessage, model: str, ttc: dict[str, Any]) -> dict[str, Any]:
+    """A ``chat.completion`` object for the reply, with OpenAI ``usage`` and the ``ttc`` record."""
+    body: dict[str, Any] = {"role": "assistant", "content": message.text or None}
+    if message.tool_calls:
+        body["tool_calls"] = _tool_calls(message)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": body, "finish_reason": _finish(message), "logprobs": None}],
+        "usage": _usage(message),
+        "ttc": ttc,
+    }
+
+
+def chunks(message: AIMessage, model: str, ttc: dict[str, Any], include_usage: bool) -> Iterator[dict[str, Any]]:
+    """The reply as ``chat.completion.chunk`` objects after the first (role) chunk: the content
+    (or the tool calls), the finish reason with the ``ttc`` record, and the usage if asked."""
+    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": choices, **extra}  # fmt: skip
+
+    if message.tool_calls:
+        yield chunk({"tool_calls": [{"index": i, **c} for i, c in enumerate(_tool_calls(message))]})
+    elif message.text:
+        yield chunk({"content": message.text})
+    yield chunk({}, _finish(message), ttc=ttc)
+    if include_usage:
+        yield {**chunk({}), "choices": [], "usage": _usage(message)}
+
+
+def role_chunk(model: str) -> dict[str, Any]:
+    """The first chunk of a stream, sent before the strategy has run."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+    }
+
+
+def ttc_object(record: DecisionRecord, session: dict[str, Any] | None) -> dict[str, Any]:
+    """The response's ``ttc`` object: the decision record, and the session's balance."""
+    out: dict[str, Any] = dict(record)
+    if session is not None:
+        out["session"] = session
+    return out
