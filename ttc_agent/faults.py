@@ -36,6 +36,16 @@ from ttc_agent.errors import InvalidRequestError
 FAULTS = ("429", "500", "reset", "cut", "stall", "malformed")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Does not print a traceback when a client gave up (timed out) before its answer."""
+
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass(frozen=True)
 class Hit:
     """One request the proxy saw: when, its path, and the fault it got (``None``: forwarded)."""
@@ -79,7 +89,7 @@ class FaultProxy:
         self.upstream = self.upstream.rstrip("/")
         self._random = random.Random(self.seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -179,7 +179,7 @@ class OpenAIBackend:
         try:
             for attempt in Retrying(**self._retry_policy(params)):
                 with attempt:
-                    last = time.perf_counter()
+                    last = time.perf_counter() if attempt.retry_state.attempt_number > 1 else first
                     response = call(**self._request(p, params, started))
         except openai.APIError as exc:
             raise _typed(exc, self.base_url) from exc
@@ -193,7 +193,7 @@ class OpenAIBackend:
         try:
             async for attempt in AsyncRetrying(**self._retry_policy(params)):
                 with attempt:
-                    last = time.perf_counter()
+                    last = time.perf_counter() if attempt.retry_state.attempt_number > 1 else first
                     response = await call(**self._request(p, params, started))
         except openai.APIError as exc:
             raise _typed(exc, self.base_url) from exc
