@@ -48,6 +48,10 @@ def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_
     assert zero.exit_code == 2 and "max_tokens must be an integer > 0, got 0" in zero.output
     key = runner.invoke(app, ["run", "What is 2 + 2?", "--api-key", "k"])
     assert key.exit_code == 2 and "--api-key is for server backends" in key.output
+    store = runner.invoke(app, ["serve", "--store", "redis://x"])
+    assert store.exit_code == 2 and "--store must be memory, sqlite:PATH or a postgresql:// URL" in store.output
+    keys = runner.invoke(app, ["serve", "--api-keys-file", str(tmp_path / "missing.txt")])
+    assert keys.exit_code == 2 and "cannot read --api-keys-file" in keys.output
 
 
 def test_openai_backend_reads_the_api_key_from_the_environment(monkeypatch):

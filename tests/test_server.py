@@ -213,3 +213,17 @@ def test_an_unreachable_budget_store_is_a_503_never_an_unbudgeted_answer(tf_back
             with pytest.raises(openai.APIStatusError) as err:
                 c.chat.completions.create(model="ttc", messages=ASK, temperature=0, user="s1")
     assert err.value.status_code == 503 and err.value.body["type"] == "budget_store_unavailable"
+
+
+def test_a_prepared_request_closed_before_it_ran_gives_its_reservation_back(tf_backend):
+    from ttc_agent.server.protocol import ChatRequest
+    from ttc_agent.server.service import account_key, session_budget
+
+    service = make_service(tf_backend)
+    service.create_session("me", {"id": "s", "max_tokens": 1000})
+    session = service.session("me", "s")
+    prepared = service.prepare("me", ChatRequest(model="ttc", messages=ASK), "s")
+    key = account_key(session_budget(session))
+    assert service.store.spend(key).in_flight == 1, "the decision reserved its caps"
+    prepared.steps.close()  # the stream's client left before the call started
+    assert service.store.spend(key) == type(service.store.spend(key))(0, 0.0, 0, 0), "nothing held, nothing booked"

@@ -102,7 +102,8 @@ class WorkflowBudget:
         expected_calls: how many LLM calls the workflow makes (``None``: learned per node from
             earlier runs, see `CallHistory`).
         shared_by: a name; every thread whose budget carries it draws from one allowance in
-            this process (several graph threads sharing one budget).
+            the engine's budget store (this process by default; every process sharing a
+            `SQLiteStore` or `PostgresStore`).
         count: the token kinds that count against ``max_tokens``.
         quantile: a strategy is feasible only if this quantile of its predicted tokens and
             seconds fits what is left (and the reserve for later calls is counted at it too);
