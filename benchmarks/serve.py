@@ -57,7 +57,9 @@ def start_replica(upstream: str, served: str, dsn: str, log: Path) -> tuple[subp
     cmd = [sys.executable, "-m", "ttc_agent.cli", "serve", "--backend", upstream, "--model", served,
            "--store", dsn, "--port", str(port), "--max-tokens", "512"]  # fmt: skip
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TTC_AGENT_API_KEYS": KEY})
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TTC_AGENT_API_KEYS": KEY}
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -72,7 +74,10 @@ def start_replica(upstream: str, served: str, dsn: str, log: Path) -> tuple[subp
 
 
 def overhead(direct: openai.OpenAI, replicas: list[openai.OpenAI], served: str, n: int, rounds: int, max_tokens: int):
+    from ttc_agent.backends import OpenAIBackend
+
     qs = questions(n)
+    backend = OpenAIBackend(str(direct.base_url), served, timeout=600, max_retries=0)
 
     def one(args: tuple[int, str]) -> float:
         i, way = args
@@ -80,14 +85,17 @@ def overhead(direct: openai.OpenAI, replicas: list[openai.OpenAI], served: str, 
         started = time.perf_counter()
         if way == "direct":
             direct.chat.completions.create(model=served, messages=messages, temperature=0, max_tokens=max_tokens)
+        elif way == "backend":  # the request ttc-agent's greedy sends (logprobs included), no decision
+            backend.generate(messages, max_tokens=max_tokens, temperature=0.0)
         else:
             replicas[i % len(replicas)].chat.completions.create(model="ttc:greedy", messages=messages, temperature=0)
         return time.perf_counter() - started
 
-    rps: dict[str, list[float]] = {"direct": [], "server": []}
-    latency: dict[str, list[list[float]]] = {"direct": [], "server": []}
+    ways = ("direct", "backend", "server")
+    rps: dict[str, list[float]] = {w: [] for w in ways}
+    latency: dict[str, list[list[float]]] = {w: [] for w in ways}
     for _ in range(rounds):
-        for way in ("direct", "server"):
+        for way in ways:
             started = time.perf_counter()
             with ThreadPoolExecutor(8) as pool:
                 seconds = list(pool.map(one, [(i, way) for i in range(n)]))
@@ -97,14 +105,17 @@ def overhead(direct: openai.OpenAI, replicas: list[openai.OpenAI], served: str, 
         s - d for rs, rd in zip(latency["server"], latency["direct"], strict=True) for s, d in zip(rs, rd, strict=True)
     ]
     direct_rps, server_rps = statistics.median(rps["direct"]), statistics.median(rps["server"])
+    backend_rps = statistics.median(rps["backend"])
     return {
         "requests": n,
         "rounds": rounds,
         "concurrency": 8,
         "max_tokens": max_tokens,
         "requests_per_s_direct": round(direct_rps, 3),
+        "requests_per_s_backend": round(backend_rps, 3),
         "requests_per_s_server": round(server_rps, 3),
         "overhead": round(1 - server_rps / direct_rps, 4),
+        "overhead_of_the_request_shape": round(1 - backend_rps / direct_rps, 4),
         "added_latency_p50_s": round(float(np.percentile(added, 50)), 3),
         "added_latency_p99_s": round(float(np.percentile(added, 99)), 3),
     }
@@ -183,8 +194,9 @@ def main() -> None:
     table = Table(title=f"ttc-agent serve: 2 replicas, one Postgres, one vllm serve ({args.model})")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("requests/s at concurrency 8: direct / through ttc-agent serve",
-                  f"{over['requests_per_s_direct']:.3f} / {over['requests_per_s_server']:.3f}")  # fmt: skip
+    table.add_row("requests/s at concurrency 8: direct / OpenAIBackend / ttc-agent serve",
+                  f"{over['requests_per_s_direct']:.3f} / {over['requests_per_s_backend']:.3f} / "
+                  f"{over['requests_per_s_server']:.3f}")  # fmt: skip
     table.add_row("overhead of the decision layer", f"{over['overhead']:.1%}")
     table.add_row(
         "added latency p50 / p99", f"{over['added_latency_p50_s']:.2f} s / {over['added_latency_p99_s']:.2f} s"
@@ -209,9 +221,10 @@ def _markdown(model: str, over: dict[str, Any], shared: dict[str, Any]) -> str:
             "",
             "| measure | value |",
             "|---|---|",
-            f"| requests/s at concurrency 8, greedy: straight to vllm / through the replicas | "
-            f"{over['requests_per_s_direct']:.3f} / {over['requests_per_s_server']:.3f} "
-            f"(overhead {over['overhead']:.1%}) |",
+            f"| requests/s at concurrency 8, greedy: straight to vllm / the same request as ttc-agent sends it "
+            f"(logprobs on) / through the replicas | {over['requests_per_s_direct']:.3f} / "
+            f"{over['requests_per_s_backend']:.3f} / {over['requests_per_s_server']:.3f} "
+            f"(overhead {over['overhead']:.1%}, of which the request shape {over['overhead_of_the_request_shape']:.1%}) |",
             f"| latency added per request, p50 / p99 | {over['added_latency_p50_s']:.2f} s / "
             f"{over['added_latency_p99_s']:.2f} s |",
             f"| {shared['clients']} clients in {shared['sessions']} sessions of {shared['session_max_tokens']} tokens: "

@@ -81,12 +81,13 @@ class OpenAIBackend:
         check_param("max_concurrency", max_concurrency, POSITIVE_INT, owner="OpenAIBackend")
         api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY")
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}"}
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self.max_concurrency = max_concurrency
         self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=0)
         self._aclient = openai.AsyncOpenAI(base_url=self.base_url, api_key=api_key, timeout=timeout, max_retries=0)
+        # One connection pool for /tokenize and /detokenize: a new connection per count is slow.
+        self._http = httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=self.timeout)
         self._model = model or self._first_model()
 
     @property
@@ -120,7 +121,7 @@ class OpenAIBackend:
     def _post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         root = self.base_url.removesuffix("/v1")
         try:
-            response = httpx.post(root + path, json=payload, headers=self._headers, timeout=self.timeout)
+            response = self._http.post(root + path, json=payload)
         except httpx.HTTPError as exc:
             raise BackendUnavailableError(f"could not reach {root + path}: {exc}") from exc
         if response.status_code == 404:
