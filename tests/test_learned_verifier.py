@@ -93,7 +93,7 @@ def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.evaluation.rollouts import collect_rollouts, read_rollouts
 
-    problems = arithmetic(per_level=5, levels=(1, 2), seed=4)
+    problems = arithmetic(per_level=3, levels=(1, 2), seed=4)
     collect(
         problems,
         Menu(("best_of_n(4, select=majority)",), {"max_tokens": 24}),
@@ -104,7 +104,7 @@ def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
     # Process labels: one candidate a run, its step prefixes continued twice by the real model.
     collect_rollouts(tmp_path / "traces", tf_backend, n=2, per_run=1, max_tokens=24, progress=False)
     rows = read_rollouts(tmp_path / "traces")
-    assert len(rows) == 10 and all(0 <= s["value"] <= 1 for r in rows for s in r["steps"])
+    assert len(rows) == 6 and all(0 <= s["value"] <= 1 for r in rows for s in r["steps"])
     result = CliRunner().invoke(
         app,
         [

@@ -55,6 +55,8 @@ def test_a_session_budget_holds_across_two_replicas(vllm_server, postgres_dsn, t
         finally:
             for proc, _ in procs:
                 stop(proc)
+    started = " ".join((tmp_path / "a.log").read_text().split())
+    assert "shipped probes were fitted on smollm2-135m and are not checked" in started, "the replica says so"
     answered = [t for t in spent if t > 0]
     assert answered and -1 in spent, "requests were answered until the shared budget ran out"
     assert seen[0] == seen[1], "both replicas read one account"

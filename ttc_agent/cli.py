@@ -697,8 +697,15 @@ def serve(
         raise _fail(exc) from exc
     if not keys:
         console.print("[yellow]no API keys: anyone who can reach the port may call it[/yellow]")
+    if probes is None and not local:
+        console.print(
+            "[yellow]the shipped probes were fitted on smollm2-135m and are not checked against a server's model: "
+            "fit a bundle on your model's traces and pass --probes[/yellow]"
+        )
     where = type(budgets).__name__
-    console.print(f"serving {model_name!r} ({chosen.model_name}) on http://{host}:{port}/v1, session budgets in {where}")
+    console.print(
+        f"serving {model_name!r} ({chosen.model_name}) on http://{host}:{port}/v1, session budgets in {where}"
+    )
     uvicorn.run(
         create_app(service, keys, max_request_bytes=max_request_bytes), host=host, port=port, log_level="warning"
     )
