@@ -52,10 +52,12 @@ def questions(n: int) -> list[str]:
     return [f"What is {a} + {b}? Answer with the number." for a, b in rng.integers(100, 999, size=(n, 2))]
 
 
-def start_replica(upstream: str, served: str, dsn: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_replica(
+    upstream: str, served: str, dsn: str, log: Path, tokenizer: str
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cmd = [sys.executable, "-m", "ttc_agent.cli", "serve", "--backend", upstream, "--model", served,
-           "--store", dsn, "--port", str(port), "--max-tokens", "512"]  # fmt: skip
+           "--store", dsn, "--port", str(port), "--max-tokens", "512", "--tokenizer", tokenizer]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TTC_AGENT_API_KEYS": KEY}
@@ -73,11 +75,19 @@ def start_replica(upstream: str, served: str, dsn: str, log: Path) -> tuple[subp
     raise RuntimeError(f"a replica did not start; see {log}")
 
 
-def overhead(direct: openai.OpenAI, replicas: list[openai.OpenAI], served: str, n: int, rounds: int, max_tokens: int):
+def overhead(
+    direct: openai.OpenAI,
+    replicas: list[openai.OpenAI],
+    served: str,
+    n: int,
+    rounds: int,
+    max_tokens: int,
+    tokenizer: str,
+) -> dict[str, Any]:
     from ttc_agent.backends import OpenAIBackend
 
     qs = questions(n)
-    backend = OpenAIBackend(str(direct.base_url), served, timeout=600, max_retries=0)
+    backend = OpenAIBackend(str(direct.base_url), served, timeout=600, max_retries=0, tokenizer=tokenizer)
 
     def one(args: tuple[int, str]) -> float:
         i, way = args
@@ -179,12 +189,12 @@ def main() -> None:
         procs = []
         try:
             for i in range(2):
-                procs.append(start_replica(vllm.v1, "m", pg.dsn, logs / f"ttc-serve-replica-{i}.log"))
+                procs.append(start_replica(vllm.v1, "m", pg.dsn, logs / f"ttc-serve-replica-{i}.log", args.model))
             urls = [u for _, u in procs]
             direct = openai.OpenAI(base_url=vllm.v1, api_key="none", max_retries=0, timeout=600)
             replicas = [openai.OpenAI(base_url=u + "/v1", api_key=KEY, max_retries=0, timeout=600) for u in urls]
             with console.status("overhead: straight to vllm serve against through the replicas..."):
-                over = overhead(direct, replicas, "m", args.requests, args.rounds, max_tokens)
+                over = overhead(direct, replicas, "m", args.requests, args.rounds, max_tokens, args.model)
             with console.status(f"{CLIENTS} clients in {SESSIONS} sessions across 2 replicas..."):
                 shared = budgets(urls)
         finally:
@@ -217,7 +227,7 @@ def _markdown(model: str, over: dict[str, Any], shared: dict[str, Any]) -> str:
             "### ttc-agent serve (`benchmarks/serve.py`)",
             "",
             f"Two `ttc-agent serve` replicas sharing one Postgres, in front of one `vllm serve` of {model} "
-            "(float32, 2 cores).",
+            "(float32, 2 cores); the replicas count prompt tokens with the model's own tokenizer (`--tokenizer`).",
             "",
             "| measure | value |",
             "|---|---|",

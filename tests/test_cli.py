@@ -50,6 +50,8 @@ def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_
     assert key.exit_code == 2 and "--api-key is for server backends" in key.output
     store = runner.invoke(app, ["serve", "--store", "redis://x"])
     assert store.exit_code == 2 and "--store must be memory, sqlite:PATH or a postgresql:// URL" in store.output
+    tok = runner.invoke(app, ["serve", "--tokenizer", "smollm2-135m"])
+    assert tok.exit_code == 2 and "--tokenizer is for server backends" in tok.output
     keys = runner.invoke(app, ["serve", "--api-keys-file", str(tmp_path / "missing.txt")])
     assert keys.exit_code == 2 and "cannot read --api-keys-file" in keys.output
 

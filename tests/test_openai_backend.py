@@ -31,6 +31,19 @@ def test_real_server_chat_counts_match_local_model(vllm_server, tf_backend: Tran
 
 
 @pytest.mark.slow
+def test_a_local_tokenizer_counts_as_the_server_does_without_asking_it(vllm_server, embedded_dir):
+    server = OpenAIBackend(vllm_server, timeout=60)
+    local = OpenAIBackend(vllm_server, timeout=60, tokenizer=embedded_dir)
+    partial = CHAT + [{"role": "assistant", "content": "Step 1:"}]
+    for prompt in (CHAT, partial, "Count: 1, 2, 3,"):
+        assert local.count_tokens(prompt) == server.count_tokens(prompt), prompt
+        assert local.render(prompt) == server.render(prompt), prompt
+    local._http.close()  # no /tokenize request may go out now
+    assert local.count_tokens(CHAT) > 0
+    assert local.generate(partial, max_tokens=8).results[0].prompt_tokens == local.count_tokens(partial)
+
+
+@pytest.mark.slow
 def test_real_server_samples_continuation_and_raw_prompts(vllm_server):
     backend = OpenAIBackend(vllm_server, timeout=60)
     gen = backend.generate(CHAT, n=4, temperature=1.0, max_tokens=10, seed=3)

@@ -75,14 +75,14 @@ ApiKeyOpt = Annotated[
 ]
 
 
-def _backend(backend: str, model: str | None, api_key: str | None = None):
+def _backend(backend: str, model: str | None, api_key: str | None = None, **options: str):
     from ttc_agent.backends import LOCAL_BACKENDS, load_backend
 
     if api_key is not None and backend in LOCAL_BACKENDS:
         raise InvalidRequestError(f"--api-key is for server backends, not {backend!r}")
     _quiet_model_loading()
     with console.status(f"loading {backend} backend..."):
-        return load_backend(backend, model, **({"api_key": api_key} if api_key else {}))
+        return load_backend(backend, model, **({"api_key": api_key} if api_key else {}), **options)
 
 
 def _quiet_model_loading() -> None:
@@ -670,6 +670,10 @@ def serve(
     api_key: Annotated[
         str | None, typer.Option(help="Bearer token for the backend server (default: $OPENAI_API_KEY).")
     ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="The served model's name or folder: count prompt tokens here instead of asking the server."),
+    ] = None,
 ) -> None:
     """Serve an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models, /v1/sessions,
     /health): each request gets the strategy the probes pick, and requests naming a session
@@ -685,8 +689,10 @@ def serve(
     try:
         keys = _api_keys(api_keys_file)
         budgets = _store(store)
-        chosen = _backend(backend, model, api_key)
         local = not backend.startswith(("http://", "https://"))
+        if tokenizer is not None and local:
+            raise InvalidRequestError(f"--tokenizer is for server backends, not {backend!r}")
+        chosen = _backend(backend, model, api_key, **({"tokenizer": tokenizer} if tokenizer else {}))
         # A server's model may be any; the shipped bundle is checked only against local models.
         bundle = ProbeBundle.load(probes or SHIPPED_PROBES, fingerprint=chosen.fingerprint() if local else None)
         engine = TTCEngine(chosen, bundle, pool=budgets)

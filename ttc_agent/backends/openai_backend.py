@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +36,7 @@ from ttc_agent.backends.base import (
     normalize_prompts,
     resolve_params,
 )
+from ttc_agent.backends.chat_template import ChatTemplate
 from ttc_agent.errors import (
     BackendError,
     BackendResponseError,
@@ -64,6 +67,9 @@ class OpenAIBackend:
         timeout: seconds allowed for one HTTP request.
         max_retries: retries after the first attempt.
         max_concurrency: requests in flight at once for a batch of chat prompts.
+        tokenizer: a registered model name or Hugging Face folder whose tokenizer and chat
+            template are the served model's: prompts are then counted and rendered here,
+            without a ``/tokenize`` round trip per call (``None``: ask the server).
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class OpenAIBackend:
         timeout: float = 60.0,
         max_retries: int = 4,
         max_concurrency: int = 16,
+        tokenizer: str | Path | None = None,
     ) -> None:
         check_param("timeout", timeout, POSITIVE, owner="OpenAIBackend")
         check_param("max_retries", max_retries, Interval(int, 0, None), owner="OpenAIBackend")
@@ -89,6 +96,8 @@ class OpenAIBackend:
         # One connection pool for /tokenize and /detokenize: a new connection per count is slow.
         self._http = httpx.Client(headers={"Authorization": f"Bearer {api_key}"}, timeout=self.timeout)
         self._model = model or self._first_model()
+        self._template = _local_template(tokenizer) if tokenizer is not None else None
+        self._template_lock = threading.Lock()  # a fast tokenizer serves one thread at a time
 
     @property
     def model_name(self) -> str:
@@ -102,11 +111,19 @@ class OpenAIBackend:
 
     def count_tokens(self, prompt: Prompt) -> int:
         """Number of tokens the server's model reads for ``prompt``."""
-        return len(self._tokenize(normalize_prompts(prompt)[0]))
+        p = normalize_prompts(prompt)[0]
+        if self._template is not None:
+            with self._template_lock:
+                return len(self._template.encode(p))
+        return len(self._tokenize(p))
 
     def render(self, prompt: Prompt) -> str:
         """The text the server's model reads for ``prompt`` (its chat template applied)."""
-        tokens = self._tokenize(normalize_prompts(prompt)[0])
+        p = normalize_prompts(prompt)[0]
+        if self._template is not None:
+            with self._template_lock:
+                return self._template.render(p)
+        tokens = self._tokenize(p)
         body = self._post_json("/detokenize", {"model": self._model, "tokens": tokens})
         return str(body["prompt"])
 
@@ -240,6 +257,16 @@ class OpenAIBackend:
         else:
             request.update(prompt=p.text, logprobs=1)
         return request
+
+
+def _local_template(tokenizer: str | Path) -> ChatTemplate:
+    """The chat template of a registered model name or a Hugging Face folder."""
+    from transformers import AutoTokenizer
+
+    from ttc_agent.backends.models import resolve_model
+
+    folder, _ = resolve_model(tokenizer)
+    return ChatTemplate(AutoTokenizer.from_pretrained(folder))
 
 
 def _continuation(p: NormalizedPrompt) -> dict[str, bool]:
