@@ -16,7 +16,7 @@ from fakes import bundle_for
 from ttc_agent.backends.vllm_server import free_port
 from ttc_agent.budgets import ReservationPool
 from ttc_agent.nodes import TTCEngine
-from ttc_agent.server import ChatService, create_app
+from ttc_agent.server import APIError, ChatService, create_app
 
 pytestmark = pytest.mark.slow
 KEYS = ("key-a", "key-b")
@@ -215,12 +215,19 @@ def test_an_unreachable_budget_store_is_a_503_never_an_unbudgeted_answer(tf_back
     assert err.value.status_code == 503 and err.value.body["type"] == "budget_store_unavailable"
 
 
-def test_a_prepared_request_closed_before_it_ran_gives_its_reservation_back(tf_backend):
+def test_bad_sessions_are_refused_and_a_request_closed_before_it_ran_gives_its_reservation_back(tf_backend):
     from ttc_agent.server.protocol import ChatRequest
     from ttc_agent.server.service import account_key, session_budget
 
     service = make_service(tf_backend)
+    for bad, match in (({"id": "b", "on_exhausted": "ask"}, "no one to ask"), ({"id": "b", "max_tokens": -5}, "max_tokens"),
+                       ({"id": "b", "colour": 1}, "unknown session fields"), ({"id": ""}, "non-empty")):  # fmt: skip
+        with pytest.raises(APIError, match=match):
+            service.create_session("me", bad)
     service.create_session("me", {"id": "s", "max_tokens": 1000})
+    with pytest.raises(APIError, match="already exists") as dup:
+        service.create_session("me", {"id": "s", "max_tokens": 5})
+    assert dup.value.status == 409
     session = service.session("me", "s")
     prepared = service.prepare("me", ChatRequest(model="ttc", messages=ASK), "s")
     key = account_key(session_budget(session))

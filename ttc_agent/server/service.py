@@ -108,6 +108,9 @@ class ChatService:
         if not isinstance(sid, str) or not sid or len(sid) > 200:
             raise APIError(400, f"id must be a non-empty string of at most 200 characters, got {sid!r}", param="id")
         fields = {k: v for k, v in body.items() if k != "id"}
+        if fields.get("on_exhausted", "end") not in ("end", "error"):
+            raise APIError(400, f"on_exhausted must be 'end' or 'error' (a server has no one to ask), got "
+                           f"{fields['on_exhausted']!r}", param="on_exhausted")  # fmt: skip
         try:
             session = Session(owner, sid, **fields)
             session_budget(session)  # checks the limits
