@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,8 +41,6 @@ class _QuietServer(ThreadingHTTPServer):
     """Does not print a traceback when a client gave up (timed out) before its answer."""
 
     def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
-        import sys
-
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 

@@ -1,4 +1,4 @@
-r"""Workflow budgets: one token and seconds allowance spread across a whole agent trajectory.
+"""Workflow budgets: one token and seconds allowance spread across a whole agent trajectory.
 
 The public surface (everything else in the submodules is internal plumbing):
 

@@ -138,7 +138,8 @@ class _SQLStore:
                 (sum(int(t) for t, _ in lost), sum(float(s) for _, s in lost), k),
             )
 
-    def _held(self, cur: _Cursor, k: str) -> tuple[int, float, int, int, float]:
+    def _account(self, cur: _Cursor, k: str) -> tuple[Spend, int, float]:
+        """The account's spend, and the tokens and seconds its reservations hold."""
         cur.execute(
             self._sql(
                 "SELECT a.tokens, a.seconds, a.calls, "
@@ -151,23 +152,23 @@ class _SQLStore:
         )
         row = cur.fetchone()
         if row is None:
-            return 0, 0.0, 0, 0, 0.0
-        tokens, seconds, _calls, n, held_t, held_s = row
-        return int(tokens), float(seconds), int(n), int(held_t), float(held_s)
+            return Spend(), 0, 0.0
+        tokens, seconds, calls, n, held_t, held_s = row
+        return Spend(int(tokens), float(seconds), int(calls), int(n)), int(held_t), float(held_s)
 
     def available(self, key: AccountKey, spent_tokens: int, spent_seconds: float) -> tuple[int, float, int]:
         k = _key_text(key)
         with self._transaction() as cur:
             self._seed(cur, k, spent_tokens, spent_seconds)
-            tokens, seconds, n, held_t, held_s = self._held(cur, k)
-        return tokens + held_t, seconds + held_s, n
+            spend, held_t, held_s = self._account(cur, k)
+        return spend.tokens + held_t, spend.seconds + held_s, spend.in_flight
 
     def reserve(self, key: AccountKey, spent: tuple[int, float], allowance: Amount, want: Amount) -> Reservation:
         k = _key_text(key)
         with self._transaction() as cur:
             self._seed(cur, k, *spent)
-            tokens_spent, seconds_spent, _, held_t, held_s = self._held(cur, k)
-            tokens, seconds = room_for(allowance, want, tokens_spent + held_t, seconds_spent + held_s)
+            spend, held_t, held_s = self._account(cur, k)
+            tokens, seconds = room_for(allowance, want, spend.tokens + held_t, spend.seconds + held_s)
             rid = uuid.uuid4().hex
             cur.execute(
                 self._sql("INSERT INTO ttc_reservations (id, key, tokens, seconds, expires) VALUES (?, ?, ?, ?, ?)"),
@@ -195,18 +196,8 @@ class _SQLStore:
         self._close(reservation, 0, 0.0, 0)
 
     def spend(self, key: AccountKey) -> Spend:
-        k = _key_text(key)
         with self._transaction() as cur:
-            cur.execute(
-                self._sql(
-                    "SELECT a.tokens, a.seconds, a.calls, "
-                    "(SELECT COUNT(*) FROM ttc_reservations r WHERE r.key = a.key) "
-                    "FROM ttc_accounts a WHERE a.key = ?"
-                ),
-                (k,),
-            )
-            row = cur.fetchone()
-        return Spend() if row is None else Spend(int(row[0]), float(row[1]), int(row[2]), int(row[3]))
+            return self._account(cur, _key_text(key))[0]
 
     # -- the sessions --
 
