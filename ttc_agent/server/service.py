@@ -9,7 +9,8 @@ settles its spend in the store (also when the client has gone).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,12 +42,10 @@ class SessionDefaults:
 class Prepared:
     """A request ready to run: its call, its attempts (the first ticket taken) and session."""
 
-    request: ChatRequest
     call: Call
     steps: Attempts
     ticket: Ticket
     session: Session | None
-    budget: WorkflowBudget | None
 
 
 def session_budget(session: Session) -> WorkflowBudget:
@@ -167,19 +166,12 @@ class ChatService:
         config: RunnableConfig = {"configurable": {"thread_id": session_id or ""}}
         steps = attempts(self.engine, call, budget=budget, state=state, config=config)
         try:
-            ticket = next(steps)
+            with _as_api_errors():
+                ticket = next(steps)
         except StopIteration as stop:  # the session's budget cannot afford the cheapest strategy
             reply: Reply = stop.value
             raise _exhausted(reply.message.text, reply.record.get("exhausted", {}).get("limit", "tokens")) from None
-        except BudgetExhaustedError as exc:
-            raise _exhausted(str(exc), exc.exhausted.limit) from None
-        except BudgetStoreError as exc:
-            raise APIError(503, str(exc), type="budget_store_unavailable") from None
-        except InvalidRequestError as exc:
-            raise APIError(400, str(exc)) from None
-        except BackendError as exc:
-            raise APIError(502, str(exc), type="backend_error") from None
-        return Prepared(request, call, steps, ticket, session, budget)
+        return Prepared(call, steps, ticket, session)
 
     def run(self, prepared: Prepared) -> tuple[AIMessage, dict[str, Any]]:
         """Run a prepared request to its reply and ``ttc`` object; its spend is settled in the
@@ -189,12 +181,8 @@ class ChatService:
         def run(ticket: Ticket) -> AIMessage:
             return engine.finish(ticket, ticket.prompt, engine.run(ticket, call, ticket.prompt))
 
-        try:
+        with _as_api_errors():
             reply = drive(prepared.steps, run, prepared.ticket)
-        except BudgetStoreError as exc:
-            raise APIError(503, str(exc), type="budget_store_unavailable") from None
-        except BackendError as exc:
-            raise APIError(502, str(exc), type="backend_error") from None
         session = self.describe(prepared.session) if prepared.session is not None else None
         return reply.message, ttc_object(reply.record, session)
 
@@ -249,10 +237,26 @@ class ChatService:
 
     @staticmethod
     def _store(op: Callable[[], T]) -> T:
+        """A store operation; an unreachable store is a 503 (its other errors go on as they are)."""
         try:
             return op()
         except BudgetStoreError as exc:
             raise APIError(503, str(exc), type="budget_store_unavailable") from None
+
+
+@contextmanager
+def _as_api_errors() -> Iterator[None]:
+    """The engine's and the store's typed errors as the HTTP errors a client gets."""
+    try:
+        yield
+    except BudgetExhaustedError as exc:
+        raise _exhausted(str(exc), exc.exhausted.limit) from None
+    except BudgetStoreError as exc:
+        raise APIError(503, str(exc), type="budget_store_unavailable") from None
+    except InvalidRequestError as exc:
+        raise APIError(400, str(exc)) from None
+    except BackendError as exc:
+        raise APIError(502, str(exc), type="backend_error") from None
 
 
 def _exhausted(message: str, limit: str) -> APIError:
