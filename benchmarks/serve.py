@@ -39,7 +39,7 @@ from _common import write_doc_block, write_results  # noqa: E402
 from postgres_server import LocalPostgres  # noqa: E402
 
 from ttc_agent.backends import VLLMServer  # noqa: E402
-from ttc_agent.backends.vllm_server import free_port  # noqa: E402
+from ttc_agent.backends.vllm_server import free_port, wait_until_ready  # noqa: E402
 from ttc_agent.demo import SHIPPED_PROBES  # noqa: E402
 from ttc_agent.probes import ProbeBundle  # noqa: E402
 
@@ -63,16 +63,8 @@ def start_replica(
             cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "TTC_AGENT_API_KEYS": KEY}
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"a replica exited; see {log}")
-        try:
-            if httpx.get(url + "/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    raise RuntimeError(f"a replica did not start; see {log}")
+    wait_until_ready(proc, url + "/health", log, seconds=180)
+    return proc, url
 
 
 def overhead(

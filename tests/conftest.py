@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 # Tests never reach a model hub: every model is a local folder.
@@ -44,21 +42,6 @@ def vllm_server(embedded_dir: Path) -> Iterator[str]:
 
     with VLLMServer(embedded_dir, served_name="smollm2", ready_seconds=240) as server:
         yield server.v1
-
-
-def wait_until_ready(proc: subprocess.Popen, url: str, log: str, seconds: float = 240) -> None:
-    """Poll ``url`` until it answers 200; fail naming ``log`` if the server exits or never does."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {log}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"{url} did not answer in {seconds:g} s; see {log}")
 
 
 def stop(proc: subprocess.Popen) -> None:

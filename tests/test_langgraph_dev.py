@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import stop, wait_until_ready
+from conftest import stop
 
-from ttc_agent.backends.vllm_server import free_port
+from ttc_agent.backends.vllm_server import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import openai
 import pytest
-from conftest import stop, wait_until_ready
+from conftest import stop
 
-from ttc_agent.backends.vllm_server import free_port
+from ttc_agent.backends.vllm_server import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 

@@ -36,6 +36,28 @@ def free_port() -> int:
         return port
 
 
+def wait_until_ready(proc: subprocess.Popen[bytes], url: str, log: str | Path, seconds: float = 240) -> None:
+    """Poll ``url`` until it answers 200.
+
+    Raises:
+        BackendUnavailableError: the process exited, or ``url`` did not answer within
+            ``seconds`` (the message names ``log``, where the process wrote its output).
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackendUnavailableError(
+                f"process {proc.pid} exited with {proc.returncode} before {url} answered; see {log}"
+            )
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise BackendUnavailableError(f"{url} did not answer in {seconds:g} s; see {log}")
+
+
 class VLLMServer:
     """A ``vllm serve`` process for one model, on ``127.0.0.1``.
 
@@ -102,18 +124,13 @@ class VLLMServer:
         started = time.monotonic()
         with self.log.open("wb") as out:
             self._proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        while time.monotonic() - started < self.ready_seconds:
-            if self._proc.poll() is not None:
-                raise BackendUnavailableError(f"vllm serve exited with {self._proc.returncode}; see {self.log}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    self.ready_after = time.monotonic() - started
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise BackendUnavailableError(f"vllm serve did not answer in {self.ready_seconds:g} s; see {self.log}")
+        try:
+            wait_until_ready(self._proc, self.url + "/health", self.log, self.ready_seconds)
+        except BackendUnavailableError:
+            self.stop()
+            raise
+        self.ready_after = time.monotonic() - started
+        return self
 
     def stop(self) -> None:
         """Stop the server and its engine processes (SIGTERM, then SIGKILL after 30 s)."""
