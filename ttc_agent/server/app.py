@@ -18,7 +18,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from ttc_agent.server.protocol import APIError, chunks, completion, parse_request, role_chunk
+from ttc_agent.server.protocol import APIError, chunks, completion, json_object, parse_request, role_chunk
 from ttc_agent.server.service import ChatService
 
 log = logging.getLogger("ttc_agent.server")
@@ -84,12 +84,7 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
     @app.post("/v1/sessions", status_code=201)
     async def create_session(request: Request) -> dict[str, Any]:
         who = owner(request)
-        try:
-            body = json.loads(await body_of(request))
-        except json.JSONDecodeError as exc:
-            raise APIError(400, f"the body is not JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise APIError(400, "the body must be a JSON object")
+        body = json_object(await body_of(request))
         return await in_thread(lambda: service.create_session(who, body))
 
     @app.get("/v1/sessions/{sid}")

@@ -70,16 +70,21 @@ class ChatRequest(BaseModel):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
 
 
-def parse_request(body: bytes) -> ChatRequest:
-    """The request, or a 400 naming what is malformed or unknown."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A request body's JSON object, or a 400 saying why it is not one."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise APIError(400, f"the body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise APIError(400, f"the body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_request(body: bytes) -> ChatRequest:
+    """The request, or a 400 naming what is malformed or unknown."""
     try:
-        return ChatRequest.model_validate(data)
+        return ChatRequest.model_validate(json_object(body))
     except ValidationError as exc:
         raise APIError(400, describe(exc), param=_first_field(exc)) from None
 
