@@ -70,6 +70,20 @@ def test_target_mean_cost_calibrates_lambda():
         node.limits({"configurable": {"ttc": {"target_mean_tokens": 60, "target_mean_seconds": 1}}})
 
 
+def test_answer_scope_sets_where_votes_read_the_answer():
+    # Short answers a model chats on about: the first result is the answer, the last number is not.
+    replies = texts("964 + 494 = 1458. In Python: print(964 + 494)", "The sum is 1458, not 1358.",
+                    "It is 1358.", "964 + 494 = 1458, so 8 is the last digit")  # fmt: skip
+    node = TTCNode(TTCEngine(ScriptedBackend(replies), bundle_for(None)))
+    forced = {"strategy": "best_of_n(4, select=majority)"}
+    first = graph(node).invoke({"messages": HARD}, {"configurable": {"ttc": {**forced, "answer_scope": "first_result"}}})
+    last = graph(node).invoke({"messages": HARD}, {"configurable": {"ttc": forced}})
+    assert first["messages"][-1].content.startswith("964 + 494 = 1458")  # 1458 has three votes
+    assert last["messages"][-1].content == "The sum is 1458, not 1358."  # last numbers: 494, 1358 twice, 8
+    with pytest.raises(InvalidRequestError, match="answer_scope"):
+        graph(node).invoke({"messages": HARD}, {"configurable": {"ttc": {"answer_scope": "first"}}})
+
+
 @pytest.mark.slow
 def test_node_in_a_state_graph_on_the_embedded_model(tf_backend, tmp_path):
     node = TTCNode(TTCEngine(tf_backend, bundle_for(tf_backend.fingerprint()), trace=tmp_path / "trace.jsonl"))

@@ -304,7 +304,8 @@ class TTCEngine:
     def _strategy_call(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> tuple[Strategy, Query, RunLimits]:
         seconds, total = ticket.run_limits()
         limits: RunLimits = {"max_tokens": call.max_tokens, "max_seconds": seconds, "max_total_tokens": total}
-        return self.menu.strategy(ticket.decision.spec), prompt.query(call.stop), limits
+        query = prompt.query(call.stop, call.settings.answer_scope or "all")
+        return self.menu.strategy(ticket.decision.spec), query, limits
 
     def run(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> Outcome:
         """Run the ticket's strategy on ``prompt`` under its deadline and caps."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeAlias
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from ttc_agent.answers import Scope, extract_answer
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.nodes import tools as tooling
 from ttc_agent.strategies import Query
@@ -60,17 +62,19 @@ class ChatPrompt:
         """The names of the tools the reply may call."""
         return tuple(s.name for s in self.tools)
 
-    def query(self, stop: tuple[str, ...] = ()) -> Query:
-        """The strategy's `Query`: the last user turn is the question verifiers see, and with
-        tools a reply is read as a tool call or else as an answer."""
+    def query(self, stop: tuple[str, ...] = (), scope: Scope = "all") -> Query:
+        """The strategy's `Query`: the last user turn is the question verifiers see, a reply's
+        answer is read at ``scope`` (see `ttc_agent.answers.extract_answer`), and with tools a
+        reply is read as a tool call or else as an answer."""
         users = [m["content"] for m in self.chat if m["role"] == "user"]
         question = users[-1] if users else self.chat[-1]["content"]
         if not self.tools:
-            return Query(prompt=self.chat, question=question, stop=stop)
+            return Query(prompt=self.chat, question=question, extract=partial(extract_answer, scope=scope), stop=stop)
         prompt = [*self.chat, {"role": "assistant", "content": self.prefix}] if self.prefix else self.chat
         # A call ends at its closing tag: no tokens are spent after it.
         stop = (*stop, tooling.CLOSE)
-        return Query(prompt=prompt, question=question, extract=tooling.extractor(self.tools, self.prefix), stop=stop)
+        extract = tooling.extractor(self.tools, self.prefix, scope)
+        return Query(prompt=prompt, question=question, extract=extract, stop=stop)
 
     def message_fields(self, text: str, complete: bool = True) -> dict[str, Any]:
         """``AIMessage`` fields for a reply: its tool call when it makes one, else its text

@@ -1,6 +1,7 @@
 """Per-run and per-call settings: typed, documented and checked where they come in.
 
-`TTCSettings` holds one call's prices, caps and (optionally) a forced strategy; `TTCContext`
+`TTCSettings` holds one call's prices, caps, (optionally) a forced strategy and where replies
+state their answers; `TTCContext`
 adds the workflow budget and is the ``context_schema`` a graph passes to LangGraph, so Studio
 renders it as a form. Settings arrive in layers (the policy's defaults, then
 ``config["configurable"]["ttc"]``, then the run's context, then a chat model call's ``ttc=``);
@@ -10,7 +11,7 @@ renders it as a form. Settings arrive in layers (the policy's defaults, then
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -57,6 +58,14 @@ class TTCSettings(BaseModel):
         default=None,
         max_length=400,
         description="Force this menu strategy (a spec such as 'greedy') instead of choosing.",
+    )
+    answer_scope: Literal["all", "first_result"] | None = Field(
+        default=None,
+        description=(
+            "Where a reply states its final answer, which votes read: 'all' (the last number of a "
+            "worked solution; the default) or 'first_result' (the first number stated as a result, "
+            "for short answers a model then chats on about)."
+        ),
     )
 
     def __init__(self, **fields: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from ttc_agent.answers import extract_answer
+from ttc_agent.answers import Scope, extract_answer
 from ttc_agent.errors import InvalidRequestError
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
@@ -141,12 +141,13 @@ def call_key(call: dict[str, Any]) -> str:
     return "call:" + json.dumps({"name": call["name"], "args": args}, sort_keys=True, separators=(",", ":"))
 
 
-def extractor(specs: Sequence[ToolSpec], prefix: str) -> Callable[[str], str | None]:
-    """Reads a sampled reply (after ``prefix``) as a tool-call key, or else as a plain answer."""
+def extractor(specs: Sequence[ToolSpec], prefix: str, scope: Scope = "all") -> Callable[[str], str | None]:
+    """Reads a sampled reply (after ``prefix``) as a tool-call key, or else as a plain answer
+    stated at ``scope``."""
 
     def extract(text: str) -> str | None:
         call = parse_call(prefix + text, specs)
-        return call_key(call) if call else extract_answer(text)
+        return call_key(call) if call else extract_answer(text, scope)
 
     return extract
 
