@@ -96,10 +96,23 @@ def arithmetic_by_level(per_level: int, levels=(1, 2, 3, 4), seed: int = 7) -> l
     return interleave([arithmetic(per_level=per_level, levels=(lv,), seed=seed * 100 + lv) for lv in levels])
 
 
+def latency_for(traces: Path) -> Path | None:
+    """The latency model profiled for the model a trace folder was collected on
+    (``benchmarks/traces/latency.json``, the embedded model's), or ``None`` when it was profiled
+    on another model: the probes then regress the traced seconds."""
+    profile = traces.parent / "latency.json"
+    if not profile.is_file():
+        return None
+    profiled = json.loads(profile.read_text()).get("backend", {}).get("weights")
+    traced = json.loads((traces / "meta.json").read_text()).get("backend", {}).get("weights")
+    return profile if profiled == traced else None
+
+
 def fitted_bundle(traces: Path, test_fraction: float = 0.3):
     """The probe bundle fitted on the train split of a trace folder, exactly as
-    ``ttc-agent train --traces T --latency T/../latency.json --test-fraction 0.3`` fits it;
-    saved beside the traces as ``<traces>-probes`` and reloaded while the traces are unchanged."""
+    ``ttc-agent train --traces T [--latency T/../latency.json] --test-fraction 0.3`` fits it
+    (the latency model when `latency_for` finds one); saved beside the traces as
+    ``<traces>-probes`` and reloaded while the traces are unchanged."""
     from ttc_agent.probes import ProbeBundle
     from ttc_agent.probes.training import train_from_traces
 
@@ -107,6 +120,6 @@ def fitted_bundle(traces: Path, test_fraction: float = 0.3):
     saved = out / "bundle.json"
     if saved.is_file() and saved.stat().st_mtime > (traces / "traces.jsonl").stat().st_mtime:
         return ProbeBundle.load(out)
-    bundle = train_from_traces(traces, latency=traces.parent / "latency.json", test_fraction=test_fraction).bundle
+    bundle = train_from_traces(traces, latency=latency_for(traces), test_fraction=test_fraction).bundle
     bundle.save(out)
     return bundle

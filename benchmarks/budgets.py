@@ -30,7 +30,7 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fitted_bundle, saved_results, write_doc_block, write_results  # noqa: E402
+from _common import fitted_bundle, latency_for, saved_results, write_doc_block, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -59,7 +59,7 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
 
     bundle = fitted_bundle(TRACES / dataset)  # its calibration sets the Paced manager's starting prices
     if folds:
-        table, pred = cross_fit(TRACES / dataset, latency=TRACES / "latency.json", folds=folds)
+        table, pred = cross_fit(TRACES / dataset, latency=latency_for(TRACES / dataset), folds=folds)
     else:
         table = bundle.held_out(TraceTable.from_records(read_traces(TRACES / dataset), bundle.specs))
         pred = bundle.predict(table.prompts, table.prompt_tokens)

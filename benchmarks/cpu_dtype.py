@@ -84,9 +84,7 @@ def main() -> None:
             f"{right}/{len(r['answers'])}",
         )  # fmt: skip
     console.print(table)
-    speed = {
-        k: round(rows["bfloat16"][k] / rows["float32"][k], 2) for k in ("greedy_tokens_per_s", "n8_tokens_per_s")
-    }
+    speed = {k: round(rows["bfloat16"][k] / rows["float32"][k], 2) for k in ("greedy_tokens_per_s", "n8_tokens_per_s")}
     console.print(f"bfloat16 / float32: greedy {speed['greedy_tokens_per_s']}x, best-of-8 {speed['n8_tokens_per_s']}x; "
                   f"greedy answers agree on {agree} of {len(questions)}")  # fmt: skip
     write_results(

@@ -14,6 +14,7 @@ for intervals that a 30% split is too small to give.
 Writes benchmarks/results/policy.json (a dataset not run is kept from the file) and docs/img/policy-<dataset>-{tokens,seconds}.png.
 
     .venv/bin/python benchmarks/policy.py [--datasets arithmetic]
+    .venv/bin/python benchmarks/policy.py --datasets qwen-arithmetic --no-collect   # reference model
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arithmetic_by_level, fitted_bundle, saved_results, write_results  # noqa: E402
+from _common import arithmetic_by_level, fitted_bundle, latency_for, saved_results, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 IMG = HERE.parent / "docs" / "img"
@@ -107,7 +108,7 @@ def run(name: str, bootstrap: int, folds: int) -> dict:
             f.add_row(f"{row['lambda_seconds']:.2e}", *(str(row[s]) for s in bundle.specs))
         console.print(f)
     if folds:
-        everything, crossed = cross_fit(traces, latency=traces.parent / "latency.json", folds=folds)
+        everything, crossed = cross_fit(traces, latency=latency_for(traces), folds=folds)
         cf = replay(everything, crossed, bootstrap=bootstrap)
         cf["folds"] = folds
         cf["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(cf, str(IMG / f"policy-{name}-crossfit"))]

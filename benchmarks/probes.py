@@ -15,6 +15,10 @@ Steps (each resumable; traces live in benchmarks/traces/):
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
     .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
+    .venv/bin/python benchmarks/probes.py --datasets qwen-arithmetic,qwen-gsm8k --no-collect   # reference model
+
+A trace folder of another model than the profiled one gets its latency regressed from the
+traced seconds (`latency_for`); results for datasets not run this time are kept from the file.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arithmetic_by_level, write_results  # noqa: E402
+from _common import arithmetic_by_level, latency_for, saved_results, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -68,13 +72,13 @@ def q90_coverage(traces: Path, folds: int = 5) -> dict[str, float]:
     from ttc_agent.probes.evaluate import runs_within_q90
     from ttc_agent.probes.training import cross_fit
 
-    return runs_within_q90(*cross_fit(traces, features=FEATURES, latency=TRACES / "latency.json", folds=folds))
+    return runs_within_q90(*cross_fit(traces, features=FEATURES, latency=latency_for(traces), folds=folds))
 
 
 LOOKAHEAD = (0, 1, 2, 4, 8, 12)
 
 
-def greedy_lookahead(table, X, folds: int = 5) -> dict:
+def greedy_lookahead(table, X, model: str | None = None, folds: int = 5) -> dict:
     """How predictable greedy's completion length becomes when the probe also sees the first k
     tokens of the reply: cross-fitted greedy completion-token MAPE (and median APE) of the
     bundle's token regressor on the query features plus, per position, a one-hot of the first k
@@ -90,7 +94,7 @@ def greedy_lookahead(table, X, folds: int = 5) -> dict:
     from ttc_agent.probes.bundle import fold_of
     from ttc_agent.probes.predictors import TokenRegressor
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir(TEST_MODEL))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(model or TEST_MODEL))
     replies = [runs[0]["candidates"][0]["text"] for runs in table.runs["greedy"]]
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in replies]
     measured = table.mean("greedy", "completion_tokens")
@@ -151,38 +155,52 @@ def main() -> None:
         "--datasets", default="arithmetic,gsm8k", help="trace folders under benchmarks/traces, comma-separated"
     )
     parser.add_argument("--repeats", type=int, default=2, help="runs of each strategy per question")
+    parser.add_argument(
+        "--no-collect",
+        action="store_true",
+        help="use the trace folders as they are (any model's, e.g. qwen-arithmetic)",
+    )
     args = parser.parse_args()
-    from ttc_agent.backends import TransformersBackend
     from ttc_agent.evaluation.collect import collect, read_meta, read_traces
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
     from ttc_agent.probes.evaluate import evaluate, metrics_table
 
     console = Console()
-    backend = TransformersBackend()
-    latency_path = TRACES / "latency.json"
-    if not latency_path.is_file():
-        TRACES.mkdir(parents=True, exist_ok=True)
-        LatencyModel.fit(profile(backend, requests=32), backend=backend.fingerprint()).save(latency_path)
-    latency = LatencyModel.load(latency_path)
     names = [n for n in args.datasets.split(",") if n]
-    if "arithmetic" in names:
-        arithmetic_menu = Menu.load(HERE / "menus" / "arithmetic.yaml")
-        problems = arithmetic_by_level(args.per_level)
-        collect(problems, arithmetic_menu, backend, TRACES / "arithmetic", repeats=args.repeats, dataset="arithmetic")
-    results = {}
+    if not args.no_collect:  # the embedded model's latency profile and arithmetic traces
+        from ttc_agent.backends import TransformersBackend
+
+        backend = TransformersBackend()
+        latency_path = TRACES / "latency.json"
+        if not latency_path.is_file():
+            TRACES.mkdir(parents=True, exist_ok=True)
+            LatencyModel.fit(profile(backend, requests=32), backend=backend.fingerprint()).save(latency_path)
+        if "arithmetic" in names:
+            arithmetic_menu = Menu.load(HERE / "menus" / "arithmetic.yaml")
+            problems = arithmetic_by_level(args.per_level)
+            collect(
+                problems, arithmetic_menu, backend, TRACES / "arithmetic", repeats=args.repeats, dataset="arithmetic"
+            )
+    results = saved_results("probes").get("datasets", {})  # datasets not run are kept
     for name in names:
-        menu = Menu.from_dict(read_meta(TRACES / name)["menu"])
+        meta = read_meta(TRACES / name)
+        menu = Menu.from_dict(meta["menu"])
         table = TraceTable.from_records(read_traces(TRACES / name), menu.specs)
         features = FeatureSet.from_names(FEATURES)
         X = features.transform(table.prompts)
         train, test = split_ids(table.ids, 0.3)
-        bundle = ProbeBundle(menu, features, latency=latency, fingerprint=backend.fingerprint()).fit_features(
+        profiled = latency_for(TRACES / name)
+        latency = LatencyModel.load(profiled) if profiled else None
+        bundle = ProbeBundle(menu, features, latency=latency, fingerprint=meta["backend"]).fit_features(
             X[train], table.subset(train)
         )
         held = table.subset(test)
         metrics = evaluate(bundle, held, X[test])
         results[name] = {
+            "model": meta["backend"].get("source", {}).get("name", meta["backend"].get("model")),
+            "model_sha256": meta["backend"].get("source", {}).get("gguf_sha256"),
+            "latency": "profiled" if latency else "regressed from the traced seconds",
             "menu": menu.to_dict(),
             "problems": len(table.ids),
             "train": len(train),
@@ -197,7 +215,8 @@ def main() -> None:
             + ", ".join(f"{spec} {c:.0%}" for spec, c in coverage.items())
         )
         if "greedy" in menu.specs:
-            results[name]["greedy_lookahead_cross_fitted"] = lookahead = greedy_lookahead(table, X)
+            model = meta["backend"].get("source", {}).get("name")
+            results[name]["greedy_lookahead_cross_fitted"] = lookahead = greedy_lookahead(table, X, model)
             console.print(
                 f"{name}: greedy completion-token MAPE (cross-fitted) with the first k reply tokens as features: "
                 + ", ".join(f"k={k} {v['completion_tokens_mape']:.0%}" for k, v in lookahead.items())
@@ -211,15 +230,7 @@ def main() -> None:
             f"per query (median): text stats + predict the menu {r['text_stats_plus_predict_ms_median']:.2f} ms; "
             f"MiniLM forward {r['sentence_embedding_forward_ms_median']:.1f} ms; policy-model hidden state {r['hidden_state_forward_ms_median']:.1f} ms"
         )
-    path = write_results(
-        "probes",
-        {
-            "features": FEATURES,
-            "repeats": args.repeats,
-            "latency_weights": latency.weights,
-            "datasets": results,
-        },
-    )
+    path = write_results("probes", {"features": FEATURES, "datasets": results})
     console.print(f"wrote {path}; the plots are in {IMG}")
 
 

@@ -1,10 +1,12 @@
 """A ReAct agent with a calculator tool, built on `TTCChatModel` and `TTCMiddleware`.
 
 Every model call of the agent picks its strategy per call; a step that may call the tool votes
-over normalised tool calls with best-of-N. The embedded 135M model never calls tools on its own,
-so the middleware asks for a call until the calculator has been used (``force_first_tool_call``).
+over normalised tool calls with best-of-N. Small models seldom call tools on their own (the
+embedded 135M model never does), so the middleware asks for a call until the calculator has been
+used (``force_first_tool_call``). It runs on the reference model with the probes shipped for it:
 
-    python examples/react_calculator.py "What is 345 + 678?"     # the probes shipped in the package
+    python examples/react_calculator.py "What is 345 + 678?"
+    python examples/react_calculator.py --model smollm2-135m "What is 345 + 678?"   # the fast one
     python examples/react_calculator.py --probes PROBES_DIR "What is 345 + 678?"
 """
 
@@ -80,9 +82,10 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("question", nargs="?", default="What is 345 + 678?")
-    parser.add_argument("--probes", help="probe bundle folder (default: the one shipped in the package)")
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="named model or model folder")
+    parser.add_argument("--probes", help="probe bundle folder (default: the one shipped for --model)")
     args = parser.parse_args()
-    backend = TransformersBackend()
+    backend = TransformersBackend(args.model)
     bundle = (
         shipped_probes(backend)
         if args.probes is None

@@ -112,3 +112,14 @@ def test_a_bundle_made_for_another_model(saved_bundle):
 
     with pytest.raises(ProbeMismatchError, match="trained on model"):
         ProbeBundle.load(saved_bundle, fingerprint={"weights": "not-the-same"})
+
+
+def test_shipped_probes_for_a_model_none_is_shipped_for():
+    from ttc_agent.demo import SHIPPED_BUNDLES, shipped_probes
+    from ttc_agent.probes import ProbeMismatchError
+
+    backend = ScriptedBackend(texts("= 5"))
+    backend.fingerprint = lambda: {"backend": "scripted", "model": "mystery-7b", "weights": "0123abcd"}
+    with pytest.raises(ProbeMismatchError, match="mystery-7b") as info:
+        shipped_probes(backend)
+    assert all(name in str(info.value) for name in SHIPPED_BUNDLES)

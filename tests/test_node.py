@@ -76,7 +76,9 @@ def test_answer_scope_sets_where_votes_read_the_answer():
                     "It is 1358.", "964 + 494 = 1458, so 8 is the last digit")  # fmt: skip
     node = TTCNode(TTCEngine(ScriptedBackend(replies), bundle_for(None)))
     forced = {"strategy": "best_of_n(4, select=majority)"}
-    first = graph(node).invoke({"messages": HARD}, {"configurable": {"ttc": {**forced, "answer_scope": "first_result"}}})
+    first = graph(node).invoke(
+        {"messages": HARD}, {"configurable": {"ttc": {**forced, "answer_scope": "first_result"}}}
+    )
     last = graph(node).invoke({"messages": HARD}, {"configurable": {"ttc": forced}})
     assert first["messages"][-1].content.startswith("964 + 494 = 1458")  # 1458 has three votes
     assert last["messages"][-1].content == "The sum is 1458, not 1358."  # last numbers: 494, 1358 twice, 8

@@ -128,14 +128,19 @@ def demo(
     lambda_tokens: Annotated[
         float, typer.Option(help="Price of a token when no budget is set (accuracy per token).")
     ] = 5e-4,
+    model: Annotated[
+        str,
+        typer.Option(help="A named model (qwen2.5-coder-0.5b, the reference; smollm2-135m, fast) or a model folder."),
+    ] = "qwen2.5-coder-0.5b",
     probes: Annotated[
-        Path | None, typer.Option(help="Probe bundle folder (default: the one shipped in the package).")
+        Path | None, typer.Option(help="Probe bundle folder (default: the one shipped for --model).")
     ] = None,
     trace: Annotated[Path, typer.Option(help="Where to write the decision trace (JSONL).")] = Path("ttc-demo.jsonl"),
 ) -> None:
-    """Run the multi-step math agent on the embedded model: one ttc-agent call per step, each
-    choosing its strategy from the shipped probes, optionally under a workflow budget; print the
-    per-step decisions, the budget left after each, and the total cost."""
+    """Run the multi-step math agent: one ttc-agent call per step, each choosing its strategy
+    from the probes shipped for the model, optionally under a workflow budget; print the
+    per-step decisions, the budget left after each, the total cost and whether the answer is
+    right."""
     import time
 
     from ttc_agent.backends import TransformersBackend
@@ -149,8 +154,8 @@ def demo(
         given = max_tokens is not None or max_seconds is not None
         budget = WorkflowBudget(max_tokens=max_tokens, max_seconds=max_seconds) if given else None
         _quiet_model_loading()
-        with console.status("loading the embedded model and the probes..."):
-            backend = TransformersBackend()
+        with console.status(f"loading {model} and its probes..."):
+            backend = TransformersBackend(model)
             bundle = (
                 shipped_probes(backend)
                 if probes is None
@@ -161,7 +166,9 @@ def demo(
         graph = make_graph(node)
         started = time.perf_counter()
         with console.status(f"solving {question!r} step by step..."):
-            out = graph.invoke({"question": question}, context=TTCContext(lambda_tokens=lambda_tokens, budget=budget))
+            # Each step's reply states its sum first and may chat on: votes read that first result.
+            settings = TTCContext(lambda_tokens=lambda_tokens, budget=budget, answer_scope="first_result")
+            out = graph.invoke({"question": question}, context=settings)
         wall = time.perf_counter() - started
     except (TTCError, ValueError) as exc:
         raise _fail(exc) from exc
@@ -190,10 +197,20 @@ def demo(
         ]
         t.add_row(*cells, *([_left(step["budget"])] if budget else []))
     console.print(t)
-    console.print(f"[bold]{out['messages'][-1].content.splitlines()[-1]}[/bold]")
-    terms = numbers(question)
+    last = out["messages"][-1].content.splitlines()[-1]
+    right = sum(numbers(question))
+    steps = out.get("steps", [])
+    finished = len(steps) == len(numbers(question)) - 1
+    verdict = (
+        "not finished: the budget ran out"
+        if not finished
+        else "[green]right ✓[/green]"
+        if steps[-1]["answer"] == str(right)
+        else f"[red]wrong ✗[/red] (right: {right})"
+    )
+    console.print(f"[bold]{last}[/bold]  {verdict}")
     console.print(
-        f"right answer: {sum(terms)}; total: {total_tokens:.0f} tokens, {total_seconds:.1f} s in LLM calls "
+        f"total: {total_tokens:.0f} tokens, {total_seconds:.1f} s in LLM calls "
         f"({wall:.1f} s wall clock); decisions traced to {trace} (see `ttc-agent report {trace}`)"
     )
 

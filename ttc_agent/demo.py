@@ -6,16 +6,18 @@ step with ttc-agent, under per-run prices and an optional workflow budget.
 the policy picks; every decision is traced. Under a workflow budget
 (``TTCContext(budget=WorkflowBudget(...))``) the steps share one allowance, kept in the state's
 ledger; when it runs out the graph stops and says which limit was reached. ``ttc-agent demo``
-runs it on the embedded model with the probe bundle shipped in the package (`shipped_probes`).
+runs it on the reference model (or ``--model smollm2-135m``) with the probe bundle shipped in
+the package for that model (`shipped_probes`).
 """
 
 from __future__ import annotations
 
+import json
 import operator
 import re
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -23,19 +25,42 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from ttc_agent.answers import extract_answer
+from ttc_agent.backends.models import REFERENCE_MODEL, TEST_MODEL
 from ttc_agent.budgets import BudgetState, budget_exhausted
 from ttc_agent.nodes import TTCContext, TTCNode
 
-#: The probe bundle shipped in the package (made from arithmetic traces of the embedded model;
-#: docs/benchmarks.md gives the command that reproduces it).
-SHIPPED_PROBES = Path(str(files("ttc_agent") / "data" / "probes"))
-
-
-def shipped_probes(backend):
-    """The shipped probe bundle, checked against ``backend``'s model."""
+if TYPE_CHECKING:
+    from ttc_agent.backends.base import Backend
     from ttc_agent.probes import ProbeBundle
 
-    return ProbeBundle.load(SHIPPED_PROBES, fingerprint=backend.fingerprint())
+_DATA = Path(str(files("ttc_agent") / "data"))
+#: The probe bundles shipped in the package, by model name, each fitted on that model's
+#: arithmetic traces (docs/benchmarks.md gives the commands that reproduce them).
+SHIPPED_BUNDLES: dict[str, Path] = {
+    TEST_MODEL: _DATA / "probes",
+    REFERENCE_MODEL: _DATA / f"probes-{REFERENCE_MODEL}",
+}
+#: The embedded model's bundle.
+SHIPPED_PROBES = SHIPPED_BUNDLES[TEST_MODEL]
+
+
+def shipped_probes(backend: Backend) -> ProbeBundle:
+    """The shipped probe bundle fitted on ``backend``'s model (matched by its weights'
+    fingerprint); `ProbeMismatchError` naming the models bundles are shipped for when none is."""
+    from ttc_agent.probes import ProbeBundle, ProbeMismatchError
+
+    fingerprint = backend.fingerprint()
+    for folder in SHIPPED_BUNDLES.values():
+        if not (folder / "bundle.json").is_file():
+            continue
+        made_on = json.loads((folder / "bundle.json").read_text()).get("fingerprint") or {}
+        if made_on.get("weights") == fingerprint.get("weights"):
+            return ProbeBundle.load(folder, fingerprint=fingerprint)
+    raise ProbeMismatchError(
+        f"no probe bundle is shipped for model {fingerprint.get('model')!r} (weights {fingerprint.get('weights')}); "
+        f"bundles are shipped for {sorted(SHIPPED_BUNDLES)}: fit one on your model's traces with "
+        "`ttc-agent collect` and `ttc-agent train`"
+    )
 
 
 _TERM = re.compile(r"-?\d+")
