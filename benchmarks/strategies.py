@@ -36,6 +36,8 @@ from _common import RESULTS, write_doc_block, write_results  # noqa: E402
 RUNS = RESULTS / "strategies-runs.jsonl"
 TRACES = Path(__file__).resolve().parent / "traces"
 SELECTIONS = ("verifier", "majority", "weighted_majority")
+#: Trace folders hold each sample's confidence, so DeepConf's filter is replayed on them too.
+TRACE_SELECTIONS = (*SELECTIONS, "confident_majority")
 
 
 def menu(dataset: str, seed: int):
@@ -128,10 +130,21 @@ def label(spec: str, rule: str | None) -> str:
     if spec.startswith("beam"):
         w, e = re.search(r"width=(\d+), expand=(\d+)", spec).groups()
         return f"beam w={w} x{e}"
+    if spec.startswith("adaptive_sc"):
+        return "adaptive SC (" + spec[len("adaptive_sc(") : -1] + ")"
     return spec
 
 
-def summarise(runs: list[dict]) -> dict:
+def interval(values: list[bool], draws: int = 2000) -> list[float]:
+    """A 95% percentile bootstrap interval of the mean of ``values``."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    means = x[np.random.default_rng(0).integers(0, len(x), size=(draws, len(x)))].mean(axis=1)
+    return [round(float(np.percentile(means, 2.5)), 3), round(float(np.percentile(means, 97.5)), 3)]
+
+
+def summarise(runs: list[dict], selections: tuple[str, ...] = SELECTIONS) -> dict:
     from ttc_agent.evaluation.records import reselect
 
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -142,7 +155,7 @@ def summarise(runs: list[dict]) -> dict:
             groups[("arithmetic all", r["strategy"])].append(r)
     rows = []
     for (group, spec), rs in sorted(groups.items()):
-        rules = SELECTIONS if spec.startswith("best_of_n") else (None,)
+        rules = selections if spec.startswith("best_of_n") else (None,)
         for rule in rules:
             correct = [reselect(r, rule) if rule else r["correct"] for r in rs]
             rows.append(
@@ -152,6 +165,7 @@ def summarise(runs: list[dict]) -> dict:
                     "spec": spec,
                     "n": len(rs),
                     "accuracy": round(mean(correct), 3),
+                    "interval": interval(correct),
                     "pass_at_n": round(mean(r["pass"] for r in rs), 3),
                     "completion_tokens": round(mean(r["completion_tokens"] for r in rs), 1),
                     "seconds": round(mean(r["seconds"] for r in rs), 2),
@@ -162,10 +176,26 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def targets(rows: list[dict]) -> dict:
-    """The issue's targets, measured in this run: best-of-8 seconds vs greedy's, and beam tokens vs best-of-N's."""
+    """The issues' targets, measured in this run: best-of-8 seconds vs greedy's, beam tokens vs
+    best-of-N's, adaptive self-consistency against majority@16, and confidence-filtered voting
+    against plain majority at the same N."""
     out = {}
     for group in sorted({r["group"] for r in rows}):
         by = {r["strategy"]: r for r in rows if r["group"] == group}
+        bo16 = by.get("best-of-16 (majority)")
+        for name, r in by.items():
+            if name.startswith("adaptive SC") and bo16:
+                out[f"{group}: {name} accuracy - majority@16's"] = round(r["accuracy"] - bo16["accuracy"], 3)
+                out[f"{group}: {name} / majority@16 completion tokens (target <= 0.5)"] = round(
+                    r["completion_tokens"] / bo16["completion_tokens"], 2
+                )
+                out[f"{group}: {name} / majority@16 seconds"] = round(r["seconds"] / bo16["seconds"], 2)
+        for n in (4, 8, 16):
+            plain, confident = by.get(f"best-of-{n} (majority)"), by.get(f"best-of-{n} (confident_majority)")
+            if plain and confident:
+                out[f"{group}: confident majority@{n} accuracy - majority@{n}'s"] = round(
+                    confident["accuracy"] - plain["accuracy"], 3
+                )
         greedy, bo8 = by.get("greedy"), by.get("best-of-8 (majority)")
         if greedy and bo8:
             out[f"{group}: best-of-8 / greedy seconds (target <= 3)"] = round(bo8["seconds"] / greedy["seconds"], 2)
@@ -179,12 +209,13 @@ def targets(rows: list[dict]) -> dict:
 
 def markdown(summary: dict) -> str:
     lines = [
-        "| group | strategy | questions | accuracy | pass@N | completion tokens | seconds | rounds |",
+        "| group | strategy | questions | accuracy [95% CI] | pass@N | completion tokens | seconds | rounds |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary["rows"]:
+        ci = f" [{r['interval'][0]:.2f}, {r['interval'][1]:.2f}]" if "interval" in r else ""
         lines.append(
-            f"| {r['group']} | {r['strategy']} | {r['n']} | {r['accuracy']:.2f} | {r['pass_at_n']:.2f} | {r['completion_tokens']:.0f} | {r['seconds']:.2f} | {r['rounds']:.1f} |"
+            f"| {r['group']} | {r['strategy']} | {r['n']} | {r['accuracy']:.2f}{ci} | {r['pass_at_n']:.2f} | {r['completion_tokens']:.0f} | {r['seconds']:.2f} | {r['rounds']:.1f} |"
         )
     lines += ["", "| target | measured |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in summary["targets"].items()]
     return "\n".join(lines)
@@ -196,7 +227,15 @@ def main() -> None:
     parser.add_argument("--gsm8k", type=int, default=30, help="GSM8K test questions (0 to skip)")
     parser.add_argument("--report-only", action="store_true", help="summarise the runs already recorded")
     parser.add_argument("--runs", type=Path, default=RUNS, help="the append-only file of per-run records")
+    parser.add_argument(
+        "--traces",
+        help="instead: summarise these trace folders under benchmarks/traces (comma-separated, one model's), "
+        "e.g. qwen-arithmetic,qwen-gsm8k for the reference model",
+    )
     args = parser.parse_args()
+    if args.traces:
+        summarise_traces([TRACES / name for name in args.traces.split(",") if name])
+        return
     if not args.report_only:
         collect(args.per_level, args.gsm8k, args.runs)
     # Only this run's questions: the file also keeps runs of questions an earlier generator drew.
@@ -228,6 +267,98 @@ def main() -> None:
     if args.gsm8k:
         n = export_traces(runs, "gsm8k", TRACES / "gsm8k")
         console.print(f"wrote {n} GSM8K questions as traces to {TRACES / 'gsm8k'}")
+
+
+def replay_adaptive(runs: list[dict], thresholds=(0.8, 0.9, 0.95, 0.99), batch: int = 4) -> list[dict]:
+    """Adaptive self-consistency replayed on majority@16's samples, in the order they were drawn
+    (batches of ``batch``, stopping once `majority_settled` reaches the threshold): accuracy and
+    completion tokens per group at each threshold, where the traced runs hold one threshold.
+    Seconds are not replayed (rounds are sequential requests; see the traced rows)."""
+    from ttc_agent.strategies import Candidate
+    from ttc_agent.strategies.adaptive import majority_settled
+    from ttc_agent.strategies.selection import majority
+
+    rows = []
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r["strategy"] == "best_of_n(16, select=majority)":
+            group = f"{r['dataset']} L{r['level']}" if r["dataset"] == "arithmetic" else r["dataset"]
+            groups[group].append(r)
+            if r["dataset"] == "arithmetic":
+                groups["arithmetic all"].append(r)
+    for group, rs in sorted(groups.items()):
+        for t in thresholds:
+            correct, tokens, rounds = [], [], []
+            for r in rs:
+                cands = [Candidate("", k["answer"], k["score"], k["tokens"], k["finish"]) for k in r["candidates"]]
+                used = len(cands)
+                for end in range(batch, len(cands) + 1, batch):
+                    if majority_settled(cands[:end]) >= t:
+                        used = end
+                        break
+                chosen = majority(cands[:used])
+                correct.append(bool(r["candidates"][cands.index(chosen)]["correct"]))
+                tokens.append(sum(k["tokens"] for k in r["candidates"][:used]))
+                rounds.append(used / batch)
+            rows.append({
+                "group": group, "threshold": t, "n": len(rs), "accuracy": round(mean(correct), 3),
+                "interval": interval(correct), "completion_tokens": round(mean(tokens), 1),
+                "rounds": round(mean(rounds), 2),
+            })  # fmt: skip
+    return rows
+
+
+def summarise_traces(folders: list[Path]) -> None:
+    """The strategies table of trace folders collected with `ttc-agent collect` on one model (the
+    first repeat of each run), written to benchmarks/results/strategies-<model>.json and the
+    ``strategies-<model>`` block of docs/benchmarks.md."""
+    from ttc_agent.evaluation.collect import read_meta, read_traces
+
+    runs, source = [], {}
+    for folder in folders:
+        meta = read_meta(folder)
+        source = meta["backend"].get("source", {})
+        first = [r for r in read_traces(folder) if r.get("repeat", 0) == 0]
+        specs = defaultdict(set)
+        for r in first:
+            specs[r["problem_id"]].add(r["strategy"])
+        # Questions with every strategy of the menu traced (a collection may stop mid-question).
+        runs += [r for r in first if len(specs[r["problem_id"]]) == len(meta["menu"]["strategies"])]
+    model = source.get("name", "model")
+    summary = summarise(runs, TRACE_SELECTIONS)
+    summary["adaptive_replayed"] = replay_adaptive(runs)
+    console = Console()
+    table = Table(title=f"Strategies on {model} (traces: {', '.join(f.name for f in folders)})")
+    for col in ("group", "strategy", "n", "acc [95% CI]", "pass@N", "tokens", "seconds", "rounds"):
+        table.add_column(col)
+    for r in summary["rows"]:
+        table.add_row(r["group"], r["strategy"], str(r["n"]),
+                      f"{r['accuracy']:.2f} [{r['interval'][0]:.2f}, {r['interval'][1]:.2f}]",
+                      f"{r['pass_at_n']:.2f}", f"{r['completion_tokens']:.0f}", f"{r['seconds']:.2f}",
+                      f"{r['rounds']:.1f}")  # fmt: skip
+    console.print(table)
+    for k, v in summary["targets"].items():
+        console.print(f"{k}: {v}")
+    for r in summary["adaptive_replayed"]:
+        console.print(
+            f"adaptive SC replayed on majority@16's samples, {r['group']}, threshold {r['threshold']}: "
+            f"accuracy {r['accuracy']:.2f}, {r['completion_tokens']:.0f} tokens, {r['rounds']:.1f} rounds"
+        )
+    data = {"model": model, "model_sha256": source.get("gguf_sha256"), "traces": [f.name for f in folders], **summary}
+    console.print(f"wrote {write_results(f'strategies-{model}', data)}")
+    replayed = [
+        "",
+        "Adaptive self-consistency replayed on majority@16's samples in the order they were drawn "
+        "(batches of 4; seconds are not replayed):",
+        "",
+        "| group | threshold | questions | accuracy [95% CI] | completion tokens | rounds |",
+        "|---|---:|---:|---:|---:|---:|",
+    ] + [
+        f"| {r['group']} | {r['threshold']} | {r['n']} | {r['accuracy']:.2f} [{r['interval'][0]:.2f}, "
+        f"{r['interval'][1]:.2f}] | {r['completion_tokens']:.0f} | {r['rounds']:.1f} |"
+        for r in summary["adaptive_replayed"]
+    ]
+    write_doc_block(f"strategies-{model}", markdown(summary) + "\n".join(replayed))
 
 
 if __name__ == "__main__":

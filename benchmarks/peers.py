@@ -1,0 +1,406 @@
+"""ttc-agent against its peers, side by side on one `vllm serve` of the reference model.
+
+Every method answers the same held-out arithmetic questions (the reference model's four graded
+levels, none of them in the traces the probes were fitted on), through the same server, one
+call at a time, the methods taking turns question by question so that load and caching treat
+them alike:
+
+- **baselines**, straight to vLLM: greedy, and majority@N (N samples at temperature 0.7 in one
+  request, voted on their answers);
+- **its-hub** 1.2.0: ``SelfConsistency`` (N samples) and ``AdaptiveSelfConsistency`` (up to 2N,
+  doubling from 2 until 75% agree), voting on ttc-agent's own answer extraction;
+- **optillm** 0.4.0, its proxy in front of vLLM: ``bon`` (N samples at its temperature 1, each
+  rated by the model) and ``self_consistency`` (its 5 samples, clustered by text similarity);
+- **ttc-agent serve** with the reference model's probe bundle, choosing per question at several
+  token prices, and its own adaptive self-consistency forced (``model="ttc:adaptive_sc(...)"``).
+
+Tokens are vLLM's own counts (its ``/metrics`` counters read before and after each call), so
+every request a method makes (ratings, extra rounds) is counted; seconds are each call's wall
+time. The peers run in a virtual environment of their own, outside the repository, built the
+first time from ``benchmarks/requirements-peers.txt`` (``--venv``). Prints a table and writes
+benchmarks/results/peers.json.
+
+    .venv/bin/python benchmarks/peers.py [--per-level 6] [--n 8] [--prices 0,3e-4,1e-3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import REPO, interleave, write_doc_block, write_results  # noqa: E402
+
+from ttc_agent.answers import answer_key, answers_equal, extract_answer  # noqa: E402
+from ttc_agent.backends import VLLMServer  # noqa: E402
+from ttc_agent.backends.models import named_model  # noqa: E402
+from ttc_agent.backends.vllm_server import free_port, wait_until_ready  # noqa: E402
+from ttc_agent.evaluation.datasets import Problem, arithmetic  # noqa: E402
+
+GRADING = "qwen2.5-coder-0.5b"
+TRACES = REPO / "benchmarks" / "traces" / "qwen-arithmetic"
+REQUIREMENTS = REPO / "benchmarks" / "requirements-peers.txt"
+KEY = "bench-key"
+TEMPERATURE = 0.7
+#: ttc-agent's adaptive self-consistency as the reference model's menu has it.
+ADAPTIVE_SC = "adaptive_sc(max_n=16, batch=4, threshold=0.95)"
+_COUNTER = re.compile(r"^vllm:(generation|prompt)_tokens_total(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", re.MULTILINE)
+
+#: A method answers a question with its reply text and what it chose (ttc-agent only).
+Method = Callable[[str], tuple[str, str | None]]
+
+
+def peers_venv(path: Path, console: Console) -> Path:
+    """The peers' virtual environment at ``path``, built (or rebuilt when the pinned requirements
+    changed) from ``benchmarks/requirements-peers.txt`` after the local CPU build of torch."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    marker = path / "ttc-peers-installed"
+    if marker.is_file() and marker.read_text() == digest:
+        return path
+    pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    with console.status(f"building the peers' environment in {path} (a few minutes, once)..."):
+        shutil.rmtree(path, ignore_errors=True)  # a build cut short is started again
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        subprocess.run([*pip, "torch==2.13.0"], check=True)
+        subprocess.run([*pip, "--no-deps", "-r", str(REQUIREMENTS)], check=True)
+    marker.write_text(digest)
+    return path
+
+
+def problems(per_level: int, seed: int) -> list[Problem]:
+    """``per_level`` questions at each of the reference model's levels, levels taking turns,
+    leaving out any question the probes' traces hold."""
+    traced = set()
+    if (TRACES / "traces.jsonl").is_file():
+        traced = {json.loads(line)["problem_id"] for line in (TRACES / "traces.jsonl").open()}
+    levels = []
+    for lv in (1, 2, 3, 4):
+        drawn = arithmetic(per_level=per_level + 20, levels=(lv,), seed=seed * 100 + lv, grading=GRADING)
+        levels.append([p for p in drawn if p.id not in traced][:per_level])
+    return interleave(levels)
+
+
+def vllm_tokens(metrics_url: str) -> tuple[float, float]:
+    """vLLM's running totals of (generated, prompt) tokens."""
+    found = {"generation": 0.0, "prompt": 0.0}
+    for kind, value in _COUNTER.findall(httpx.get(metrics_url, timeout=30).text):
+        found[kind] += float(value)
+    return found["generation"], found["prompt"]
+
+
+def vote(texts: list[str]) -> str:
+    """The first reply whose answer most replies share (ttc-agent's majority rule)."""
+    keys = [answer_key(extract_answer(t, "first_result")) for t in texts]
+    counts = Counter(k for k in keys if k is not None)
+    if not counts:
+        return texts[0]
+    top = counts.most_common(1)[0][0]
+    return texts[keys.index(top)]
+
+
+class ItsHub:
+    """its-hub's algorithms in the peers' environment, one request a line (benchmarks/peers_runner.py)."""
+
+    def __init__(self, venv: Path, base_url: str, model: str, n: int, max_tokens: int) -> None:
+        cmd = [str(venv / "bin" / "python"), str(REPO / "benchmarks" / "peers_runner.py"), "--base-url", base_url,
+               "--model", model, "--n", str(n), "--max-tokens", str(max_tokens)]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def method(self, name: str) -> Method:
+        def run(question: str) -> tuple[str, str | None]:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps({"method": name, "question": question}) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"its-hub's runner exited with {self.proc.wait()}")
+            return json.loads(line)["text"], None
+
+        return run
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def start(cmd: list[str], health: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A server process, once its ``health`` URL answers."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env})
+    wait_until_ready(proc, health, log, seconds=300)
+    return proc
+
+
+def methods(
+    vllm: str, optillm: str, ttc: str, its_hub: ItsHub, n: int, max_tokens: int, prices: list[float]
+) -> dict[str, Method]:
+    """Every method by its row name."""
+    direct = openai.OpenAI(base_url=vllm, api_key="none", max_retries=0, timeout=900)
+    proxy = openai.OpenAI(base_url=optillm, api_key="none", max_retries=0, timeout=900)
+    server = openai.OpenAI(base_url=ttc, api_key=KEY, max_retries=0, timeout=900)
+    user = lambda q: [{"role": "user", "content": q}]  # noqa: E731
+
+    def greedy(q: str) -> tuple[str, str | None]:
+        r = direct.chat.completions.create(model="m", messages=user(q), temperature=0, max_tokens=max_tokens)
+        return r.choices[0].message.content or "", None
+
+    def majority(q: str) -> tuple[str, str | None]:
+        r = direct.chat.completions.create(
+            model="m", messages=user(q), n=n, temperature=TEMPERATURE, max_tokens=max_tokens
+        )
+        return vote([c.message.content or "" for c in r.choices]), None
+
+    def optillm_approach(approach: str) -> Method:
+        def run(q: str) -> tuple[str, str | None]:
+            r = proxy.chat.completions.create(model=f"{approach}-m", messages=user(q), max_tokens=max_tokens)
+            return r.choices[0].message.content or "", None
+
+        return run
+
+    def ttc_agent(settings: dict[str, float | str], model: str = "ttc") -> Method:
+        def run(q: str) -> tuple[str, str | None]:
+            ttc = {**settings, "answer_scope": "first_result"}
+            r = server.chat.completions.create(model=model, messages=user(q), extra_body={"ttc": ttc})
+            return r.choices[0].message.content or "", (r.model_extra or {})["ttc"]["choice"]
+
+        return run
+
+    rows: dict[str, Method] = {
+        "greedy": greedy,
+        f"majority@{n}": majority,
+        f"its-hub self-consistency@{n}": its_hub.method("sc"),
+        f"its-hub adaptive self-consistency (up to {2 * n})": its_hub.method("adaptive_sc"),
+        f"optillm bon@{n}": optillm_approach("bon"),
+        "optillm self_consistency (5)": optillm_approach("self_consistency"),
+    }
+    # ttc-agent's own early-stopping sampler, forced, beside its-hub's on the same questions.
+    rows["ttc-agent serve, adaptive_sc forced"] = ttc_agent({}, f"ttc:{ADAPTIVE_SC}")
+    for price in prices:
+        rows[f"ttc-agent serve, lambda_tokens={price:g}"] = ttc_agent({"lambda_tokens": price})
+    return rows
+
+
+def run_all(rows: dict[str, Method], qs: list[Problem], metrics: str) -> dict[str, list[dict[str, Any]]]:
+    """Each method on each question, methods taking turns (the order rotating per question)."""
+    names = list(rows)
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    with Progress() as progress:
+        task = progress.add_task("questions", total=len(qs))
+        for i, p in enumerate(qs):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                gen0, prompt0 = vllm_tokens(metrics)
+                started = time.perf_counter()
+                text, choice = rows[name](p.question)
+                seconds = time.perf_counter() - started
+                gen1, prompt1 = vllm_tokens(metrics)
+                answer = extract_answer(text, p.scope)
+                out[name].append({
+                    "id": p.id, "level": p.level, "answer": answer, "correct": answers_equal(answer, p.answer),
+                    "completion_tokens": gen1 - gen0, "prompt_tokens": prompt1 - prompt0,
+                    "seconds": round(seconds, 3), "choice": choice,
+                })  # fmt: skip
+            progress.advance(task)
+    return out
+
+
+def bootstrap(values: np.ndarray, rng: np.random.Generator, draws: int = 4000) -> list[float]:
+    """A 95% percentile bootstrap interval of the mean."""
+    means = values[rng.integers(0, len(values), size=(draws, len(values)))].mean(axis=1)
+    return [round(float(np.percentile(means, 2.5)), 3), round(float(np.percentile(means, 97.5)), 3)]
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per method: accuracy (with its interval), mean tokens and seconds, and ttc-agent's choices;
+    then ttc-agent's cost against each other method at an accuracy at least as high."""
+    rng = np.random.default_rng(0)
+    rows = {}
+    for name, calls in runs.items():
+        right = np.array([c["correct"] for c in calls], dtype=float)
+        rows[name] = {
+            "accuracy": round(float(right.mean()), 4),
+            "interval": bootstrap(right, rng),
+            "completion_tokens": round(float(np.mean([c["completion_tokens"] for c in calls])), 1),
+            "prompt_tokens": round(float(np.mean([c["prompt_tokens"] for c in calls])), 1),
+            "seconds": round(float(np.mean([c["seconds"] for c in calls])), 2),
+            "by_level": {
+                str(lv): round(float(np.mean([c["correct"] for c in calls if c["level"] == lv])), 3)
+                for lv in sorted({c["level"] for c in calls})
+            },
+        }
+        choices = Counter(c["choice"] for c in calls if c["choice"])
+        if choices:
+            rows[name]["choices"] = dict(choices.most_common())
+    ours = {k: v for k, v in rows.items() if k.startswith("ttc-agent serve, lambda")}
+    others = {k: v for k, v in rows.items() if k not in ours}
+    against = {}
+    for name, other in others.items():
+        able = [(v["completion_tokens"], k) for k, v in ours.items() if v["accuracy"] >= other["accuracy"]]
+        if not able:
+            against[name] = None
+            continue
+        _, best = min(able)
+        against[name] = {
+            "ttc_agent_row": best,
+            "token_ratio": round(ours[best]["completion_tokens"] / max(other["completion_tokens"], 1e-9), 3),
+            "seconds_ratio": round(ours[best]["seconds"] / max(other["seconds"], 1e-9), 3),
+        }
+    peers = {k: v for k, v in others.items() if k.startswith(("its-hub", "optillm"))}
+    top = max(peers, key=lambda k: (peers[k]["accuracy"], -peers[k]["completion_tokens"]))
+    met = against.get(top) is not None and against[top]["token_ratio"] <= 0.5
+    paired = None
+    if against.get(top):
+        ours_right = np.array([c["correct"] for c in runs[against[top]["ttc_agent_row"]]], dtype=float)
+        theirs = np.array([c["correct"] for c in runs[top]], dtype=float)
+        paired = bootstrap(ours_right - theirs, rng)
+    return {
+        "rows": rows,
+        "against": against,
+        "most_accurate_peer": top,
+        "accuracy_difference_interval": paired,
+        "target_met": met,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="registered model name")
+    parser.add_argument("--probes", type=Path, default=TRACES.with_name(TRACES.name + "-probes"),
+                        help="probe bundle for ttc-agent serve (fitted on the model's arithmetic traces)")  # fmt: skip
+    parser.add_argument("--per-level", type=int, default=6, help="questions per arithmetic level")
+    parser.add_argument("--seed", type=int, default=11, help="question seed")
+    parser.add_argument("--n", type=int, default=8, help="samples for majority, self-consistency and bon")
+    parser.add_argument("--max-tokens", type=int, default=96, help="tokens per sample")
+    parser.add_argument("--prices", default="0,3e-4,1e-3", help="ttc-agent's lambda_tokens, comma-separated")
+    parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "ttc-agent" / "peers-venv",
+                        help="the peers' virtual environment (built here if missing)")  # fmt: skip
+    args = parser.parse_args()
+    console = Console()
+    venv = peers_venv(args.venv, console)
+    prices = [float(p) for p in args.prices.split(",")]
+    qs = problems(args.per_level, args.seed)
+    logs = Path("/tmp")
+    with VLLMServer(args.model, served_name="m", log=logs / "peers-vllm.log") as vllm:
+        procs, its_hub = [], None
+        try:
+            port = free_port()
+            procs.append(start(
+                [str(venv / "bin" / "optillm"), "--base-url", vllm.v1, "--port", str(port), "--best-of-n", str(args.n)],
+                f"http://127.0.0.1:{port}/health", logs / "peers-optillm.log", {"OPENAI_API_KEY": "none"},
+            ))  # fmt: skip
+            optillm = f"http://127.0.0.1:{port}/v1"
+            port = free_port()
+            procs.append(start(
+                [sys.executable, "-m", "ttc_agent.cli", "serve", "--backend", vllm.v1, "--model", "m",
+                 "--probes", str(args.probes), "--tokenizer", args.model, "--port", str(port),
+                 "--max-tokens", str(args.max_tokens)],
+                f"http://127.0.0.1:{port}/health", logs / "peers-ttc-serve.log", {"TTC_AGENT_API_KEYS": KEY},
+            ))  # fmt: skip
+            ttc = f"http://127.0.0.1:{port}/v1"
+            its_hub = ItsHub(venv, vllm.v1, "m", args.n, args.max_tokens)
+            rows = methods(vllm.v1, optillm, ttc, its_hub, args.n, args.max_tokens, prices)
+            runs = run_all(rows, qs, vllm.url + "/metrics")
+        finally:
+            if its_hub is not None:
+                its_hub.close()
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=30)
+    summary = summarize(runs)
+    spec = named_model(args.model)
+    data = {
+        "model": args.model,
+        "model_sha256": spec.sha256,
+        "questions": len(qs),
+        "levels": sorted({p.level for p in qs}),
+        "n": args.n,
+        "max_tokens": args.max_tokens,
+        "probes": str(args.probes.relative_to(REPO) if args.probes.is_relative_to(REPO) else args.probes),
+        "peer_versions": _peer_versions(venv),
+        **summary,
+        "calls": runs,
+    }
+    _print(console, args.model, summary, len(qs))
+    console.print(f"wrote {write_results('peers', data)}")
+    write_doc_block("peers", _markdown(data))
+
+
+def _peer_versions(venv: Path) -> dict[str, str]:
+    found = {}
+    for line in subprocess.run([str(venv / "bin" / "pip"), "freeze"], capture_output=True, text=True).stdout.split():
+        name, _, ver = line.partition("==")
+        if name.lower().replace("_", "-") in ("its-hub", "optillm", "torch", "openai"):
+            found[name] = ver
+    return found
+
+
+def _cells(name: str, row: dict[str, Any], against: dict[str, Any]) -> list[str]:
+    lo, hi = row["interval"]
+    vs = against.get(name)
+    ratio = (
+        "" if name not in against else "—" if vs is None else f"{vs['token_ratio']:.2f}x / {vs['seconds_ratio']:.2f}x"
+    )
+    return [name, f"{row['accuracy']:.3f} [{lo:.2f}, {hi:.2f}]", f"{row['completion_tokens']:.0f}",
+            f"{row['seconds']:.1f}", ratio]  # fmt: skip
+
+
+def _print(console: Console, model: str, summary: dict[str, Any], questions: int) -> None:
+    table = Table(title=f"ttc-agent against its peers: {questions} arithmetic questions on {model}")
+    for col in ("method", "accuracy [95% CI]", "completion tokens", "seconds", "ttc-agent's tokens / seconds"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for name, row in summary["rows"].items():
+        table.add_row(*_cells(name, row, summary["against"]))
+    console.print(table)
+    console.print(f"most accurate peer: {summary['most_accurate_peer']}; target met: {summary['target_met']}")
+
+
+def _markdown(data: dict[str, Any]) -> str:
+    lines = [
+        "### ttc-agent against its peers (`benchmarks/peers.py`)",
+        "",
+        f"{data['questions']} held-out arithmetic questions ({len(data['levels'])} levels graded for {data['model']}), "
+        f"one `vllm serve` (float32, 2 cores), each method's calls one at a time, the methods taking turns; "
+        f"tokens are vLLM's own counts of what each method generated (ratings and extra rounds included), "
+        f"seconds the wall time per question. Peers: "
+        + ", ".join(f"{k} {v}" for k, v in data["peer_versions"].items() if k.lower() != "torch")
+        + ". The last column is the cheapest of ttc-agent's choosing rows (the `lambda_tokens` ones) at least as "
+        "accurate as that method: its tokens and seconds as a multiple of the method's (— when none is).",
+        "",
+        "| method | accuracy [95% CI] | completion tokens | seconds | ttc-agent's tokens / seconds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += ["| " + " | ".join(_cells(n, r, data["against"])) + " |" for n, r in data["rows"].items()]
+    top = data["most_accurate_peer"]
+    lines += [
+        "",
+        f"Most accurate peer: {top}. Target (its accuracy or better with at most half its tokens): "
+        f"**{'met' if data['target_met'] else 'missed'}**"
+        + (
+            f"; ttc-agent minus {top}, paired accuracy difference 95% CI {data['accuracy_difference_interval']}."
+            if data["accuracy_difference_interval"]
+            else "."
+        ),
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
