@@ -667,7 +667,10 @@ def serve(
         str | None, typer.Option(help="Model name or folder (local backends), or the served model.")
     ] = None,
     probes: Annotated[
-        Path | None, typer.Option(help="Probe bundle folder (default: the one shipped in the package).")
+        Path | None,
+        typer.Option(
+            help="Probe bundle folder (default: the one shipped for the model: --model, or the served model --tokenizer names)."
+        ),
     ] = None,
     store: Annotated[
         str, typer.Option(help="Session budgets: memory, sqlite:PATH or postgresql://... (shared by replicas).")
@@ -698,7 +701,7 @@ def serve(
     same --store."""
     import uvicorn
 
-    from ttc_agent.demo import SHIPPED_PROBES
+    from ttc_agent.demo import SHIPPED_BUNDLES, SHIPPED_PROBES, shipped_probes
     from ttc_agent.nodes import TTCEngine
     from ttc_agent.probes import ProbeBundle
     from ttc_agent.server import ChatService, SessionDefaults, create_app
@@ -710,8 +713,15 @@ def serve(
         if tokenizer is not None and local:
             raise InvalidRequestError(f"--tokenizer is for server backends, not {backend!r}")
         chosen = _backend(backend, model, api_key, **({"tokenizer": tokenizer} if tokenizer else {}))
-        # A server's model may be any; the shipped bundle is checked only against local models.
-        bundle = ProbeBundle.load(probes or SHIPPED_PROBES, fingerprint=chosen.fingerprint() if local else None)
+        # A local model gets the bundle shipped for it; a server's model is known by --tokenizer
+        # when that names a model a bundle is shipped for (else the embedded model's, unchecked).
+        named = tokenizer in SHIPPED_BUNDLES
+        if probes is not None:
+            bundle = ProbeBundle.load(probes, fingerprint=chosen.fingerprint() if local else None)
+        elif local:
+            bundle = shipped_probes(chosen)
+        else:
+            bundle = ProbeBundle.load(SHIPPED_BUNDLES[tokenizer] if named else SHIPPED_PROBES)
         engine = TTCEngine(chosen, bundle, pool=budgets)
         given = session_tokens is not None or session_seconds is not None
         defaults = SessionDefaults(session_tokens, session_seconds) if given else None
@@ -720,10 +730,11 @@ def serve(
         raise _fail(exc) from exc
     if not keys:
         console.print("[yellow]no API keys: anyone who can reach the port may call it[/yellow]")
-    if probes is None and not local:
+    if probes is None and not local and not named:
         console.print(
             "[yellow]the shipped probes were fitted on smollm2-135m and are not checked against a server's model: "
-            "fit a bundle on your model's traces and pass --probes[/yellow]"
+            "pass --tokenizer with the served model's name if a bundle is shipped for it "
+            f"({', '.join(SHIPPED_BUNDLES)}), or fit a bundle on your model's traces and pass --probes[/yellow]"
         )
     where = type(budgets).__name__
     console.print(
