@@ -53,6 +53,7 @@ from ttc_agent.answers import answer_key, answers_equal, extract_answer  # noqa:
 from ttc_agent.backends import VLLMServer  # noqa: E402
 from ttc_agent.backends.models import named_model  # noqa: E402
 from ttc_agent.backends.vllm_server import free_port, wait_until_ready  # noqa: E402
+from ttc_agent.demo import SHIPPED_BUNDLES  # noqa: E402
 from ttc_agent.evaluation.datasets import Problem, arithmetic  # noqa: E402
 
 GRADING = "qwen2.5-coder-0.5b"
@@ -209,14 +210,17 @@ def run_all(rows: dict[str, Method], qs: list[Problem], metrics: str) -> dict[st
             for name in names[i % len(names) :] + names[: i % len(names)]:
                 gen0, prompt0 = vllm_tokens(metrics)
                 started = time.perf_counter()
-                text, choice = rows[name](p.question)
+                try:
+                    text, choice, error = *rows[name](p.question), None
+                except (openai.APIError, RuntimeError, KeyError) as exc:  # counted wrong, and reported
+                    text, choice, error = "", None, f"{type(exc).__name__}: {exc}"[:300]
                 seconds = time.perf_counter() - started
                 gen1, prompt1 = vllm_tokens(metrics)
                 answer = extract_answer(text, p.scope)
                 out[name].append({
                     "id": p.id, "level": p.level, "answer": answer, "correct": answers_equal(answer, p.answer),
                     "completion_tokens": gen1 - gen0, "prompt_tokens": prompt1 - prompt0,
-                    "seconds": round(seconds, 3), "choice": choice,
+                    "seconds": round(seconds, 3), "choice": choice, "error": error,
                 })  # fmt: skip
             progress.advance(task)
     return out
@@ -249,6 +253,10 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         choices = Counter(c["choice"] for c in calls if c["choice"])
         if choices:
             rows[name]["choices"] = dict(choices.most_common())
+        errors = [c["error"] for c in calls if c["error"]]
+        if errors:
+            rows[name]["errors"] = len(errors)
+            rows[name]["first_error"] = errors[0]
     ours = {k: v for k, v in rows.items() if k.startswith("ttc-agent serve, lambda")}
     others = {k: v for k, v in rows.items() if k not in ours}
     against = {}
@@ -283,8 +291,9 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="registered model name")
-    parser.add_argument("--probes", type=Path, default=TRACES.with_name(TRACES.name + "-probes"),
-                        help="probe bundle for ttc-agent serve (fitted on the model's arithmetic traces)")  # fmt: skip
+    parser.add_argument(
+        "--probes", type=Path, help="probe bundle for ttc-agent serve (default: the one shipped for --model)"
+    )
     parser.add_argument("--per-level", type=int, default=6, help="questions per arithmetic level")
     parser.add_argument("--seed", type=int, default=11, help="question seed")
     parser.add_argument("--n", type=int, default=8, help="samples for majority, self-consistency and bon")
@@ -310,8 +319,8 @@ def main() -> None:
             port = free_port()
             procs.append(start(
                 [sys.executable, "-m", "ttc_agent.cli", "serve", "--backend", vllm.v1, "--model", "m",
-                 "--probes", str(args.probes), "--tokenizer", args.model, "--port", str(port),
-                 "--max-tokens", str(args.max_tokens)],
+                 "--tokenizer", args.model, "--port", str(port), "--max-tokens", str(args.max_tokens),
+                 *(["--probes", str(args.probes)] if args.probes else [])],
                 f"http://127.0.0.1:{port}/health", logs / "peers-ttc-serve.log", {"TTC_AGENT_API_KEYS": KEY},
             ))  # fmt: skip
             ttc = f"http://127.0.0.1:{port}/v1"
@@ -333,7 +342,7 @@ def main() -> None:
         "levels": sorted({p.level for p in qs}),
         "n": args.n,
         "max_tokens": args.max_tokens,
-        "probes": str(args.probes.relative_to(REPO) if args.probes.is_relative_to(REPO) else args.probes),
+        "probes": str(args.probes or SHIPPED_BUNDLES[args.model].relative_to(REPO)),
         "peer_versions": _peer_versions(venv),
         **summary,
         "calls": runs,
@@ -369,6 +378,9 @@ def _print(console: Console, model: str, summary: dict[str, Any], questions: int
     for name, row in summary["rows"].items():
         table.add_row(*_cells(name, row, summary["against"]))
     console.print(table)
+    for name, row in summary["rows"].items():
+        if row.get("errors"):
+            console.print(f"[red]{name}: {row['errors']} calls failed (counted wrong), e.g. {row['first_error']}[/red]")
     console.print(f"most accurate peer: {summary['most_accurate_peer']}; target met: {summary['target_met']}")
 
 
@@ -389,6 +401,11 @@ def _markdown(data: dict[str, Any]) -> str:
     ]
     lines += ["| " + " | ".join(_cells(n, r, data["against"])) + " |" for n, r in data["rows"].items()]
     top = data["most_accurate_peer"]
+    lines += [
+        f"- {name}: {row['errors']} calls failed and count as wrong (first: `{row['first_error']}`)"
+        for name, row in data["rows"].items()
+        if row.get("errors")
+    ]
     lines += [
         "",
         f"Most accurate peer: {top}. Target (its accuracy or better with at most half its tokens): "
