@@ -12,7 +12,7 @@ from ttc_agent.backends.base import Completion
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.evaluation.records import outcome_record, reselect
-from ttc_agent.strategies import AdaptiveSC, BestOfN, LogprobsUnavailableError, parse_strategy
+from ttc_agent.strategies import AdaptiveSC, BestOfN, DeepConf, LogprobsUnavailableError, parse_strategy
 from ttc_agent.strategies.adaptive import majority_settled
 from ttc_agent.strategies.base import Candidate, TokenBudgetError
 from ttc_agent.strategies.selection import confidence, most_confident
@@ -158,6 +158,40 @@ def test_records_keep_confidence_and_stop_reason_for_replay():
     assert reselect(record, "confident_majority", keep=0.4) is True
     adaptive = outcome_record(problem, AdaptiveSC().run(problem.question, ScriptedBackend(stream("7"))))
     assert adaptive["stop_reason"] == "converged" and adaptive["rounds"] == 1
+
+
+def test_deepconf_sets_its_floor_from_the_warmup_and_votes_among_confident_samples():
+    # Warm-up: confidences -0.1, -0.2, -0.3, -1.0 (keep=0.75: floor at their 25% quantile).
+    # Second round: three unsure "9"s (-2.0) and one sure "7" (-0.1); plain majority says 9.
+    warm = [("7", -0.1), ("7", -0.2), ("8", -0.3), ("9", -1.0)]
+    second = [("9", -2.0), ("9", -2.0), ("9", -2.0), ("7", -0.1)]
+    seen = []
+
+    def make(prompt, params, i):
+        seen.append(params)
+        answer, lp = (warm if params.min_confidence is None else second)[i]
+        return Completion(f"= {answer}", "stop", 5, (lp,) * 5 if params.logprobs else None)
+
+    out = DeepConf(n=8, warmup=4, keep=0.75).run("q?", ScriptedBackend(make))
+    assert out.answer == "7" and out.cost.rounds == 2 and len(out.candidates) == 8
+    floor = seen[-1].min_confidence
+    assert -1.0 < floor < -0.3 and seen[-1].n == 4 and seen[-1].logprobs and seen[0].min_confidence is None
+    assert out.stop_reason == "done"
+    assert parse_strategy("deepconf(n=8, warmup=4, keep=0.75)").spec == "deepconf(n=8, warmup=4, keep=0.75)"
+
+
+def test_deepconf_needs_logprobs_and_sane_settings():
+    backend = ScriptedBackend(lambda p, params, i: Completion("= 7", "stop", 5, None))
+    with pytest.raises(LogprobsUnavailableError, match="deepconf"):
+        DeepConf(n=8, warmup=4).run("q?", backend)
+    with pytest.raises(InvalidRequestError, match="warmup must be smaller than n=4"):
+        DeepConf(n=4, warmup=4)
+    with pytest.raises(InvalidRequestError, match="keep"):
+        DeepConf(n=8, keep=0)
+    with pytest.raises(InvalidRequestError, match="min_confidence needs logprobs"):
+        from ttc_agent.backends.base import SamplingParams
+
+        SamplingParams(min_confidence=-1.0)
 
 
 @pytest.mark.slow

@@ -53,6 +53,26 @@ def test_deadline_aborts_and_keeps_every_partial_sample(vllm_backend):
     assert gen.seconds < 3.0
 
 
+def test_a_confidence_floor_cuts_samples_alone_and_deepconf_spends_less(vllm_backend):
+    from ttc_agent.strategies import DeepConf
+    from ttc_agent.strategies.selection import confidence
+
+    # At temperature 2 most samples turn unsure within a few windows of 4 tokens.
+    params = {"n": 6, "temperature": 2.0, "max_tokens": 60, "seed": 3, "logprobs": True}
+    whole = vllm_backend.generate(CHAT, **params)
+    floor = sorted(confidence(c.token_logprobs, 4) for c in whole.completions)[3]
+    cut = vllm_backend.generate(CHAT, **params, min_confidence=floor, confidence_window=4)
+    reasons = [c.finish_reason for c in cut.completions]
+    assert len(reasons) == 6 and "low_confidence" in reasons and set(reasons) - {"low_confidence"}
+    for c in cut.completions:
+        below = confidence(c.token_logprobs, 4) < floor
+        assert (c.finish_reason == "low_confidence") <= below, "only a sample below the floor is cut"
+    assert cut.completion_tokens < whole.completion_tokens
+    out = DeepConf(n=8, warmup=4, keep=0.5, temperature=1.0, max_tokens=40, seed=2).run("What is 2 + 2?", vllm_backend)
+    assert out.cost.rounds == 2 and len(out.candidates) == 8
+    assert out.cost.completion_tokens == sum(c.num_tokens for c in out.candidates)
+
+
 def test_concurrent_calls_share_the_engine_and_keep_their_own_results(vllm_backend, monkeypatch):
     """Calls from several threads batch in one engine (more than one call's requests are in
     flight at a step) and each gets exactly what it would get alone; a deadline stays per call."""

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ttc_agent.nodes import TTCChatModel, TTCContext, TTCEngine, TTCMiddleware, TTCNode, TTCSettings
     from ttc_agent.policy import CallLimits, StaticPolicy, UtilityPolicy
     from ttc_agent.probes import ProbeBundle
-    from ttc_agent.strategies import AdaptiveSC, BeamSearch, BestOfN, Greedy, Outcome, parse_strategy
+    from ttc_agent.strategies import AdaptiveSC, BeamSearch, BestOfN, DeepConf, Greedy, Outcome, parse_strategy
 
 #: Public name -> the module that defines it (imported on first use).
 _LAZY = {
@@ -77,6 +77,7 @@ _LAZY = {
     "AdaptiveSC": "ttc_agent.strategies",
     "BeamSearch": "ttc_agent.strategies",
     "BestOfN": "ttc_agent.strategies",
+    "DeepConf": "ttc_agent.strategies",
     "Greedy": "ttc_agent.strategies",
     "Outcome": "ttc_agent.strategies",
     "parse_strategy": "ttc_agent.strategies",
@@ -88,6 +89,7 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = [
     "AdaptiveSC",
+    "DeepConf",
     "Backend",
     "ChatModelBackend",
     "BackendError",

@@ -715,13 +715,14 @@ def serve(
         chosen = _backend(backend, model, api_key, **({"tokenizer": tokenizer} if tokenizer else {}))
         # A local model gets the bundle shipped for it; a server's model is known by --tokenizer
         # when that names a model a bundle is shipped for (else the embedded model's, unchecked).
-        named = tokenizer in SHIPPED_BUNDLES
+        shipped_for = SHIPPED_BUNDLES.get(tokenizer or "")
+        named = shipped_for is not None
         if probes is not None:
             bundle = ProbeBundle.load(probes, fingerprint=chosen.fingerprint() if local else None)
         elif local:
             bundle = shipped_probes(chosen)
         else:
-            bundle = ProbeBundle.load(SHIPPED_BUNDLES[tokenizer] if named else SHIPPED_PROBES)
+            bundle = ProbeBundle.load(shipped_for or SHIPPED_PROBES)
         engine = TTCEngine(chosen, bundle, pool=budgets)
         given = session_tokens is not None or session_seconds is not None
         defaults = SessionDefaults(session_tokens, session_seconds) if given else None

@@ -10,6 +10,7 @@ a batch of prompts and runs them as one batched request.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,12 @@ class SamplingParams:
 
     ``temperature=0`` means greedy decoding. ``max_seconds``, when set, is the call's
     deadline: generation stops (``finish_reason="deadline"``) once it has run that long.
+    ``min_confidence``, when set (with ``logprobs``), cuts a sample as soon as the mean token
+    log-probability of any ``confidence_window`` consecutive tokens it has generated falls below
+    it (``finish_reason="low_confidence"``; DeepConf's online filter): a sample cut this way
+    has a `confidence` below ``min_confidence``, as it would have had if generated whole. Only
+    backends that can stop one sequence of a batch cut (in-process vLLM); the others generate
+    every sample whole and leave the filtering to the caller.
     """
 
     n: int = 1
@@ -40,6 +47,8 @@ class SamplingParams:
     logprobs: bool = False
     seed: int | None = None
     max_seconds: float | None = None
+    min_confidence: float | None = None
+    confidence_window: int = 32
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -52,6 +61,12 @@ class SamplingParams:
         check_param("temperature", self.temperature, NON_NEGATIVE)
         check_param("top_p", self.top_p, Interval(float, 0, 1, closed="right"))
         check_param("max_seconds", self.max_seconds, POSITIVE, allow_none=True)
+        check_param("confidence_window", self.confidence_window, POSITIVE_INT)
+        if self.min_confidence is not None:
+            if not isinstance(self.min_confidence, int | float) or math.isnan(self.min_confidence):
+                raise InvalidRequestError(f"min_confidence must be a number, got {self.min_confidence!r}")
+            if not self.logprobs:
+                raise InvalidRequestError("min_confidence needs logprobs=True: confidence is read from them")
         for s in self.stop:
             if not isinstance(s, str) or not s:
                 raise InvalidRequestError(f"stop strings must be non-empty strings, got {s!r}")
@@ -75,7 +90,8 @@ class Completion:
     """One sampled continuation.
 
     ``finish_reason`` is ``"stop"`` (end of turn or a stop string, which is not included in
-    ``text``), ``"length"`` (``max_tokens`` reached) or ``"deadline"`` (``max_seconds`` reached).
+    ``text``), ``"length"`` (``max_tokens`` reached), ``"deadline"`` (``max_seconds`` reached)
+    or ``"low_confidence"`` (cut by ``min_confidence``).
     ``stop_string`` names the stop string that ended it (``None`` at end of turn or a limit).
     ``token_logprobs`` holds each generated token's log-probability under the model's raw
     distribution (before temperature and top-p), when logprobs were asked for.

@@ -137,7 +137,7 @@ class VLLMBackend(LockedSyncBackend):
         seconds = time.perf_counter() - started
         results = []
         for ids, out in zip(encoded, outputs, strict=True):
-            completions = tuple(_completion(c, params, timed_out) for c in out)
+            completions = tuple(_completion(c, params, timed_out, was_cut) for c, was_cut in out)
             results.append(PromptResult(prompt_tokens=len(ids), completions=completions))
         return Generation(results=tuple(results), seconds=seconds, model=self._name)
 
@@ -148,10 +148,13 @@ class VLLMBackend(LockedSyncBackend):
         from vllm.sampling_params import RequestOutputKind
 
         deadline = None if params.max_seconds is None else time.perf_counter() + params.max_seconds
-        # Without a deadline, a prompt's n samples are one request. With one, each sample is
-        # its own request streaming cumulative output, so an abort keeps every partial sample
-        # (vLLM reports an aborted n>1 request's samples incompletely).
-        fan_out = params.n if deadline is not None and params.n > 1 else 1
+        cutting = params.min_confidence is not None
+        # Without a deadline or a confidence floor, a prompt's n samples are one request. With
+        # either, each sample is its own request streaming cumulative output, so that one can be
+        # cut alone and an abort keeps every partial sample (vLLM reports an aborted n>1
+        # request's samples incompletely).
+        streamed = deadline is not None or cutting
+        fan_out = params.n if streamed and params.n > 1 else 1
         groups: list[list[str]] = []
         requests = []
         for tokens in encoded:
@@ -166,7 +169,7 @@ class VLLMBackend(LockedSyncBackend):
                     logprobs=0 if params.logprobs else None,
                     seed=None if params.seed is None else params.seed + k,
                 )
-                sp.output_kind = RequestOutputKind.CUMULATIVE if deadline else RequestOutputKind.FINAL_ONLY
+                sp.output_kind = RequestOutputKind.CUMULATIVE if streamed else RequestOutputKind.FINAL_ONLY
                 rid = f"ttc-{next(_request_ids)}"
                 requests.append((rid, tokens, sp))
                 group.append(rid)
@@ -174,18 +177,28 @@ class VLLMBackend(LockedSyncBackend):
         ids = [rid for group in groups for rid in group]
         latest: dict[str, Any] = {}
         pending = set(ids)
+        cut: set[str] = set()
         timed_out = False
         with self._turn:
             self._queued.extend(requests)
             self._owned.update(ids)
         try:
             while pending:
+                low: list[str] = []
                 with self._turn:
                     for rid in list(pending):  # what earlier steps, ours or another call's, produced
                         if (out := self._outputs.get(rid)) is not None:
                             latest[rid] = out
                             if out.finished:
                                 pending.discard(rid)
+                            elif cutting and _below_floor(out.outputs[0], params):
+                                pending.discard(rid)
+                                low.append(rid)
+                if low:  # cut them now, so the engine stops spending on them
+                    cut.update(low)
+                    with self._lock:
+                        self.llm.llm_engine.abort_request(low)
+                with self._turn:
                     if not pending:
                         break
                     left = None if deadline is None else deadline - time.perf_counter()
@@ -204,7 +217,7 @@ class VLLMBackend(LockedSyncBackend):
                         self._turn.notify_all()
         finally:
             self._forget(ids, pending)
-        return _gather(groups, latest), timed_out
+        return _gather(groups, latest, cut), timed_out
 
     def _step(self) -> None:
         """One engine step, after adding every queued request (by the call whose turn it is)."""
@@ -233,13 +246,34 @@ class VLLMBackend(LockedSyncBackend):
                 self.llm.llm_engine.abort_request(sorted(unfinished - never_added))
 
 
-def _gather(groups: list[list[str]], latest: dict[str, Any]) -> list[list[Any]]:
-    """Per prompt, the completion outputs of all its requests (none for a request never run)."""
-    return [[c for rid in group if rid in latest for c in latest[rid].outputs] for group in groups]
+def _gather(groups: list[list[str]], latest: dict[str, Any], cut: set[str]) -> list[list[tuple[Any, bool]]]:
+    """Per prompt, the completion outputs of all its requests (none for a request never run),
+    each with whether it was cut for low confidence."""
+    return [[(c, rid in cut) for rid in group if rid in latest for c in latest[rid].outputs] for group in groups]
 
 
-def _completion(out: Any, params: SamplingParams, timed_out: bool) -> Completion:
-    if out.finish_reason is None:  # aborted at the deadline
+def _below_floor(out: Any, params: SamplingParams) -> bool:
+    """Whether a sample in progress has a window of ``params.confidence_window`` tokens whose
+    mean log-probability is below ``params.min_confidence`` (only full windows count: a reply
+    shorter than one window is judged whole, by the caller, once it ends)."""
+    window = params.confidence_window
+    if out.logprobs is None or len(out.token_ids) < window:
+        return False
+    values = [float(step[tok].logprob) for tok, step in zip(out.token_ids, out.logprobs, strict=False)]
+    floor = params.min_confidence
+    assert floor is not None
+    total = sum(values[:window])
+    lowest = total
+    for i in range(window, len(values)):
+        total += values[i] - values[i - window]
+        lowest = min(lowest, total)
+    return lowest / window < floor
+
+
+def _completion(out: Any, params: SamplingParams, timed_out: bool, was_cut: bool = False) -> Completion:
+    if was_cut:
+        reason = "low_confidence"
+    elif out.finish_reason is None:  # aborted at the deadline
         reason = "deadline" if timed_out else "length"
     else:
         reason = "length" if out.finish_reason == "length" else "stop"

@@ -55,9 +55,13 @@ class ProbeMismatchError(TTCError):
 
 
 def batch_size(spec: str) -> int:
-    """Samples per round of a strategy spec: 1, N, width x expand, or adaptive_sc's batch."""
+    """Samples per round of a strategy spec: 1, N, width x expand, adaptive_sc's batch, or the
+    larger of deepconf's two rounds."""
     if m := re.match(r"best_of_n\((\d+)", spec):
         return int(m.group(1))
+    if m := re.match(r"deepconf\(n=(\d+), warmup=(\d+)", spec):
+        n, warmup = int(m.group(1)), int(m.group(2))
+        return max(warmup, n - warmup)
     if m := re.match(r"adaptive_sc\(max_n=\d+, batch=(\d+)", spec):
         return int(m.group(1))
     if m := re.match(r"beam\(width=(\d+), expand=(\d+)", spec):

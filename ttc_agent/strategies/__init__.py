@@ -1,4 +1,5 @@
-"""Decoding strategies the policy chooses between: `Greedy`, `BestOfN`, `BeamSearch`, `AdaptiveSC`.
+"""Decoding strategies the policy chooses between: `Greedy`, `BestOfN`, `BeamSearch`, `AdaptiveSC`,
+`DeepConf`.
 
 Each has ``run(query, backend, verifier=None)`` and ``arun(...)`` returning an `Outcome` with
 the chosen text and answer, every candidate with its score, and the exact `Cost`.
@@ -17,6 +18,7 @@ from ttc_agent.strategies.base import (
 )
 from ttc_agent.strategies.beam_search import BeamSearch
 from ttc_agent.strategies.best_of_n import BestOfN
+from ttc_agent.strategies.deepconf import DeepConf
 from ttc_agent.strategies.greedy import Greedy
 from ttc_agent.strategies.selection import SELECTIONS
 from ttc_agent.strategies.spec import parse_strategy
@@ -28,6 +30,7 @@ __all__ = [
     "BestOfN",
     "Candidate",
     "Cost",
+    "DeepConf",
     "Greedy",
     "LogprobsUnavailableError",
     "Outcome",

@@ -1,11 +1,11 @@
 """Strategy spec strings, as the CLI and config files write them.
 
 Grammar: ``NAME`` or ``NAME(ARG, ..., KEY=VALUE, ...)`` where NAME is ``greedy``,
-``best_of_n`` (alias ``bon``), ``beam`` (alias ``beam_search``) or ``adaptive_sc``; values are
+``best_of_n`` (alias ``bon``), ``beam`` (alias ``beam_search``), ``adaptive_sc`` or ``deepconf``; values are
 integers, floats or bare words. Examples: ``greedy``, ``best_of_n(8, select=majority)``,
 ``best_of_n(16, select=weighted_majority, verifier=logprob)``,
 ``best_of_n(8, select=confident_majority, keep=0.5)``, ``beam(width=4, expand=4)``,
-``adaptive_sc(max_n=16, batch=4, threshold=0.95)``.
+``adaptive_sc(max_n=16, batch=4, threshold=0.95)``, ``deepconf(n=16, warmup=4, keep=0.9)``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ttc_agent.strategies.adaptive import AdaptiveSC
 from ttc_agent.strategies.base import Strategy
 from ttc_agent.strategies.beam_search import BeamSearch
 from ttc_agent.strategies.best_of_n import BestOfN
+from ttc_agent.strategies.deepconf import DeepConf
 from ttc_agent.strategies.greedy import Greedy
 
 _FACTORIES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
@@ -27,6 +28,7 @@ _FACTORIES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
     "beam": (BeamSearch, ("width", "expand", "max_steps")),
     "beam_search": (BeamSearch, ("width", "expand", "max_steps")),
     "adaptive_sc": (AdaptiveSC, ("max_n", "batch", "threshold")),
+    "deepconf": (DeepConf, ("n", "warmup", "keep")),
 }
 #: The longest spec string accepted (the longest real one is under 150 characters).
 MAX_SPEC_LENGTH = 400
