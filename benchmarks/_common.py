@@ -108,18 +108,24 @@ def latency_for(traces: Path) -> Path | None:
     return profile if profiled == traced else None
 
 
-def fitted_bundle(traces: Path, test_fraction: float = 0.3):
+#: The probes' features unless a benchmark is told otherwise (``--features``).
+DEFAULT_FEATURES = "text_stats,sentence_embedding"
+
+
+def fitted_bundle(traces: Path, test_fraction: float = 0.3, features: str = DEFAULT_FEATURES):
     """The probe bundle fitted on the train split of a trace folder, exactly as
-    ``ttc-agent train --traces T [--latency T/../latency.json] --test-fraction 0.3`` fits it
-    (the latency model when `latency_for` finds one); saved beside the traces as
-    ``<traces>-probes`` and reloaded while the traces are unchanged."""
-    from ttc_agent.probes import ProbeBundle
+    ``ttc-agent train --traces T --features F [--latency T/../latency.json] --test-fraction 0.3``
+    fits it (the latency model when `latency_for` finds one); saved beside the traces as
+    ``<traces>-probes`` and reloaded while the traces and the features are unchanged."""
+    from ttc_agent.probes import FeatureSet, ProbeBundle
     from ttc_agent.probes.training import train_from_traces
 
     out = traces.with_name(traces.name + "-probes")
     saved = out / "bundle.json"
     if saved.is_file() and saved.stat().st_mtime > (traces / "traces.jsonl").stat().st_mtime:
-        return ProbeBundle.load(out)
-    bundle = train_from_traces(traces, latency=latency_for(traces), test_fraction=test_fraction).bundle
+        cached = ProbeBundle.load(out)
+        if cached.features.config() == FeatureSet.from_names(features).config():
+            return cached
+    bundle = train_from_traces(traces, features, latency=latency_for(traces), test_fraction=test_fraction).bundle
     bundle.save(out)
     return bundle

@@ -14,7 +14,7 @@ for intervals that a 30% split is too small to give.
 Writes benchmarks/results/policy.json (a dataset not run is kept from the file) and docs/img/policy-<dataset>-{tokens,seconds}.png.
 
     .venv/bin/python benchmarks/policy.py [--datasets arithmetic]
-    .venv/bin/python benchmarks/policy.py --datasets qwen-arithmetic --no-collect   # reference model
+    .venv/bin/python benchmarks/policy.py --datasets qwen-arithmetic --no-collect --features text_stats
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arithmetic_by_level, fitted_bundle, latency_for, saved_results, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_FEATURES,
+    arithmetic_by_level,
+    fitted_bundle,
+    latency_for,
+    saved_results,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 IMG = HERE.parent / "docs" / "img"
@@ -77,14 +84,14 @@ def report(name: str, result: dict, title: str) -> None:
     console.print(f"choices by level: {result['choices_by_level']}")
 
 
-def run(name: str, bootstrap: int, folds: int) -> dict:
+def run(name: str, bootstrap: int, folds: int, features: str = DEFAULT_FEATURES) -> dict:
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.evaluation.replay import plot, replay
     from ttc_agent.probes import TraceTable
     from ttc_agent.probes.training import cross_fit
 
     traces = HERE / "traces" / name
-    bundle = fitted_bundle(traces)
+    bundle = fitted_bundle(traces, features=features)
     table = TraceTable.from_records(read_traces(traces), bundle.specs)
     held = bundle.held_out(table)
     trained = bundle.train_ids_
@@ -93,6 +100,7 @@ def run(name: str, bootstrap: int, folds: int) -> dict:
     IMG.mkdir(parents=True, exist_ok=True)
     result["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(result, str(IMG / f"policy-{name}"))]
     result["train_problems"] = len(trained)
+    result["features"] = features
     result["latency_flip"] = latency_flip(pred, bundle.specs)
 
     report(name, result, f"{name}: {len(held.ids)} held-out problems (probes fitted on {len(trained)})")
@@ -108,7 +116,7 @@ def run(name: str, bootstrap: int, folds: int) -> dict:
             f.add_row(f"{row['lambda_seconds']:.2e}", *(str(row[s]) for s in bundle.specs))
         console.print(f)
     if folds:
-        everything, crossed = cross_fit(traces, latency=latency_for(traces), folds=folds)
+        everything, crossed = cross_fit(traces, features=features, latency=latency_for(traces), folds=folds)
         cf = replay(everything, crossed, bootstrap=bootstrap)
         cf["folds"] = folds
         cf["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(cf, str(IMG / f"policy-{name}-crossfit"))]
@@ -129,6 +137,9 @@ def main() -> None:
     parser.add_argument("--per-level", type=int, default=20, help="arithmetic questions per level to collect")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each sampling strategy per question")
     parser.add_argument("--no-collect", action="store_true", help="replay the traces as they are")
+    parser.add_argument(
+        "--features", default=DEFAULT_FEATURES, help="the probes' features (the reference model's bundle: text_stats)"
+    )
     args = parser.parse_args()
     if not args.no_collect:
         from ttc_agent.backends import TransformersBackend
@@ -146,7 +157,9 @@ def main() -> None:
             dataset="arithmetic",
         )
     data = saved_results("policy").get("datasets", {})  # datasets not run are kept
-    data.update({name: run(name, args.bootstrap, args.folds) for name in args.datasets.split(",") if name})
+    data.update(
+        {name: run(name, args.bootstrap, args.folds, args.features) for name in args.datasets.split(",") if name}
+    )
     path = write_results("policy", {"datasets": data})
     console.print(f"wrote {path}")
 

@@ -15,7 +15,7 @@ Steps (each resumable; traces live in benchmarks/traces/):
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
     .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
-    .venv/bin/python benchmarks/probes.py --datasets qwen-arithmetic,qwen-gsm8k --no-collect   # reference model
+    .venv/bin/python benchmarks/probes.py --datasets qwen-arithmetic --no-collect --features text_stats
 
 A trace folder of another model than the profiled one gets its latency regressed from the
 traced seconds (`latency_for`); results for datasets not run this time are kept from the file.
@@ -32,12 +32,11 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import arithmetic_by_level, latency_for, saved_results, write_results  # noqa: E402
+from _common import DEFAULT_FEATURES, arithmetic_by_level, latency_for, saved_results, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
 IMG = HERE.parent / "docs" / "img"
-FEATURES = "text_stats,sentence_embedding"
 
 
 def timing(bundle, prompts, tokens) -> dict[str, float]:
@@ -54,7 +53,10 @@ def timing(bundle, prompts, tokens) -> dict[str, float]:
             runs.append((time.perf_counter() - started) * 1000)
         return statistics.median(runs)
 
-    stats, embedding = bundle.features.extractors
+    from ttc_agent.probes import SentenceEmbedding
+
+    stats = bundle.features.extractors[0]
+    embedding = next((e for e in bundle.features.extractors if isinstance(e, SentenceEmbedding)), SentenceEmbedding())
     X = bundle.features.transform(prompts)
     hidden = PromptHiddenState()
     return {
@@ -66,13 +68,13 @@ def timing(bundle, prompts, tokens) -> dict[str, float]:
     }
 
 
-def q90_coverage(traces: Path, folds: int = 5) -> dict[str, float]:
+def q90_coverage(traces: Path, features: str, folds: int = 5) -> dict[str, float]:
     """Per strategy, the share of all runs within the q90 tokens predicted by probes
     cross-fitted over ``folds`` folds (every question held out once)."""
     from ttc_agent.probes.evaluate import runs_within_q90
     from ttc_agent.probes.training import cross_fit
 
-    return runs_within_q90(*cross_fit(traces, features=FEATURES, latency=latency_for(traces), folds=folds))
+    return runs_within_q90(*cross_fit(traces, features=features, latency=latency_for(traces), folds=folds))
 
 
 LOOKAHEAD = (0, 1, 2, 4, 8, 12)
@@ -160,6 +162,9 @@ def main() -> None:
         action="store_true",
         help="use the trace folders as they are (any model's, e.g. qwen-arithmetic)",
     )
+    parser.add_argument(
+        "--features", default=DEFAULT_FEATURES, help="the probes' features (the reference model's bundle: text_stats)"
+    )
     args = parser.parse_args()
     from ttc_agent.evaluation.collect import collect, read_meta, read_traces
     from ttc_agent.evaluation.menu import Menu
@@ -187,7 +192,7 @@ def main() -> None:
         meta = read_meta(TRACES / name)
         menu = Menu.from_dict(meta["menu"])
         table = TraceTable.from_records(read_traces(TRACES / name), menu.specs)
-        features = FeatureSet.from_names(FEATURES)
+        features = FeatureSet.from_names(args.features)
         X = features.transform(table.prompts)
         train, test = split_ids(table.ids, 0.3)
         profiled = latency_for(TRACES / name)
@@ -199,6 +204,7 @@ def main() -> None:
         metrics = evaluate(bundle, held, X[test])
         results[name] = {
             "model": meta["backend"].get("source", {}).get("name", meta["backend"].get("model")),
+            "features": args.features,
             "model_sha256": meta["backend"].get("source", {}).get("gguf_sha256"),
             "latency": "profiled" if latency else "regressed from the traced seconds",
             "menu": menu.to_dict(),
@@ -209,7 +215,7 @@ def main() -> None:
             **timing(bundle, held.prompts, held.prompt_tokens),
             "plots": plots(name, bundle, held, X[test]),
         }
-        results[name]["tokens_q90_coverage_cross_fitted"] = coverage = q90_coverage(TRACES / name)
+        results[name]["tokens_q90_coverage_cross_fitted"] = coverage = q90_coverage(TRACES / name, args.features)
         console.print(
             f"{name}: share of runs within the predicted q90 tokens (cross-fitted, every question): "
             + ", ".join(f"{spec} {c:.0%}" for spec, c in coverage.items())
@@ -222,7 +228,7 @@ def main() -> None:
                 + ", ".join(f"k={k} {v['completion_tokens_mape']:.0%}" for k, v in lookahead.items())
             )
         t = metrics_table(
-            metrics, f"{name}: held-out probes ({len(test)} of {len(table.ids)} questions, features {FEATURES})"
+            metrics, f"{name}: held-out probes ({len(test)} of {len(table.ids)} questions, features {args.features})"
         )
         console.print(t)
         r = results[name]
@@ -230,7 +236,7 @@ def main() -> None:
             f"per query (median): text stats + predict the menu {r['text_stats_plus_predict_ms_median']:.2f} ms; "
             f"MiniLM forward {r['sentence_embedding_forward_ms_median']:.1f} ms; policy-model hidden state {r['hidden_state_forward_ms_median']:.1f} ms"
         )
-    path = write_results("probes", {"features": FEATURES, "datasets": results})
+    path = write_results("probes", {"datasets": results})
     console.print(f"wrote {path}; the plots are in {IMG}")
 
 
