@@ -9,7 +9,9 @@
    with fixed prices calibrated to the budget (no manager), the hindsight oracle, and the spend
    ceiling (the most expensive strategy the guarantees allow on every call).
 2. Real run (``--real N``): N multi-step workflows of the example agent (`ttc_agent.demo`) on
-   the embedded model under each ``--real-budget TOKENS:SECONDS``; the ledger is checked
+   ``--model`` (transformers) under each ``--real-budget TOKENS:SECONDS``, choosing per call
+   with the probes shipped for the model and, with ``--real-modes adaptive,greedy``, the same
+   workflows with greedy forced on every call under the same budget; the ledger is checked
    against the backend's own token counts and a wall clock.
 
 Writes benchmarks/results/budgets.json (a part, dataset or real budget not run this time is
@@ -17,6 +19,9 @@ kept from the file) and docs/img/budgets-success-<dataset>-*.png.
 
     .venv/bin/python benchmarks/budgets.py [--parts simulator,real] [--datasets arithmetic,gsm8k]
         [--workflows 10000] [--steps 4] [--real 20] [--real-budget 700:20 --real-budget 350:8]
+    .venv/bin/python benchmarks/budgets.py --parts simulator --datasets qwen-arithmetic --features text_stats
+    .venv/bin/python benchmarks/budgets.py --parts real --model qwen2.5-coder-0.5b --real 10 \
+        --real-budget 400:30 --real-budget 200:12 --real-modes adaptive,greedy
 """
 
 from __future__ import annotations
@@ -30,7 +35,14 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fitted_bundle, latency_for, saved_results, write_doc_block, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_FEATURES,
+    fitted_bundle,
+    latency_for,
+    saved_results,
+    write_doc_block,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -50,16 +62,18 @@ def label_multiples(rows: list[dict], multiples: tuple[float, ...]) -> None:
         r["budget_vs_greedy"] = m
 
 
-def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
+def simulator(dataset: str, workflows: int, steps: int, folds: int, features: str = DEFAULT_FEATURES) -> dict:
     from ttc_agent.budgets import WorkflowBudget
     from ttc_agent.budgets.simulate import plot_simulation, simulate, simulation_table
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.probes import TraceTable
     from ttc_agent.probes.training import cross_fit
 
-    bundle = fitted_bundle(TRACES / dataset)  # its calibration sets the Paced manager's starting prices
+    bundle = fitted_bundle(
+        TRACES / dataset, features=features
+    )  # its calibration sets the Paced manager's starting prices
     if folds:
-        table, pred = cross_fit(TRACES / dataset, latency=latency_for(TRACES / dataset), folds=folds)
+        table, pred = cross_fit(TRACES / dataset, features, latency=latency_for(TRACES / dataset), folds=folds)
     else:
         table = bundle.held_out(TraceTable.from_records(read_traces(TRACES / dataset), bundle.specs))
         pred = bundle.predict(table.prompts, table.prompt_tokens)
@@ -109,6 +123,7 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int) -> dict:
     return {
         "problems": len(table.ids),
         "predictions": f"cross-fitted over {folds} folds" if folds else "held-out split",
+        "features": features,
         "greedy_tokens_per_call": greedy,
         "steps": steps,
         "workflows": workflows,
@@ -192,14 +207,15 @@ class CountingBackend:
         return gen
 
 
-def real_run(n: int, max_tokens: int, max_seconds: float) -> dict:
-    """``n`` multi-step workflows of the example agent, each under the same tight budget."""
+def real_run(n: int, max_tokens: int, max_seconds: float, model: str, mode: str = "adaptive") -> dict:
+    """``n`` multi-step workflows of the example agent on ``model``, each under the same tight
+    budget, choosing per call (``mode="adaptive"``) or greedy on every call (``"greedy"``)."""
     from ttc_agent.backends import TransformersBackend
     from ttc_agent.budgets import WorkflowBudget, budget_exhausted
     from ttc_agent.demo import make_graph, shipped_probes
     from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
 
-    inner = TransformersBackend()
+    inner = TransformersBackend(model)
     backend = CountingBackend(inner)
     node = TTCNode(TTCEngine(backend, shipped_probes(inner)))
     graph = make_graph(node)
@@ -212,7 +228,10 @@ def real_run(n: int, max_tokens: int, max_seconds: float) -> dict:
         before = backend.tokens
         started = time.perf_counter()
         try:
-            out = graph.invoke({"question": question}, context=TTCContext(budget=budget))
+            context = TTCContext(
+                budget=budget, answer_scope="first_result", strategy="greedy" if mode == "greedy" else None
+            )
+            out = graph.invoke({"question": question}, context=context)
             error = None
         except Exception as exc:  # counted, not hidden: the target is zero
             out, error = {}, repr(exc)
@@ -244,6 +263,8 @@ def real_run(n: int, max_tokens: int, max_seconds: float) -> dict:
     overrun_t = [r["ledger_tokens"] - max_tokens for r in rows if r["ledger_tokens"] is not None]
     overrun_s = [r["ledger_seconds"] - max_seconds for r in rows if r["ledger_seconds"] is not None]
     summary = {
+        "model": inner.fingerprint(),
+        "mode": mode,
         "workflows": n,
         "budget": {"max_tokens": max_tokens, "max_seconds": max_seconds, "expected_calls": 3},
         "ledger_matches_backend": all(r["ledger_tokens"] == r["backend_tokens"] for r in rows),
@@ -282,7 +303,18 @@ def main() -> None:
     )
     parser.add_argument("--workflows", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--real", type=int, default=20, help="real workflows per budget on the embedded model")
+    parser.add_argument(
+        "--features",
+        default=DEFAULT_FEATURES,
+        help="the simulator's probe features (the reference model's: text_stats)",
+    )
+    parser.add_argument("--real", type=int, default=20, help="real workflows per budget")
+    parser.add_argument("--model", default="smollm2-135m", help="the real run's model (a registered name)")
+    parser.add_argument(
+        "--real-modes",
+        default="adaptive",
+        help="per call choice (adaptive) and/or greedy forced on every call (greedy), comma-separated",
+    )
     parser.add_argument(
         "--real-budget",
         action="append",
@@ -293,16 +325,26 @@ def main() -> None:
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     if unknown := parts - {"simulator", "real"}:
         parser.error(f"unknown parts {sorted(unknown)}; expected simulator and/or real")
+    modes = [m.strip() for m in args.real_modes.split(",") if m.strip()]
+    if bad := set(modes) - {"adaptive", "greedy"}:
+        parser.error(f"unknown --real-modes {sorted(bad)}; expected adaptive and/or greedy")
     data = saved_results("budgets")
     if "simulator" in parts:
         simulated = data.setdefault("simulator", {})
         for name in (n for n in args.datasets.split(",") if n):
-            simulated[name] = simulator(name, args.workflows, args.steps, args.folds)
+            simulated[name] = simulator(name, args.workflows, args.steps, args.folds, args.features)
             write_doc_block(f"budgets-{name}", markdown(simulated[name]))
     if "real" in parts:
         real = data.setdefault("real", {})
         for tokens, seconds in args.real_budget or [(700, 20.0), (350, 8.0)]:
-            real[f"{tokens}:{seconds:g}"] = real_run(args.real, tokens, seconds)
+            for mode in modes:
+                # The embedded model's adaptive runs keep their first key.
+                key = (
+                    f"{tokens}:{seconds:g}"
+                    if (args.model, mode) == ("smollm2-135m", "adaptive")
+                    else f"{args.model} {tokens}:{seconds:g} {mode}"
+                )
+                real[key] = real_run(args.real, tokens, seconds, args.model, mode)
     path = write_results("budgets", data)
     console.print(f"wrote {path}")
 
