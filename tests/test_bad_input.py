@@ -114,6 +114,20 @@ def test_a_bundle_made_for_another_model(saved_bundle):
         ProbeBundle.load(saved_bundle, fingerprint={"weights": "not-the-same"})
 
 
+def test_a_bundle_from_the_same_source_file_converted_again_loads(tmp_path):
+    """A named model's identity is its pinned GGUF's sha256: a folder converted by another
+    transformers version has another weights digest and is still the same model; another
+    GGUF is not, whatever its digest."""
+    from ttc_agent.probes import ProbeBundle, ProbeMismatchError
+
+    source = {"name": "m", "gguf_sha256": "a" * 64}
+    bundle_for({"backend": "scripted", "weights": "w1", "source": source}).save(tmp_path / "b")
+    loaded = ProbeBundle.load(tmp_path / "b", fingerprint={"backend": "scripted", "weights": "w2", "source": source})
+    assert loaded.fingerprint["weights"] == "w1"
+    with pytest.raises(ProbeMismatchError, match="trained on model"):
+        ProbeBundle.load(tmp_path / "b", fingerprint={"weights": "w1", "source": {"gguf_sha256": "b" * 64}})
+
+
 def test_shipped_probes_for_a_model_none_is_shipped_for():
     from ttc_agent.demo import SHIPPED_BUNDLES, shipped_probes
     from ttc_agent.probes import ProbeMismatchError

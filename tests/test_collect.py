@@ -83,6 +83,26 @@ def test_resuming_with_another_menu_or_model_is_refused(tmp_path):
         collect(problems, MENU, other, tmp_path, progress=False)
 
 
+def test_resuming_on_the_same_source_file_converted_again(tmp_path):
+    problems = arithmetic(per_level=2, levels=(1,), seed=0)
+    source = {"name": "m", "gguf_sha256": "a" * 64}
+
+    def backend(weights, sha):
+        b = ScriptedBackend(texts("= 5"))
+        b.fingerprint = lambda: {
+            "backend": "scripted",
+            "model": "m",
+            "weights": weights,
+            "source": {**source, "gguf_sha256": sha},
+        }
+        return b
+
+    collect(problems[:1], MENU, backend("w1", "a" * 64), tmp_path, progress=False)
+    assert collect(problems, MENU, backend("w2", "a" * 64), tmp_path, progress=False) == 2
+    with pytest.raises(InvalidRequestError, match="another backend"):
+        collect(problems, MENU, backend("w1", "b" * 64), tmp_path, progress=False)
+
+
 def test_bad_collection_arguments(tmp_path):
     with pytest.raises(InvalidRequestError, match="repeats"):
         collect([], MENU, ScriptedBackend(texts("1")), tmp_path, repeats=0)

@@ -25,6 +25,7 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from ttc_agent.answers import extract_answer
+from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.backends.models import REFERENCE_MODEL, TEST_MODEL
 from ttc_agent.budgets import BudgetState, budget_exhausted
 from ttc_agent.nodes import TTCContext, TTCNode
@@ -54,7 +55,7 @@ def shipped_probes(backend: Backend) -> ProbeBundle:
         if not (folder / "bundle.json").is_file():
             continue
         made_on = json.loads((folder / "bundle.json").read_text()).get("fingerprint") or {}
-        if made_on.get("weights") == fingerprint.get("weights"):
+        if same_model(made_on, fingerprint):
             return ProbeBundle.load(folder, fingerprint=fingerprint)
     raise ProbeMismatchError(
         f"no probe bundle is shipped for model {fingerprint.get('model')!r} (weights {fingerprint.get('weights')}); "

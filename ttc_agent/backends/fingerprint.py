@@ -2,13 +2,16 @@
 
 Probe and verifier bundles record it, so a bundle trained on one model's traces is never
 silently used with another. It hashes the config, the tokenizer and the head and tail of each
-weight file with its size, so it takes milliseconds even for multi-GB checkpoints.
+weight file with its size, so it takes milliseconds even for multi-GB checkpoints. A named
+model converted from a pinned GGUF file also carries that file's sha256 (``source``), which is
+its identity: the converted folder's bytes change with the transformers version that wrote it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -60,3 +63,21 @@ def local_fingerprint(backend: str, name: str, folder: Path, **extra: object) ->
     if record is not None:
         fp["source"] = record.get("provenance")
     return {**fp, **extra}
+
+
+def same_model(a: Mapping[str, object] | None, b: Mapping[str, object] | None) -> bool | None:
+    """Whether two fingerprints name the same model: by the sha256 of the source file both were
+    converted from where both record one (a named model converted by any transformers version),
+    else by the weights digest; ``None`` when either fingerprint says neither."""
+    source_a, source_b = _source_sha256(a), _source_sha256(b)
+    if source_a and source_b:
+        return source_a == source_b
+    weights_a, weights_b = (a or {}).get("weights"), (b or {}).get("weights")
+    if weights_a and weights_b:
+        return weights_a == weights_b
+    return None
+
+
+def _source_sha256(fingerprint: Mapping[str, object] | None) -> object:
+    source = (fingerprint or {}).get("source")
+    return source.get("gguf_sha256") if isinstance(source, Mapping) else None

@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.evaluation.menu import Menu
@@ -100,7 +101,11 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     path = out / META
     if path.is_file():
         old = json.loads(path.read_text())
-        if _model_identity(old.get("backend") or {}) != _model_identity(meta["backend"]):
+        old_backend = old.get("backend") or {}
+        same = (
+            _serving(old_backend) == _serving(meta["backend"]) and same_model(old_backend, meta["backend"]) is not False
+        )
+        if not same:
             raise InvalidRequestError(
                 f"{out} holds traces made with another backend: {old.get('backend')!r}, not {meta['backend']!r}; "
                 "use a new folder"
@@ -123,10 +128,10 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _model_identity(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """What must match to resume a collection: the backend's fingerprint without the weights'
-    provenance (recorded since traces were first made; the weights digest already pins them)."""
-    return {k: v for k, v in fingerprint.items() if k != "source"}
+def _serving(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """What must match, beside the model itself (`same_model`), to resume a collection: how the
+    backend serves it (its kind, the model's name, dtype and other settings)."""
+    return {k: v for k, v in fingerprint.items() if k not in ("source", "weights")}
 
 
 def collect(

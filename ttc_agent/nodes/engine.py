@@ -23,6 +23,7 @@ from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
 from ttc_agent.backends.base import Backend
+from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.budgets.budget import BudgetError, BudgetExhaustedError, Grant, WorkflowBudget
 from ttc_agent.budgets.expected import CallHistory
 from ttc_agent.budgets.gate import BudgetGate, CallPlan
@@ -145,8 +146,7 @@ class TTCEngine:
             raise ProbeMismatchError(
                 f"the probe bundle was trained for menu {list(probes.specs)}, not {list(menu.specs)}"
             )
-        trained_on, serving = (probes.fingerprint or {}).get("weights"), backend.fingerprint().get("weights")
-        if trained_on and serving and trained_on != serving:
+        if same_model(probes.fingerprint, backend.fingerprint()) is False:
             raise ProbeMismatchError(
                 f"the probe bundle was trained on model {probes.fingerprint}, the backend serves {backend.fingerprint()}"
             )

@@ -29,6 +29,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ttc_agent.backends.base import Prompt
+from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError, TTCError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.probes.features import FeatureSet
@@ -388,11 +389,7 @@ class ProbeBundle:
             )
         if features is not None and features.config() != meta["features"]:
             raise ProbeMismatchError(f"the bundle at {root} uses features {meta['features']}, not {features.config()}")
-        if (
-            fingerprint is not None
-            and meta.get("fingerprint")
-            and fingerprint.get("weights") != meta["fingerprint"].get("weights")
-        ):
+        if same_model(fingerprint, meta.get("fingerprint")) is False:
             raise ProbeMismatchError(
                 f"the bundle at {root} was trained on model {meta['fingerprint']}, not {fingerprint}"
             )
