@@ -96,6 +96,14 @@ def arithmetic_by_level(per_level: int, levels=(1, 2, 3, 4), seed: int = 7) -> l
     return interleave([arithmetic(per_level=per_level, levels=(lv,), seed=seed * 100 + lv) for lv in levels])
 
 
+def traced_model(traces: Path) -> dict:
+    """The model a trace folder was collected on, as every result records it: its registered
+    name (or the backend's model name) and the sha256 of the GGUF it was converted from."""
+    backend = json.loads((traces / "meta.json").read_text()).get("backend") or {}
+    source = backend.get("source") or {}
+    return {"model": source.get("name", backend.get("model")), "model_sha256": source.get("gguf_sha256")}
+
+
 def latency_for(traces: Path) -> Path | None:
     """The latency model profiled for the model a trace folder was collected on
     (``benchmarks/traces/latency.json``, the embedded model's), or ``None`` when it was profiled

@@ -40,6 +40,7 @@ from _common import (  # noqa: E402
     fitted_bundle,
     latency_for,
     saved_results,
+    traced_model,
     write_doc_block,
     write_results,
 )
@@ -121,6 +122,7 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int, features: st
         sweep[f"{q:g}"] = [r for r in rows if r["allocation"] in ("paced", "spend_ceiling")]
     results["quantiles"] = sweep
     return {
+        **traced_model(TRACES / dataset),
         "problems": len(table.ids),
         "predictions": f"cross-fitted over {folds} folds" if folds else "held-out split",
         "features": features,

@@ -34,6 +34,7 @@ from _common import (  # noqa: E402
     fitted_bundle,
     latency_for,
     saved_results,
+    traced_model,
     write_results,
 )
 
@@ -101,6 +102,7 @@ def run(name: str, bootstrap: int, folds: int, features: str = DEFAULT_FEATURES)
     result["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(result, str(IMG / f"policy-{name}"))]
     result["train_problems"] = len(trained)
     result["features"] = features
+    result.update(traced_model(traces))
     result["latency_flip"] = latency_flip(pred, bundle.specs)
 
     report(name, result, f"{name}: {len(held.ids)} held-out problems (probes fitted on {len(trained)})")

@@ -32,7 +32,14 @@ from pathlib import Path
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_FEATURES, arithmetic_by_level, latency_for, saved_results, write_results  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_FEATURES,
+    arithmetic_by_level,
+    latency_for,
+    saved_results,
+    traced_model,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -203,9 +210,8 @@ def main() -> None:
         held = table.subset(test)
         metrics = evaluate(bundle, held, X[test])
         results[name] = {
-            "model": meta["backend"].get("source", {}).get("name", meta["backend"].get("model")),
+            **traced_model(TRACES / name),
             "features": args.features,
-            "model_sha256": meta["backend"].get("source", {}).get("gguf_sha256"),
             "latency": "profiled" if latency else "regressed from the traced seconds",
             "menu": menu.to_dict(),
             "problems": len(table.ids),
