@@ -87,6 +87,7 @@ def test_streaming_gives_the_same_reply_in_chunks_and_the_usage_last(server):
     parts = list(stream)
     text = "".join(p.choices[0].delta.content or "" for p in parts if p.choices)
     assert parts[0].choices[0].delta.role == "assistant"
+    assert len({p.id for p in parts}) == 1 and len({p.created for p in parts}) == 1, "one id for the whole stream"
     assert text and parts[-1].usage.completion_tokens > 0 and parts[-1].choices == []
     finished = [p for p in parts if p.choices and p.choices[0].finish_reason]
     assert len(finished) == 1 and finished[0].model_extra["ttc"]["choice"] == "greedy"

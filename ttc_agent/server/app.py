@@ -106,14 +106,15 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
         async def events() -> AsyncIterator[str]:
             ran = False
             try:
-                yield _sse(role_chunk(req.model))
+                first = role_chunk(req.model)
+                yield _sse(first)
                 ran = True
                 try:
                     message, ttc = await in_thread(lambda: service.run(prepared))
                 except APIError as exc:
                     yield _sse(exc.body())
                 else:
-                    for c in chunks(message, req.model, ttc, include_usage):
+                    for c in chunks(message, first, ttc, include_usage):
                         yield _sse(c)
                 yield "data: [DONE]\n\n"
             finally:

@@ -143,10 +143,13 @@ def completion(message: AIMessage, model: str, ttc: dict[str, Any]) -> dict[str,
     }
 
 
-def chunks(message: AIMessage, model: str, ttc: dict[str, Any], include_usage: bool) -> Iterator[dict[str, Any]]:
-    """The reply as ``chat.completion.chunk`` objects after the first (role) chunk: the content
-    (or the tool calls), the finish reason with the ``ttc`` record, and the usage if asked."""
-    cid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+def chunks(
+    message: AIMessage, first: dict[str, Any], ttc: dict[str, Any], include_usage: bool
+) -> Iterator[dict[str, Any]]:
+    """The reply as ``chat.completion.chunk`` objects after the ``first`` (role) chunk, with its
+    id, creation time and model, as OpenAI streams share them: the content (or the tool calls),
+    the finish reason with the ``ttc`` record, and the usage if asked."""
+    cid, created, model = first["id"], first["created"], first["model"]
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
         choices = [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
