@@ -70,9 +70,8 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int, features: st
     from ttc_agent.probes import TraceTable
     from ttc_agent.probes.training import cross_fit
 
-    bundle = fitted_bundle(
-        TRACES / dataset, features=features
-    )  # its calibration sets the Paced manager's starting prices
+    # The bundle's calibration sets the Paced manager's starting prices.
+    bundle = fitted_bundle(TRACES / dataset, features=features)
     if folds:
         table, pred = cross_fit(TRACES / dataset, features, latency=latency_for(TRACES / dataset), folds=folds)
     else:

@@ -314,9 +314,7 @@ def main() -> None:
     if args.resummarize:
         data = json.loads((REPO / "benchmarks" / "results" / "peers.json").read_text())
         data.update(summarize(data["calls"]))
-        _print(console, data["model"], data, data["questions"])
-        console.print(f"wrote {write_results('peers', data)}")
-        write_doc_block("peers", _markdown(data))
+        _publish(console, data)
         return
     venv = peers_venv(args.venv, console)
     prices = [float(p) for p in args.prices.split(",")]
@@ -362,7 +360,12 @@ def main() -> None:
         **summary,
         "calls": runs,
     }
-    _print(console, args.model, summary, len(qs))
+    _publish(console, data)
+
+
+def _publish(console: Console, data: dict[str, Any]) -> None:
+    """Print the table, write benchmarks/results/peers.json and the doc block."""
+    _print(console, data["model"], data, data["questions"])
     console.print(f"wrote {write_results('peers', data)}")
     write_doc_block("peers", _markdown(data))
 
