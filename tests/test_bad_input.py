@@ -115,9 +115,8 @@ def test_a_bundle_made_for_another_model(saved_bundle):
 
 
 def test_a_bundle_from_the_same_source_file_converted_again_loads(tmp_path):
-    """A named model's identity is its pinned GGUF's sha256: a folder converted by another
-    transformers version has another weights digest and is still the same model; another
-    GGUF is not, whatever its digest."""
+    """A named model's identity is its pinned GGUF's sha256: a folder converted again with
+    another weights digest is still the same model; another GGUF is not, whatever its digest."""
     from ttc_agent.probes import ProbeBundle, ProbeMismatchError
 
     source = {"name": "m", "gguf_sha256": "a" * 64}

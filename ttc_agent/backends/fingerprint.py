@@ -4,7 +4,7 @@ Probe and verifier bundles record it, so a bundle trained on one model's traces 
 silently used with another. It hashes the config, the tokenizer and the head and tail of each
 weight file with its size, so it takes milliseconds even for multi-GB checkpoints. A named
 model converted from a pinned GGUF file also carries that file's sha256 (``source``), which is
-its identity: the converted folder's bytes change with the transformers version that wrote it.
+its identity: converting the same file again does not always write the same folder bytes.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def local_fingerprint(backend: str, name: str, folder: Path, **extra: object) ->
 
 def same_model(a: Mapping[str, object] | None, b: Mapping[str, object] | None) -> bool | None:
     """Whether two fingerprints name the same model: by the sha256 of the source file both were
-    converted from where both record one (a named model converted by any transformers version),
+    converted from where both record one (a named model, however its folder was written),
     else by the weights digest; ``None`` when either fingerprint says neither."""
     source_a, source_b = _source_sha256(a), _source_sha256(b)
     if source_a and source_b:
