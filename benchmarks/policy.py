@@ -9,7 +9,10 @@ policy over a sweep of token and second prices, and the hindsight oracle. It als
 price of a second at a fixed token price to show the choice moving between beam search and
 best-of-N or greedy on the same queries. Then the same replay on every question with
 cross-fitted probes (5 folds: each question predicted by probes fitted on the other folds),
-for intervals that a 30% split is too small to give.
+for intervals that a 30% split is too small to give. Where the menu holds early-stopping
+strategies (adaptive self-consistency, DeepConf, confidence-filtered voting), both replays also
+compare the policy with them on the menu against the policy without them, at the best static
+strategy's tokens and at its seconds (`ttc_agent.evaluation.replay.menu_ablation`).
 
 Writes benchmarks/results/policy.json (a dataset not run is kept from the file) and docs/img/policy-<dataset>-{tokens,seconds}.png.
 
@@ -66,6 +69,44 @@ def latency_flip(pred, specs: tuple[str, ...]) -> dict:
     return {"lambda_tokens": lt, "sweep": sweep}
 
 
+def early_stopping(specs: tuple[str, ...]) -> list[str]:
+    """The menu's early-stopping and confidence-filtered strategies: adaptive
+    self-consistency, DeepConf online and best-of-n with ``select=confident_majority``."""
+    from ttc_agent.strategies import parse_strategy
+    from ttc_agent.strategies.adaptive import AdaptiveSC
+    from ttc_agent.strategies.best_of_n import BestOfN
+    from ttc_agent.strategies.deepconf import DeepConf
+
+    def stops_early(spec: str) -> bool:
+        strategy = parse_strategy(spec)
+        if isinstance(strategy, BestOfN):
+            return strategy.select == "confident_majority"
+        return isinstance(strategy, AdaptiveSC | DeepConf)
+
+    return [s for s in specs if stops_early(s)]
+
+
+def ablate(table, pred, bootstrap: int) -> dict:
+    """The policy with the early-stopping strategies on the menu against without them ({} when
+    the menu has none)."""
+    from ttc_agent.evaluation.replay import menu_ablation
+
+    early = early_stopping(pred.specs)
+    if not early:
+        return {}
+    result = menu_ablation(table, pred, early, bootstrap=bootstrap)
+    for cost in ("tokens", "seconds"):
+        r = result[cost]
+        console.print(
+            f"[{cost}] at {result['best_static']}'s {r['budget']:.1f} {cost}: with {early} "
+            f"{r['with']['adaptive_accuracy_at_static_cost']} (gap closed {r['with']['gap_closed']}), "
+            f"without {r['without']['adaptive_accuracy_at_static_cost']} (gap closed {r['without']['gap_closed']}); "
+            f"difference {r['difference']} (95% CI {r['ci95_difference']}); "
+            f"chosen on {r['share_choosing_them']} of queries"
+        )
+    return result
+
+
 def report(name: str, result: dict, title: str) -> None:
     """Print a replay: the static strategies and the matched comparisons per cost."""
     t = Table(title=title)
@@ -104,6 +145,7 @@ def run(name: str, bootstrap: int, folds: int, features: str = DEFAULT_FEATURES)
     result["features"] = features
     result.update(traced_model(traces))
     result["latency_flip"] = latency_flip(pred, bundle.specs)
+    result["early_stopping"] = ablate(held, pred, bootstrap)
 
     report(name, result, f"{name}: {len(held.ids)} held-out problems (probes fitted on {len(trained)})")
     flip = result["latency_flip"]
@@ -123,6 +165,7 @@ def run(name: str, bootstrap: int, folds: int, features: str = DEFAULT_FEATURES)
         cf["folds"] = folds
         cf["plots"] = [str(Path(p).relative_to(HERE.parent)) for p in plot(cf, str(IMG / f"policy-{name}-crossfit"))]
         report(name, cf, f"{name}: all {len(everything.ids)} problems, probes cross-fitted over {folds} folds")
+        cf["early_stopping"] = ablate(everything, crossed, bootstrap)
         result["cross_fitted"] = cf
     return result
 

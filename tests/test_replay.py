@@ -7,7 +7,7 @@ import pytest
 from fakes import MENU, synthetic_traces
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.replay import Outcomes, plot, replay
+from ttc_agent.evaluation.replay import Outcomes, menu_ablation, plot, replay
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats, TraceTable, split_ids
 from ttc_agent.probes.bundle import id_bucket
 from ttc_agent.probes.training import cross_fit
@@ -47,6 +47,32 @@ def test_adaptive_policy_matches_best_static_for_less(tmp_path):
     assert set(result["choices_by_level"]) == {"0"}
     paths = plot(result, str(tmp_path / "pareto"))
     assert all((tmp_path / f"pareto.{e}").stat().st_size > 1000 for e in ("png", "svg")) and len(paths) == 2
+
+
+def test_menu_ablation_shows_what_a_strategy_adds_at_equal_cost():
+    held, pred = held_out()
+    bo4 = "best_of_n(4, select=majority)"
+    result = menu_ablation(held, pred, [bo4, "deepconf(n=16)"], bootstrap=50)
+    assert result["without"] == [bo4]  # what is not on the menu is left out of the report
+    for cost in ("tokens", "seconds"):
+        r = result[cost]
+        # Without best-of-4 only greedy is left: at best-of-4's cost the whole menu is more
+        # accurate, it spends the budget on best-of-4 for the hard questions, and greedy closes
+        # no gap to the oracle.
+        assert r["difference"] > 0 and r["ci95_difference"][0] > 0
+        assert r["with"]["adaptive_accuracy_at_static_cost"] - r["without"]["adaptive_accuracy_at_static_cost"] == (
+            pytest.approx(r["difference"])
+        )
+        assert 0 < r["share_choosing_them"] < 1
+        assert r["without"]["gap_closed"] <= 0 < r["with"]["gap_closed"]
+
+
+def test_menu_ablation_refuses_nothing_or_everything_to_take_off():
+    held, pred = held_out()
+    with pytest.raises(InvalidRequestError, match="none of .*adaptive_sc"):
+        menu_ablation(held, pred, ["adaptive_sc(max_n=16)"], bootstrap=10)
+    with pytest.raises(InvalidRequestError, match="leaves nothing"):
+        menu_ablation(held, pred, list(pred.specs), bootstrap=10)
 
 
 def test_outcomes_score_is_the_mean_of_the_chosen_cells():

@@ -7,11 +7,13 @@ adaptive policy at many prices and the hindsight oracle compare on the same quer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ttc_agent.errors import InvalidRequestError
 from ttc_agent.plotting import save_figure
 from ttc_agent.policy import CallLimits, OraclePolicy, UtilityPolicy
 from ttc_agent.probes.bundle import Predictions, TraceTable
@@ -112,6 +114,77 @@ def replay(
             "ci95": intervals,
         }
     result["choices_by_level"] = choices_by_level(out, pred, result)
+    return result
+
+
+def menu_ablation(
+    table: TraceTable,
+    pred: Predictions,
+    without: Sequence[str],
+    *,
+    lambdas: int = 40,
+    bootstrap: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The adaptive policy choosing from the whole menu against the same policy with the
+    strategies ``without`` taken off, at equal cost.
+
+    For each cost (tokens, seconds) both policies sweep that cost's price over one log grid;
+    at the most accurate static strategy's mean cost it reports each policy's accuracy, its
+    share of the static-to-oracle gap closed (one oracle: the whole menu's), the paired
+    accuracy difference with a 95% bootstrap interval over queries, and how often the whole
+    menu's policy picked one of the strategies ``without`` there.
+    """
+    dropped = [s for s in without if s in pred.specs]
+    if not dropped:
+        raise InvalidRequestError(f"none of {list(without)} is on the menu {list(pred.specs)}")
+    keep = np.array([j for j, s in enumerate(pred.specs) if s not in dropped])
+    if not len(keep):
+        raise InvalidRequestError(f"taking {dropped} off the menu {list(pred.specs)} leaves nothing")
+    reduced = pred.take_strategies(keep.tolist())
+    out = Outcomes.from_table(table, pred.specs)
+    n = len(table.ids)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, n, n) for _ in range(bootstrap)]
+    static = {s: out.score(np.full(n, j)) for j, s in enumerate(pred.specs)}
+    best_static = max(static, key=lambda s: (static[s]["accuracy"], -static[s]["tokens"]))
+    static_choice = np.full(n, pred.specs.index(best_static))
+    oracle = OraclePolicy(out.correct, out.tokens, out.seconds)
+    is_dropped = np.isin(np.arange(len(pred.specs)), keep, invert=True)
+    result: dict[str, Any] = {"queries": n, "without": dropped, "best_static": best_static}
+    for cost in COSTS:
+        scale = float(np.median(getattr(pred, cost)))
+        grid = [0.0] + list(np.geomspace(1e-3, 10, lambdas) / max(scale, 1e-9))
+        whole, cut, ceiling = [], [], []
+        for lam in grid:
+            limits = CallLimits(**{f"lambda_{cost}": lam})
+            whole.append(UtilityPolicy().choose(pred, limits))
+            cut.append(keep[UtilityPolicy().choose(reduced, limits)])
+            ceiling.append(oracle.choose(limits=limits))
+        with_all = _matched(out, cost, whole, ceiling, static_choice, rows=None)
+        without_them = _matched(out, cost, cut, ceiling, static_choice, rows=None)
+        diffs = []
+        for rows in samples:
+            a = _matched(out, cost, whole, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
+            b = _matched(out, cost, cut, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
+            if a is not None and b is not None:
+                diffs.append(a - b)
+        budget = static[best_static][cost]
+        affordable = [c for c in whole if out.score(c)[cost] <= budget * (1 + 1e-9)]
+        at_budget = max(affordable, key=lambda c: out.score(c)["accuracy"]) if affordable else None
+        a, b = with_all["adaptive_accuracy_at_static_cost"], without_them["adaptive_accuracy_at_static_cost"]
+        result[cost] = {
+            "budget": budget,
+            "with": with_all,
+            "without": without_them,
+            "difference": None if a is None or b is None else a - b,
+            "ci95_difference": (
+                [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+                if len(diffs) >= bootstrap // 2
+                else None
+            ),
+            "share_choosing_them": None if at_budget is None else float(is_dropped[at_budget].mean()),
+        }
     return result
 
 

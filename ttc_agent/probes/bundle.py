@@ -100,6 +100,12 @@ class Predictions:
         """The predictions of some queries (``rows``: indices or a slice)."""
         return Predictions(self.specs, **{f: getattr(self, f)[rows] for f in self.FIELDS})
 
+    def take_strategies(self, columns: Sequence[int]) -> Predictions:
+        """The predictions of some strategies (``columns``: indices into ``specs``), as for a
+        menu without the others."""
+        cols = list(columns)
+        return Predictions(tuple(self.specs[j] for j in cols), **{f: getattr(self, f)[:, cols] for f in self.FIELDS})
+
     def tokens_quantile(self, q: float = TOKENS_QUANTILE) -> np.ndarray:
         """The ``q`` quantile of the tokens (``0.5 <= q < 1``): the token regressors model log
         tokens as normal around the median with one spread per strategy, which the median and
