@@ -21,12 +21,15 @@ these questions' candidates: only held-out figures are free of that.)
 GSM8K (the traces benchmarks/strategies.py writes, benchmarks/traces/gsm8k): the same
 comparison for the outcome verifier, cross-fitted over ``--folds`` folds of the 30 problems
 (right candidates are rare, so every problem is held out once and every sampled candidate of
-the other folds trains).
+the other folds trains). A trace folder collected on another model (``--datasets
+qwen-arithmetic,qwen-gsm8k``) gets the same cross-fitted comparison, the verifier reading that
+model's hidden states and that model judging.
 
 Writes benchmarks/results/verifiers.json, one entry per dataset (a dataset not run is kept).
 
     .venv/bin/python benchmarks/verifiers.py [--datasets arithmetic,gsm8k] [--rollouts 4]
         [--rollout-questions 30] [--train-on bo8] [--folds 3]
+    .venv/bin/python benchmarks/verifiers.py --datasets qwen-arithmetic,qwen-gsm8k --folds 5 [--no-judge]
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, interleave, saved_results, write_results  # noqa: E402
+from _common import REPO, interleave, saved_results, traced_model, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces" / "arithmetic"
@@ -93,7 +96,10 @@ def interleaved_by_level(records, ids: set[str], limit: int) -> set[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--datasets", default="arithmetic,gsm8k", help="comma-separated: arithmetic, gsm8k (unrun ones are kept)"
+        "--datasets",
+        default="arithmetic,gsm8k",
+        help="comma-separated: arithmetic, gsm8k, or a trace folder under benchmarks/traces collected on "
+        "another model, e.g. qwen-arithmetic (unrun ones are kept)",
     )
     parser.add_argument("--rollouts", type=int, default=4, help="continuations per step prefix (process labels)")
     parser.add_argument(
@@ -111,20 +117,25 @@ def main() -> None:
         choices=["all", "bo8"],
         help="arithmetic candidates to train on: every sampled run, or best-of-8 only",
     )
-    parser.add_argument("--folds", type=int, default=3, help="GSM8K: cross-fitting folds")
+    parser.add_argument("--folds", type=int, default=3, help="GSM8K and other models: cross-fitting folds")
+    parser.add_argument("--no-judge", action="store_true", help="other models: leave the judge verifier out")
     args = parser.parse_args()
     from ttc_agent.backends import TransformersBackend
 
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    unknown = sorted(set(datasets) - {"arithmetic", "gsm8k"})
+    unknown = sorted(d for d in datasets if not (TRACES.parent / d / "meta.json").is_file())
     if unknown:
-        parser.error(f"unknown datasets {unknown}; known: arithmetic, gsm8k")
+        parser.error(f"no trace folder for {unknown} under {TRACES.parent}")
     results = saved_results("verifiers")  # a dataset not run is kept
-    backend = TransformersBackend()
     if "arithmetic" in datasets:
-        results["arithmetic"] = arithmetic(args, backend)
+        results["arithmetic"] = arithmetic(args, TransformersBackend())
     if "gsm8k" in datasets:
-        results["gsm8k"] = gsm8k(args.folds, backend)
+        results["gsm8k"] = cross_fitted("gsm8k", args.folds, TransformersBackend())
+    for name in datasets:
+        if name not in ("arithmetic", "gsm8k"):
+            model = traced_model(TRACES.parent / name)["model"]
+            backend = None if args.no_judge else TransformersBackend(model)
+            results[name] = cross_fitted(name, args.folds, backend, judge=not args.no_judge)
     console.print(f"wrote {write_results('verifiers', results)}")
 
 
@@ -206,24 +217,28 @@ def arithmetic(args: argparse.Namespace, backend) -> dict:
     return summary
 
 
-def gsm8k(folds: int, backend) -> dict:
-    """The outcome verifier on GSM8K (the strategies benchmark's traces), cross-fitted: the
-    problems fall into ``folds`` groups by a hash of their id, each group's best-of-8 runs are
-    scored by a verifier trained on every sampled candidate of the other groups (right
-    candidates are rare, so all of them are needed). No process verifier: rollouts of 192-token
+def cross_fitted(name: str, folds: int, backend, judge: bool = True) -> dict:
+    """The outcome verifier on the trace folder ``name`` (SmolLM2's GSM8K, or a folder collected
+    on another model), cross-fitted: the problems fall into ``folds`` groups by a hash of their
+    id, each group's best-of-8 runs are scored by a verifier trained on every sampled candidate
+    of the other groups (right candidates are rare, so all of them are needed). The verifier
+    reads the hidden states of the model the traces were collected on, and the judge (when
+    ``judge``) is that model too (``backend``). No process verifier: rollouts of 192-token
     GSM8K steps are hours of this CPU."""
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.probes.bundle import fold_of
     from ttc_agent.verifiers import JudgeVerifier
     from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
 
-    records = read_traces(TRACES.parent / "gsm8k")
+    traces = TRACES.parent / name
+    records = read_traces(traces)
     problems = sorted({r["problem_id"] for r in records})
     fold = {pid: fold_of(pid, folds) for pid in problems}
     questions, candidates, labels, ids = examples_from_traces(records)
     greedy = {r["problem_id"]: r["correct"] for r in records if r["strategy"] == "greedy"}
-    encoder = CandidateEncoder()
-    judge = JudgeVerifier()
+    model = traced_model(traces)
+    encoder = CandidateEncoder(model["model"] if model["model_sha256"] else None)
+    verifiers: dict = {"judge": JudgeVerifier()} if judge else {}
     per_run, started = [], time.perf_counter()
     for k in range(folds):
         train = [i for i, pid in enumerate(ids) if fold[pid] != k]
@@ -231,19 +246,21 @@ def gsm8k(folds: int, backend) -> dict:
         outcome = LearnedVerifier(encoder, kind="outcome").fit(
             [questions[i] for i in train], [candidates[i] for i in train], [labels[i] for i in train]
         )
-        per_run += score_runs(held, {"learned outcome": outcome, "judge": judge}, backend)
+        per_run += score_runs(held, {"learned outcome": outcome, **verifiers}, backend)
     positives, total = sum(sum(row) for row in labels), sum(map(len, candidates))
     console.print(
-        f"gsm8k: {folds} folds, {total} candidates ({positives} right), {time.perf_counter() - started:.0f} s"
+        f"{name}: {folds} folds, {total} candidates ({positives} right), {time.perf_counter() - started:.0f} s"
     )
     summary = {
+        **model,
         "folds": folds,
+        "layers": list(encoder.layers),
         "problems": len(problems),
         "candidates": total,
         "right_candidates": positives,
         **summarize(per_run, greedy),
     }
-    console.print(comparison_table(summary, f"gsm8k: {len(per_run)} best-of-8 runs, cross-fitted over {folds} folds"))
+    console.print(comparison_table(summary, f"{name}: {len(per_run)} best-of-8 runs, cross-fitted over {folds} folds"))
     return summary
 
 
@@ -274,7 +291,8 @@ def score_runs(held: list[dict], verifiers: dict, backend) -> list[dict]:
 
 def summarize(per_run: list[dict], greedy: dict) -> dict:
     """Per verifier: candidate AUROC, best-of-N and weighted-vote accuracy by level, cost; the
-    greedy, majority and pass@N baselines; the share of the level-2 greedy-to-pass@N gap closed."""
+    greedy, majority and pass@N baselines; the share of the greedy-to-pass@N gap closed, on
+    level 2 and over all levels."""
     from ttc_agent.probes.metrics import auroc
 
     names = list(per_run[0]["scores"])
@@ -314,11 +332,16 @@ def summarize(per_run: list[dict], greedy: dict) -> dict:
             "tokens_per_run": float(np.mean([r["cost"][name][0] for r in per_run])),
             "seconds_per_run": float(np.mean([r["cost"][name][1] for r in per_run])),
             "by_level": by_level,
-            "gap_closed_level2": None
-            if base2 is None or base2["pass@8"] <= base2["greedy"]
-            else (by_level["2"]["best_of_8"] - base2["greedy"]) / (base2["pass@8"] - base2["greedy"]),
+            "gap_closed_level2": _gap_closed(by_level["2"]["best_of_8"], base2) if base2 else None,
+            "gap_closed": _gap_closed(by_level["all"]["best_of_8"], summary["baselines"]["all"]),
         }
     return summary
+
+
+def _gap_closed(accuracy: float, baseline: dict) -> float | None:
+    """The share of the greedy-to-pass@8 gap that ``accuracy`` closes (``None``: no gap)."""
+    gap = baseline["pass@8"] - baseline["greedy"]
+    return None if gap <= 0 else (accuracy - baseline["greedy"]) / gap
 
 
 def comparison_table(summary: dict, title: str) -> Table:
@@ -332,12 +355,13 @@ def comparison_table(summary: dict, title: str) -> Table:
         "bo8 all",
         "weighted all",
         "gap closed L2",
+        "gap closed all",
         "tokens/run",
         "s/run",
     ):
         t.add_column(col)
     for name, v in summary["verifiers"].items():
-        gap = v["gap_closed_level2"]
+        gap, gap_all = v["gap_closed_level2"], v.get("gap_closed")
         t.add_row(
             name,
             "-" if v["auroc"] is None else f"{v['auroc']:.3f}",
@@ -345,12 +369,13 @@ def comparison_table(summary: dict, title: str) -> Table:
             f"{v['by_level']['all']['best_of_8']:.3f}",
             f"{v['by_level']['all']['weighted_vote']:.3f}",
             "-" if gap is None else f"{gap:.0%}",
+            "-" if gap_all is None else f"{gap_all:.0%}",
             f"{v['tokens_per_run']:.0f}",
             f"{v['seconds_per_run']:.2f}",
         )
     for base in ("greedy", "majority", "pass@8"):
         b = summary["baselines"]
-        t.add_row(base, "", *(f"{b[lv][base]:.2f}" for lv in levels), f"{b['all'][base]:.3f}", "", "", "", "")
+        t.add_row(base, "", *(f"{b[lv][base]:.2f}" for lv in levels), f"{b['all'][base]:.3f}", "", "", "", "", "")
     return t
 
 

@@ -7,7 +7,7 @@ from fakes import ScriptedBackend, make_tiny_prm, texts
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies import parse_strategy
 from ttc_agent.verifiers import VerifierError
-from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
+from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, default_layers, examples_from_traces
 
 QUESTIONS = [f"What is {a} + {b}?" for a, b in [(1, 2), (3, 4), (5, 6), (7, 8), (2, 9), (4, 4), (6, 1), (8, 3)]]
 # Correct candidates are terse; wrong ones ramble (text statistics alone separate them).
@@ -58,6 +58,14 @@ def test_nothing_to_learn_and_mismatches_are_refused(tiny_model, embedded_dir, t
         LearnedVerifier.load(tmp_path / "nothing")
     with pytest.raises(InvalidRequestError, match="layers"):
         CandidateEncoder(tiny_model, layers=(0, 99))
+
+
+def test_default_layers_scale_with_the_model(tiny_model):
+    # The middle, three-quarters and last layer: SmolLM2's 30 give the layers it was tuned on,
+    # Qwen2.5-0.5B's 24 give layers that exist.
+    assert default_layers(30) == (15, 22, 30)
+    assert default_layers(24) == (12, 18, 24)
+    assert CandidateEncoder(tiny_model).layers == default_layers(1) == (0, 0, 1)
 
 
 def test_examples_from_traces_needs_candidate_texts():

@@ -596,7 +596,12 @@ def train_verifier(
     ],
     out: Annotated[Path, typer.Option(help="Folder for the trained verifier.")],
     model: ModelOpt = None,
-    layers: Annotated[str, typer.Option(help="Hidden-state layers to read, comma-separated.")] = "15,22,30",
+    layers: Annotated[
+        str | None,
+        typer.Option(
+            help="Hidden-state layers to read, comma-separated (default: the middle, three-quarters and last layer)."
+        ),
+    ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.3,
     process: Annotated[
         bool,
@@ -611,7 +616,11 @@ def train_verifier(
     try:
         with console.status("encoding and fitting the candidates, then scoring the held-out ones..."):
             report = train_verifier_from_traces(
-                traces, model=model, layers=_levels(layers, "--layers"), test_fraction=test_fraction, process=process
+                traces,
+                model=model,
+                layers=None if layers is None else _levels(layers, "--layers"),
+                test_fraction=test_fraction,
+                process=process,
             )
     except TTCError as exc:
         raise _fail(exc) from exc

@@ -36,12 +36,20 @@ _TRUSTED = [
 ]
 
 
+def default_layers(num_layers: int) -> tuple[int, int, int]:
+    """The hidden-state layers `CandidateEncoder` reads unless told: the middle one, the one
+    three quarters of the way up, and the last."""
+    return num_layers // 2, int(num_layers * 0.75), num_layers
+
+
 class CandidateEncoder:
     """Hidden-state features of (question, candidate) pairs from the generator model.
 
     Args:
         model: the generator's local HF folder (``None``: the embedded model).
-        layers: hidden-state layers to read (0 = embeddings).
+        layers: hidden-state layers to read (0 = embeddings); ``None``: the middle layer, the
+            one three quarters of the way up and the last (`default_layers`: 15, 22 and 30 on
+            the 30-layer SmolLM2-135M, 12, 18 and 24 on the 24-layer Qwen2.5-0.5B).
         batch_size: candidates per forward pass.
 
     ``encode(..., cache=True)`` keeps each (question, candidate)'s features in memory and reuses
@@ -51,7 +59,7 @@ class CandidateEncoder:
     """
 
     def __init__(
-        self, model: str | Path | None = None, layers: Sequence[int] = (15, 22, 30), batch_size: int = 8
+        self, model: str | Path | None = None, layers: Sequence[int] | None = None, batch_size: int = 8
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -59,11 +67,12 @@ class CandidateEncoder:
         from ttc_agent.backends.models import resolve_model
 
         folder, _ = resolve_model(model)
-        self.folder, self.layers, self.batch_size = folder, tuple(int(x) for x in layers), batch_size
+        self.folder, self.batch_size = folder, batch_size
         self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         n = self.model.config.num_hidden_layers
+        self.layers = default_layers(n) if layers is None else tuple(int(x) for x in layers)
         bad = [x for x in self.layers if not -n - 1 <= x <= n]
         if bad:
             raise InvalidRequestError(f"layers {bad} do not exist; the model has {n} layers (0-{n})")

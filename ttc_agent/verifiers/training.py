@@ -37,7 +37,7 @@ def train_verifier_from_traces(
     traces: Sequence[str | Path],
     *,
     model: str | Path | None = None,
-    layers: Sequence[int] = (15, 22, 30),
+    layers: Sequence[int] | None = None,
     test_fraction: float = 0.3,
     process: bool = False,
 ) -> VerifierReport:
@@ -71,7 +71,7 @@ def train_verifier_from_traces(
         fit_q += [pq[i] for i in keep]
         fit_c += [pc[i] for i in keep]
         fit_y += [py[i] for i in keep]
-    verifier = LearnedVerifier(CandidateEncoder(model, layers=list(layers)), kind="process" if process else "outcome")
+    verifier = LearnedVerifier(CandidateEncoder(model, layers=layers), kind="process" if process else "outcome")
     verifier.fit(fit_q, fit_c, fit_y)
     scores = [verifier.score(questions[i], candidates[i]).values for i in test]
     y = np.array([v for i in test for v in labels[i]])
