@@ -9,7 +9,7 @@ import pytest
 from fakes import ScriptedBackend
 
 from ttc_agent.backends.base import Completion
-from ttc_agent.errors import InvalidRequestError
+from ttc_agent.errors import BackendUnavailableError, InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.evaluation.records import outcome_record, reselect
 from ttc_agent.strategies import AdaptiveSC, BestOfN, DeepConf, LogprobsUnavailableError, parse_strategy
@@ -52,6 +52,23 @@ def test_split_votes_keep_sampling_to_max_n_with_a_fresh_seed_each_round():
     assert [c[1].n for c in backend.calls] == [4, 4, 4, 4]
     assert len({c[1].seed for c in backend.calls}) == 4
     assert out.stop_reason == "max_n" and len(out.candidates) == 16 and out.cost.rounds == 4
+
+
+def test_a_run_that_fails_mid_way_says_what_it_had_spent():
+    votes = stream(*["7", "9"] * 8)
+
+    def make(prompt, params, i):
+        if len(backend.calls) > 2:
+            raise BackendUnavailableError("the model server went away")
+        return votes(prompt, params, i)
+
+    backend = ScriptedBackend(make)
+    with pytest.raises(BackendUnavailableError) as failed:
+        AdaptiveSC(max_n=16, batch=4).run("q?", backend)
+    # Two rounds of 4 samples came back before the third request failed: that is what the
+    # budget books for this run when a middleware inside TTCMiddleware retries it.
+    spent = failed.value.spent
+    assert spent.rounds == 2 and spent.completion_tokens == 40 and spent.prompt_tokens == 20
 
 
 def test_last_round_draws_only_what_max_n_leaves():

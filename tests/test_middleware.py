@@ -16,6 +16,7 @@ from ttc_agent.backends.base import Completion
 from ttc_agent.budgets import WorkflowBudget
 from ttc_agent.errors import BackendUnavailableError
 from ttc_agent.nodes import TTCChatModel, TTCEngine, TTCMiddleware
+from ttc_agent.strategies import TokenBudgetError
 
 Q = [HumanMessage("What is 345 + 678?")]
 
@@ -92,6 +93,62 @@ def test_a_retry_after_ttc_repeats_the_decided_call_and_the_ledger_books_the_fai
     out = agent.invoke({"messages": Q})
     assert out["messages"][-1].content == "The answer is 1023."
     assert out["ttc_ledger"].calls == 2
+
+
+class CountingBackend(ScriptedBackend):
+    """The agent's scripted backend, adding up every token it read and generated."""
+
+    spent = 0
+
+    def generate(self, prompts, params=None, **kwargs):
+        gen = super().generate(prompts, params, **kwargs)
+        self.spent += sum(r.prompt_tokens + sum(c.num_tokens for c in r.completions) for r in gen.results)
+        return gen
+
+
+def test_a_middleware_that_runs_the_decided_call_twice_has_both_runs_booked():
+    backend = CountingBackend(agent_backend().make)
+    engine = TTCEngine(backend, bundle_for(None), budget=WorkflowBudget(max_tokens=5000))
+
+    @wrap_model_call(name="twice")
+    def twice(request, handler):
+        handler(request)  # a reply thrown away (a judge comparing two drafts, say) is still spent
+        return handler(request)
+
+    agent = create_agent(
+        TTCChatModel(engine=engine),
+        tools=[calculator],
+        middleware=[TTCMiddleware(engine, force_first_tool_call=True), twice],
+    )
+    out = agent.invoke({"messages": Q})
+    assert out["messages"][-1].content == "The answer is 1023."
+    replies = [m for m in out["messages"] if m.type == "ai"]
+    # Both runs of each of the two calls are booked, as the backend counted them.
+    assert out["ttc_ledger"].tokens == backend.spent == 2 * sum(m.usage_metadata["total_tokens"] for m in replies)
+    assert [m.response_metadata["ttc"]["budget"]["charged"]["tokens"] for m in replies] == [
+        2 * m.usage_metadata["total_tokens"] for m in replies
+    ]
+
+
+def test_runs_of_one_decided_call_share_its_token_cap():
+    backend = CountingBackend(agent_backend().make)
+    engine = TTCEngine(backend, bundle_for(None), budget=WorkflowBudget(max_tokens=400))
+    runs = []
+
+    @wrap_model_call(name="again_and_again")
+    def again_and_again(request, handler):
+        while len(runs) < 100:
+            runs.append(handler(request))
+        return runs[-1]
+
+    agent = create_agent(TTCChatModel(engine=engine), middleware=[TTCMiddleware(engine), again_and_again])
+    # The run that no longer fits is refused before it generates: nothing is left of the cap, or
+    # too little for its first round.
+    with pytest.raises(TokenBudgetError, match="earlier run|cannot fit max_total_tokens"):
+        agent.invoke({"messages": Q})
+    # Each run got only what the earlier ones left of the call's cap: the workflow's 400 tokens
+    # were never overrun however often the model was run again.
+    assert 1 < len(runs) < 100 and backend.spent <= 400
 
 
 def test_a_fallback_model_answers_when_ttc_fails_and_its_usage_is_booked():

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ttc_agent.strategies.base import Cost
+
 
 class TTCError(Exception):
-    """Base class of every error ttc-agent raises on purpose."""
+    """Base class of every error ttc-agent raises on purpose.
+
+    Raised out of a strategy's run, ``spent`` holds what the run had spent by then, as the
+    backend reported it (rounds that finished; ``None`` elsewhere)."""
+
+    spent: Cost | None = None
 
 
 class InvalidRequestError(TTCError, ValueError):

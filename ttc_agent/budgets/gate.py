@@ -15,7 +15,6 @@ from ttc_agent.budgets.store import BudgetStore
 from ttc_agent.policy import CallLimits, Decision, fits
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.records import BudgetRecord
-from ttc_agent.strategies import Cost
 
 
 @dataclass(frozen=True)
@@ -159,14 +158,11 @@ class BudgetGate:
             return BudgetExhausted("tokens", cheapest_t, float(balance.tokens_left or 0.0), node)
         return BudgetExhausted("seconds", cheapest_s, float(balance.seconds_left or 0.0), node)
 
-    def settle(self, plan: CallPlan, cost: Cost | None, grant: Grant = Grant()) -> tuple[Ledger, BudgetRecord]:
-        """Book the call's actual spend (``cost=None``: it failed; its seconds and reserved
-        tokens are charged) and return the ledger increment and the budget part of its record."""
+    def settle(self, plan: CallPlan, tokens: int, grant: Grant = Grant()) -> tuple[Ledger, BudgetRecord]:
+        """Book the call's ``tokens`` (as the budget counts them: `TTCEngine.settle` works them
+        out, charging a failed run its cap) and its seconds since the plan started, and return
+        the ledger increment and the budget part of its record."""
         seconds = time.perf_counter() - plan.started
-        if cost is None:
-            tokens = plan.max_total_tokens or 0
-        else:
-            tokens = plan.budget.tokens_of(cost)
         self.pool.settle(plan.reservation, tokens, seconds)
         lim = plan.decision.limits
         increment = charge(

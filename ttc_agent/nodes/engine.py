@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
@@ -30,14 +30,14 @@ from ttc_agent.budgets.gate import BudgetGate, CallPlan
 from ttc_agent.budgets.ledger import LEDGER_KEY, RUN_KEY, charge, current_run, ledger_of
 from ttc_agent.budgets.managers import BudgetManager
 from ttc_agent.budgets.store import BudgetStore
-from ttc_agent.errors import InvalidRequestError
+from ttc_agent.errors import InvalidRequestError, TTCError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes.messages import ChatPrompt, MessageLike, ToolChoice, chat_prompt
 from ttc_agent.nodes.settings import TTCSettings
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
 from ttc_agent.records import DecisionRecord, FeaturesRecord
-from ttc_agent.strategies import Cost, Outcome, Query, Strategy
+from ttc_agent.strategies import Cost, Outcome, Query, Strategy, TokenBudgetError
 from ttc_agent.tracing import JsonlTraceSink, decision_record, features_digest, publish
 from ttc_agent.validation import NON_NEGATIVE, check_param
 from ttc_agent.verifiers import VerifierLike, as_verifier
@@ -76,6 +76,9 @@ class Ticket:
     prompt: ChatPrompt
     plan: CallPlan | None = None
     grant: Grant = Grant()
+    #: Every run of this decided call so far: one, unless a middleware inside `TTCMiddleware`
+    #: ran the model again (a retry, say); later runs get only what earlier ones left.
+    runs: list[TicketRun] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: object, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -83,10 +86,61 @@ class Ticket:
         return core_schema.is_instance_schema(cls)
 
     def run_limits(self) -> tuple[float | None, int | None]:
-        """The call's deadline in seconds and its cap on total tokens."""
+        """The call's deadline in seconds and its cap on total tokens, less what earlier runs of
+        the same ticket spent.
+
+        Raises:
+            TokenBudgetError: earlier runs spent the whole cap.
+        """
         if self.plan is None:
             return self.decision.limits.max_seconds, None
-        return self.plan.max_seconds(), self.plan.max_total_tokens
+        cap = self.plan.max_total_tokens
+        if cap is not None and self.runs:
+            cap -= sum(run.total_tokens() for run in self.runs)
+            if cap < 1:
+                raise TokenBudgetError(
+                    f"{self.decision.spec}: the call's {self.plan.max_total_tokens} tokens were spent by its "
+                    f"{len(self.runs)} earlier run(s) (a middleware inside TTCMiddleware ran the model again)"
+                )
+        return self.plan.max_seconds(), cap
+
+    def booked_tokens(self, message: AIMessage | None) -> int:
+        """The tokens to book for this ticket (as its budget counts them) once the call ends.
+
+        A call that ends in an error (``message`` is ``None``) is charged its reservation.
+        One that ends with a reply is charged every run of the ticket (a middleware inside
+        `TTCMiddleware` may have run the model more than once): what each reported, a run
+        that raised what it had spent by then (its cap, where that is unknown), plus the
+        usage of a reply no run of this ticket made (a fallback model's)."""
+        if self.plan is None:
+            raise BudgetError("only a call decided under a workflow budget books tokens")
+        budget, reserved = self.plan.budget, self.plan.max_total_tokens or 0
+        if message is None:
+            return reserved
+        ran = sum(budget.tokens_of(r.cost) if r.cost is not None else (r.cap or 0) for r in self.runs)
+        record = message.response_metadata.get("ttc")
+        if self.runs and record is not None and "actual" in record:  # the reply of one of the runs
+            return ran
+        usage = _cost_of(message)
+        return ran + (budget.tokens_of(usage) if usage is not None else 0)
+
+
+@dataclass(frozen=True)
+class TicketRun:
+    """One run of a decided call: what it spent (for one that raised, what it had spent by
+    then; ``None`` where that is unknown) and the total-token cap it ran under."""
+
+    cost: Cost | None
+    cap: int | None
+
+    def total_tokens(self) -> int:
+        """What the run spent in total tokens; its cap where that is unknown."""
+        return self.cost.total_tokens if self.cost is not None else (self.cap or 0)
+
+
+def _spent_by(exc: BaseException) -> Cost | None:
+    """What a run that raised ``exc`` had spent: the strategy records it on its own errors."""
+    return exc.spent if isinstance(exc, TTCError) else None
 
 
 class RunLimits(TypedDict):
@@ -308,14 +362,27 @@ class TTCEngine:
         return self.menu.strategy(ticket.decision.spec), query, limits
 
     def run(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> Outcome:
-        """Run the ticket's strategy on ``prompt`` under its deadline and caps."""
+        """Run the ticket's strategy on ``prompt`` under its deadline and caps (less what
+        earlier runs of the ticket spent); the run is recorded on the ticket."""
         strategy, query, limits = self._strategy_call(ticket, call, prompt)
-        return strategy.run(query, self.backend, self.verifier, **limits)
+        try:
+            outcome = strategy.run(query, self.backend, self.verifier, **limits)
+        except BaseException as exc:
+            ticket.runs.append(TicketRun(_spent_by(exc), limits["max_total_tokens"]))
+            raise
+        ticket.runs.append(TicketRun(outcome.cost, limits["max_total_tokens"]))
+        return outcome
 
     async def arun(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> Outcome:
         """Async `run`."""
         strategy, query, limits = self._strategy_call(ticket, call, prompt)
-        return await strategy.arun(query, self.backend, self.verifier, **limits)
+        try:
+            outcome = await strategy.arun(query, self.backend, self.verifier, **limits)
+        except BaseException as exc:
+            ticket.runs.append(TicketRun(_spent_by(exc), limits["max_total_tokens"]))
+            raise
+        ticket.runs.append(TicketRun(outcome.cost, limits["max_total_tokens"]))
+        return outcome
 
     def finish(self, ticket: Ticket, prompt: ChatPrompt, outcome: Outcome) -> AIMessage:
         """The reply message: the chosen text (or tool call), the decision record in
@@ -353,7 +420,7 @@ class TTCEngine:
             if record is not None:
                 publish(record, self.sink)
             return {}
-        increment, booked = self.gate.settle(ticket.plan, _cost_of(message), ticket.grant)
+        increment, booked = self.gate.settle(ticket.plan, ticket.booked_tokens(message), ticket.grant)
         self.gate.observe(ticket.plan.run, ledger_of(state), self.name)
         if record is not None:
             record["budget"] = booked

@@ -16,7 +16,7 @@ from typing import Any
 
 from ttc_agent.answers import extract_answer
 from ttc_agent.backends.base import Backend, Generation, Prompt, SamplingParams, normalize_prompts
-from ttc_agent.errors import InvalidRequestError, LogprobsUnavailableError
+from ttc_agent.errors import InvalidRequestError, LogprobsUnavailableError, TTCError
 from ttc_agent.records import CostRecord
 from ttc_agent.validation import POSITIVE_INT, check_param
 from ttc_agent.verifiers import LogprobVerifier, Verifier, as_verifier, check_scores
@@ -278,6 +278,9 @@ class Strategy(ABC):
                     reply = run.meter.scored(call, scores, scorer.name)
         except StopIteration as stop:
             return run.outcome(stop.value)
+        except TTCError as exc:
+            exc.spent = run.meter.cost
+            raise
 
     async def arun(
         self,
@@ -306,6 +309,9 @@ class Strategy(ABC):
                     reply = run.meter.scored(call, scores, scorer.name)
         except StopIteration as stop:
             return run.outcome(stop.value)
+        except TTCError as exc:
+            exc.spent = run.meter.cost
+            raise
 
 
 def _scorer(verifier: Verifier | None, spec: str) -> Verifier:
