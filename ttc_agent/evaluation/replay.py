@@ -76,19 +76,13 @@ def replay(
     and the share of the static-to-oracle gap the adaptive policy closes at that cost, each
     with a 95% bootstrap interval over queries.
     """
-    out = Outcomes.from_table(table, pred.specs)
+    out, samples, static, best_static = _baselines(table, pred, bootstrap, seed)
     n = len(table.ids)
-    rng = np.random.default_rng(seed)
-    samples = [rng.integers(0, n, n) for _ in range(bootstrap)]
-    static = {s: out.score(np.full(n, j)) for j, s in enumerate(pred.specs)}
-    best_static = max(static, key=lambda s: (static[s]["accuracy"], -static[s]["tokens"]))
     oracle = OraclePolicy(out.correct, out.tokens, out.seconds)
     result: dict[str, Any] = {"queries": n, "static": static, "best_static": best_static}
     for cost in COSTS:
-        scale = float(np.median(getattr(pred, cost)))
-        grid = [0.0] + list(np.geomspace(1e-3, 10, lambdas) / max(scale, 1e-9))
         adaptive_choices, oracle_choices = [], []
-        for lam in grid:
+        for lam in _price_grid(pred, cost, lambdas):
             limits = CallLimits(**{f"lambda_{cost}": lam})
             adaptive_choices.append((lam, UtilityPolicy().choose(pred, limits)))
             oracle_choices.append(oracle.choose(limits=limits))
@@ -142,21 +136,14 @@ def menu_ablation(
     if not len(keep):
         raise InvalidRequestError(f"taking {dropped} off the menu {list(pred.specs)} leaves nothing")
     reduced = pred.take_strategies(keep.tolist())
-    out = Outcomes.from_table(table, pred.specs)
-    n = len(table.ids)
-    rng = np.random.default_rng(seed)
-    samples = [rng.integers(0, n, n) for _ in range(bootstrap)]
-    static = {s: out.score(np.full(n, j)) for j, s in enumerate(pred.specs)}
-    best_static = max(static, key=lambda s: (static[s]["accuracy"], -static[s]["tokens"]))
-    static_choice = np.full(n, pred.specs.index(best_static))
+    out, samples, static, best_static = _baselines(table, pred, bootstrap, seed)
+    static_choice = np.full(len(table.ids), pred.specs.index(best_static))
     oracle = OraclePolicy(out.correct, out.tokens, out.seconds)
     is_dropped = np.isin(np.arange(len(pred.specs)), keep, invert=True)
-    result: dict[str, Any] = {"queries": n, "without": dropped, "best_static": best_static}
+    result: dict[str, Any] = {"queries": len(table.ids), "without": dropped, "best_static": best_static}
     for cost in COSTS:
-        scale = float(np.median(getattr(pred, cost)))
-        grid = [0.0] + list(np.geomspace(1e-3, 10, lambdas) / max(scale, 1e-9))
         whole, cut, ceiling = [], [], []
-        for lam in grid:
+        for lam in _price_grid(pred, cost, lambdas):
             limits = CallLimits(**{f"lambda_{cost}": lam})
             whole.append(UtilityPolicy().choose(pred, limits))
             cut.append(keep[UtilityPolicy().choose(reduced, limits)])
@@ -186,6 +173,26 @@ def menu_ablation(
             "share_choosing_them": None if at_budget is None else float(is_dropped[at_budget].mean()),
         }
     return result
+
+
+def _baselines(
+    table: TraceTable, pred: Predictions, bootstrap: int, seed: int
+) -> tuple[Outcomes, list[np.ndarray], dict[str, dict[str, float]], str]:
+    """The measured outcomes, the bootstrap resamples of the queries, every static strategy's
+    score and the most accurate static strategy (the cheaper on ties)."""
+    out = Outcomes.from_table(table, pred.specs)
+    n = len(table.ids)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, n, n) for _ in range(bootstrap)]
+    static = {s: out.score(np.full(n, j)) for j, s in enumerate(pred.specs)}
+    best_static = max(static, key=lambda s: (static[s]["accuracy"], -static[s]["tokens"]))
+    return out, samples, static, best_static
+
+
+def _price_grid(pred: Predictions, cost: str, lambdas: int) -> list[float]:
+    """Zero, then ``lambdas`` prices of ``cost`` on a log grid scaled by its median prediction."""
+    scale = float(np.median(getattr(pred, cost)))
+    return [0.0, *(np.geomspace(1e-3, 10, lambdas) / max(scale, 1e-9)).tolist()]
 
 
 def _matched(
