@@ -29,7 +29,7 @@ Writes benchmarks/results/verifiers.json, one entry per dataset (a dataset not r
 
     .venv/bin/python benchmarks/verifiers.py [--datasets arithmetic,gsm8k] [--rollouts 4]
         [--rollout-questions 30] [--train-on bo8] [--folds 3]
-    .venv/bin/python benchmarks/verifiers.py --datasets qwen-arithmetic,qwen-gsm8k --folds 5 [--no-judge]
+    .venv/bin/python benchmarks/verifiers.py --datasets qwen-arithmetic,qwen-gsm8k --folds 5 --train-on bo8 [--no-judge]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> None:
         "--train-on",
         default="all",
         choices=["all", "bo8"],
-        help="arithmetic candidates to train on: every sampled run, or best-of-8 only",
+        help="candidates to train on (arithmetic and other models' folders): every sampled run, or best-of-8 only",
     )
     parser.add_argument("--folds", type=int, default=3, help="GSM8K and other models: cross-fitting folds")
     parser.add_argument("--no-judge", action="store_true", help="other models: leave the judge verifier out")
@@ -135,7 +135,7 @@ def main() -> None:
         if name not in ("arithmetic", "gsm8k"):
             model = traced_model(TRACES.parent / name)["model"]
             backend = None if args.no_judge else TransformersBackend(model)
-            results[name] = cross_fitted(name, args.folds, backend, judge=not args.no_judge)
+            results[name] = cross_fitted(name, args.folds, backend, judge=not args.no_judge, train_on=args.train_on)
     console.print(f"wrote {write_results('verifiers', results)}")
 
 
@@ -217,14 +217,15 @@ def arithmetic(args: argparse.Namespace, backend) -> dict:
     return summary
 
 
-def cross_fitted(name: str, folds: int, backend, judge: bool = True) -> dict:
+def cross_fitted(name: str, folds: int, backend, judge: bool = True, train_on: str = "all") -> dict:
     """The outcome verifier on the trace folder ``name`` (SmolLM2's GSM8K, or a folder collected
     on another model), cross-fitted: the problems fall into ``folds`` groups by a hash of their
     id, each group's best-of-8 runs are scored by a verifier trained on every sampled candidate
     of the other groups (right candidates are rare, so all of them are needed). The verifier
     reads the hidden states of the model the traces were collected on, and the judge (when
-    ``judge``) is that model too (``backend``). No process verifier: rollouts of 192-token
-    GSM8K steps are hours of this CPU."""
+    ``judge``) is that model too (``backend``). ``train_on="bo8"`` trains on the best-of-8
+    runs' candidates only (reading every sampled candidate of a 0.5B model is most of an hour
+    on 2 cores). No process verifier: rollouts of 192-token GSM8K steps are hours of this CPU."""
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.probes.bundle import fold_of
     from ttc_agent.verifiers import JudgeVerifier
@@ -234,7 +235,8 @@ def cross_fitted(name: str, folds: int, backend, judge: bool = True) -> dict:
     records = read_traces(traces)
     problems = sorted({r["problem_id"] for r in records})
     fold = {pid: fold_of(pid, folds) for pid in problems}
-    questions, candidates, labels, ids = examples_from_traces(records)
+    trained = records if train_on == "all" else [r for r in records if r["strategy"] == GSM8K_BO8]
+    questions, candidates, labels, ids = examples_from_traces(trained)
     greedy = {r["problem_id"]: r["correct"] for r in records if r["strategy"] == "greedy"}
     model = traced_model(traces)
     encoder = CandidateEncoder(model["model"] if model["model_sha256"] else None)
@@ -254,6 +256,7 @@ def cross_fitted(name: str, folds: int, backend, judge: bool = True) -> dict:
     summary = {
         **model,
         "folds": folds,
+        "trained_on": train_on,
         "layers": list(encoder.layers),
         "problems": len(problems),
         "candidates": total,
