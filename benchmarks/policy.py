@@ -96,15 +96,34 @@ def ablate(table, pred, bootstrap: int) -> dict:
         return {}
     result = menu_ablation(table, pred, early, bootstrap=bootstrap)
     for cost in ("tokens", "seconds"):
-        r = result[cost]
-        console.print(
-            f"[{cost}] at {result['best_static']}'s {r['budget']:.1f} {cost}: with {early} "
-            f"{r['with']['adaptive_accuracy_at_static_cost']} (gap closed {r['with']['gap_closed']}), "
-            f"without {r['without']['adaptive_accuracy_at_static_cost']} (gap closed {r['without']['gap_closed']}); "
-            f"difference {r['difference']} (95% CI {r['ci95_difference']}); "
-            f"chosen on {r['share_choosing_them']} of queries"
-        )
+        t = Table(title=f"the policy with {early} on the menu against without, at each static strategy's {cost}")
+        for col in (
+            "at the cost of",
+            cost,
+            "with",
+            "without",
+            "difference [95% CI]",
+            "gap closed with / without",
+            "chose them",
+        ):
+            t.add_column(col)
+        for spec, r in result[cost]["by_budget"].items():
+            ci = r["ci95_difference"]
+            t.add_row(
+                spec,
+                f"{r['budget']:.1f}",
+                _num(r["with"]["adaptive_accuracy_at_static_cost"]),
+                _num(r["without"]["adaptive_accuracy_at_static_cost"]),
+                f"{_num(r['difference'])} [{_num(ci and ci[0])}, {_num(ci and ci[1])}]",
+                f"{_num(r['with']['gap_closed'])} / {_num(r['without']['gap_closed'])}",
+                _num(r["share_choosing_them"]),
+            )
+        console.print(t)
     return result
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def report(name: str, result: dict, title: str) -> None:

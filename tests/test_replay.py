@@ -68,6 +68,9 @@ def test_menu_ablation_shows_what_a_strategy_adds_at_equal_cost():
         )
         assert 0 < r["share_choosing_them"] < 1
         assert r["without"]["gap_closed"] <= 0 < r["with"]["gap_closed"]
+        # The same at every static strategy's cost: at greedy's, nothing dearer is affordable.
+        assert r["by_budget"][bo4]["difference"] == r["difference"]
+        assert r["by_budget"]["greedy"]["share_choosing_them"] == 0
 
 
 def test_menu_ablation_refuses_nothing_or_everything_to_take_off():

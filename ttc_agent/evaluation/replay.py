@@ -127,7 +127,9 @@ def menu_ablation(
     at the most accurate static strategy's mean cost it reports each policy's accuracy, its
     share of the static-to-oracle gap closed (one oracle: the whole menu's), the paired
     accuracy difference with a 95% bootstrap interval over queries, and how often the whole
-    menu's policy picked one of the strategies ``without`` there.
+    menu's policy picked one of the strategies ``without`` there; ``by_budget`` holds the same
+    at every static strategy's mean cost (the most accurate one may be the cheapest, where
+    nothing else is affordable).
     """
     dropped = [s for s in without if s in pred.specs]
     if not dropped:
@@ -136,8 +138,7 @@ def menu_ablation(
     if not len(keep):
         raise InvalidRequestError(f"taking {dropped} off the menu {list(pred.specs)} leaves nothing")
     reduced = pred.take_strategies(keep.tolist())
-    out, samples, static, best_static = _baselines(table, pred, bootstrap, seed)
-    static_choice = np.full(len(table.ids), pred.specs.index(best_static))
+    out, samples, _, best_static = _baselines(table, pred, bootstrap, seed)
     oracle = OraclePolicy(out.correct, out.tokens, out.seconds)
     is_dropped = np.isin(np.arange(len(pred.specs)), keep, invert=True)
     result: dict[str, Any] = {"queries": len(table.ids), "without": dropped, "best_static": best_static}
@@ -148,31 +149,49 @@ def menu_ablation(
             whole.append(UtilityPolicy().choose(pred, limits))
             cut.append(keep[UtilityPolicy().choose(reduced, limits)])
             ceiling.append(oracle.choose(limits=limits))
-        with_all = _matched(out, cost, whole, ceiling, static_choice, rows=None)
-        without_them = _matched(out, cost, cut, ceiling, static_choice, rows=None)
-        diffs = []
-        for rows in samples:
-            a = _matched(out, cost, whole, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
-            b = _matched(out, cost, cut, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
-            if a is not None and b is not None:
-                diffs.append(a - b)
-        budget = static[best_static][cost]
-        affordable = [c for c in whole if out.score(c)[cost] <= budget * (1 + 1e-9)]
-        at_budget = max(affordable, key=lambda c: out.score(c)["accuracy"]) if affordable else None
-        a, b = with_all["adaptive_accuracy_at_static_cost"], without_them["adaptive_accuracy_at_static_cost"]
-        result[cost] = {
-            "budget": budget,
-            "with": with_all,
-            "without": without_them,
-            "difference": None if a is None or b is None else a - b,
-            "ci95_difference": (
-                [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
-                if len(diffs) >= bootstrap // 2
-                else None
-            ),
-            "share_choosing_them": None if at_budget is None else float(is_dropped[at_budget].mean()),
+        rows = {
+            spec: _ablation_at(out, cost, (whole, cut, ceiling), np.full(len(table.ids), j), samples, is_dropped)
+            for j, spec in enumerate(pred.specs)
         }
+        result[cost] = {**rows[best_static], "by_budget": rows}
     return result
+
+
+def _ablation_at(
+    out: Outcomes,
+    cost: str,
+    sweeps: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
+    static_choice: np.ndarray,
+    samples: list[np.ndarray],
+    is_dropped: np.ndarray,
+) -> dict[str, Any]:
+    """`menu_ablation` at one static strategy's mean cost: both policies' matched figures, the
+    paired difference with its bootstrap interval, and the share choosing the dropped ones."""
+    whole, cut, ceiling = sweeps
+    with_all = _matched(out, cost, whole, ceiling, static_choice, rows=None)
+    without_them = _matched(out, cost, cut, ceiling, static_choice, rows=None)
+    diffs = []
+    for rows in samples:
+        a = _matched(out, cost, whole, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
+        b = _matched(out, cost, cut, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
+        if a is not None and b is not None:
+            diffs.append(a - b)
+    budget = out.score(static_choice)[cost]
+    affordable = [c for c in whole if out.score(c)[cost] <= budget * (1 + 1e-9)]
+    at_budget = max(affordable, key=lambda c: out.score(c)["accuracy"]) if affordable else None
+    a, b = with_all["adaptive_accuracy_at_static_cost"], without_them["adaptive_accuracy_at_static_cost"]
+    return {
+        "budget": budget,
+        "with": with_all,
+        "without": without_them,
+        "difference": None if a is None or b is None else a - b,
+        "ci95_difference": (
+            [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
+            if len(diffs) >= len(samples) // 2
+            else None
+        ),
+        "share_choosing_them": None if at_budget is None else float(is_dropped[at_budget].mean()),
+    }
 
 
 def _baselines(
