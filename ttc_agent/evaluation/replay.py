@@ -149,8 +149,12 @@ def menu_ablation(
             whole.append(UtilityPolicy().choose(pred, limits))
             cut.append(keep[UtilityPolicy().choose(reduced, limits)])
             ceiling.append(oracle.choose(limits=limits))
+        # Each bootstrap resample's operating points, scored once for every budget below.
+        resampled = [([out.score(c, rows) for c in whole], [out.score(c, rows) for c in cut]) for rows in samples]
         rows = {
-            spec: _ablation_at(out, cost, (whole, cut, ceiling), np.full(len(table.ids), j), samples, is_dropped)
+            spec: _ablation_at(
+                out, cost, (whole, cut, ceiling), np.full(len(table.ids), j), samples, resampled, is_dropped
+            )
             for j, spec in enumerate(pred.specs)
         }
         result[cost] = {**rows[best_static], "by_budget": rows}
@@ -163,22 +167,25 @@ def _ablation_at(
     sweeps: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]],
     static_choice: np.ndarray,
     samples: list[np.ndarray],
+    resampled: list[tuple[list[dict[str, float]], list[dict[str, float]]]],
     is_dropped: np.ndarray,
 ) -> dict[str, Any]:
     """`menu_ablation` at one static strategy's mean cost: both policies' matched figures, the
-    paired difference with its bootstrap interval, and the share choosing the dropped ones."""
+    paired difference with its bootstrap interval (``resampled``: both sweeps' operating points
+    on each of ``samples``), and the share choosing the dropped ones."""
     whole, cut, ceiling = sweeps
     with_all = _matched(out, cost, whole, ceiling, static_choice, rows=None)
     without_them = _matched(out, cost, cut, ceiling, static_choice, rows=None)
     diffs = []
-    for rows in samples:
-        a = _matched(out, cost, whole, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
-        b = _matched(out, cost, cut, ceiling, static_choice, rows)["adaptive_accuracy_at_static_cost"]
+    for rows, (whole_points, cut_points) in zip(samples, resampled, strict=True):
+        spend = out.score(static_choice, rows)[cost]
+        a, b = _envelope_at(whole_points, cost, spend), _envelope_at(cut_points, cost, spend)
         if a is not None and b is not None:
             diffs.append(a - b)
     budget = out.score(static_choice)[cost]
-    affordable = [c for c in whole if out.score(c)[cost] <= budget * (1 + 1e-9)]
-    at_budget = max(affordable, key=lambda c: out.score(c)["accuracy"]) if affordable else None
+    points = [out.score(c) for c in whole]
+    affordable = [i for i, p in enumerate(points) if p[cost] <= budget * (1 + 1e-9)]
+    at_budget = whole[max(affordable, key=lambda i: points[i]["accuracy"])] if affordable else None
     a, b = with_all["adaptive_accuracy_at_static_cost"], without_them["adaptive_accuracy_at_static_cost"]
     return {
         "budget": budget,
