@@ -127,10 +127,11 @@ def main() -> None:
     if unknown:
         parser.error(f"no trace folder for {unknown} under {TRACES.parent}")
     results = saved_results("verifiers")  # a dataset not run is kept
+    embedded = TransformersBackend() if {"arithmetic", "gsm8k"} & set(datasets) else None
     if "arithmetic" in datasets:
-        results["arithmetic"] = arithmetic(args, TransformersBackend())
+        results["arithmetic"] = arithmetic(args, embedded)
     if "gsm8k" in datasets:
-        results["gsm8k"] = cross_fitted("gsm8k", args.folds, TransformersBackend())
+        results["gsm8k"] = cross_fitted("gsm8k", args.folds, embedded)
     for name in datasets:
         if name not in ("arithmetic", "gsm8k"):
             model = traced_model(TRACES.parent / name)["model"]
