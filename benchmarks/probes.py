@@ -11,7 +11,9 @@ Steps (each resumable; traces live in benchmarks/traces/):
    `PromptHiddenState` are reported separately);
 4. per dataset, with probes cross-fitted over every question: the share of runs within the
    predicted q90 tokens (`q90_coverage`), and how much of greedy's completion length a k-token
-   lookahead of the reply would explain (`greedy_lookahead`).
+   lookahead of the reply would explain (`greedy_lookahead`);
+5. per dataset and strategy, the seconds MAPE no probe that reads only a question's level can
+   beat, and how the seconds follow the longest sample of a run (`seconds_floor`).
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
     .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
@@ -82,6 +84,36 @@ def q90_coverage(traces: Path, features: str, folds: int = 5) -> dict[str, float
     from ttc_agent.probes.training import cross_fit
 
     return runs_within_q90(*cross_fit(traces, features=features, latency=latency_for(traces), folds=folds))
+
+
+def seconds_floor(records: list[dict], specs: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
+    """Per strategy, what bounds any seconds probe that reads the prompt: the MAPE of the best
+    constant per level (`mape_floor`, in-sample), and how closely the traced seconds follow
+    the longest sample of a run (the decode steps of its batch) against its total completion
+    tokens (Pearson r; ``None`` for runs without candidates)."""
+    import numpy as np
+
+    from ttc_agent.probes.metrics import mape_floor
+
+    out: dict[str, dict[str, float | None]] = {}
+    for spec in specs:
+        runs = [r for r in records if r["strategy"] == spec and r["seconds"] > 0]
+        seconds = np.array([r["seconds"] for r in runs])
+        longest = np.array([max((c["tokens"] for c in r.get("candidates") or ()), default=0) for r in runs])
+        total = np.array([r["completion_tokens"] for r in runs], dtype=float)
+
+        out[spec] = {
+            "seconds_mape_floor_by_level": mape_floor(seconds, np.array([r["level"] for r in runs])),
+            "seconds_r_longest_sample": _pearson(longest, seconds) if longest.all() else None,
+            "seconds_r_completion_tokens": _pearson(total, seconds),
+        }
+    return out
+
+
+def _pearson(x, y) -> float | None:
+    import numpy as np
+
+    return None if np.ptp(x) == 0 or np.ptp(y) == 0 else float(np.corrcoef(x, y)[0, 1])
 
 
 LOOKAHEAD = (0, 1, 2, 4, 8, 12)
@@ -225,6 +257,11 @@ def main() -> None:
         console.print(
             f"{name}: share of runs within the predicted q90 tokens (cross-fitted, every question): "
             + ", ".join(f"{spec} {c:.0%}" for spec, c in coverage.items())
+        )
+        results[name]["seconds_floor"] = floor = seconds_floor(read_traces(TRACES / name), menu.specs)
+        console.print(
+            f"{name}: seconds MAPE of the best constant per level (no probe reading the prompt's level does better): "
+            + ", ".join(f"{spec} {f['seconds_mape_floor_by_level']:.0%}" for spec, f in floor.items())
         )
         if "greedy" in menu.specs:
             model = meta["backend"].get("source", {}).get("name")

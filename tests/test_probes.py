@@ -20,7 +20,7 @@ from ttc_agent.probes import (
     split_ids,
 )
 from ttc_agent.probes.evaluate import evaluate
-from ttc_agent.probes.metrics import auroc, ece, mape
+from ttc_agent.probes.metrics import auroc, ece, mape, mape_floor
 
 
 def test_text_stats_are_cheap_and_informative():
@@ -28,6 +28,23 @@ def test_text_stats_are_cheap_and_informative():
     assert X.shape == (2, TextStats.dim)
     cols = dict(zip(TextStats.columns, X.T, strict=True))
     assert cols["max_number_digits"].tolist() == [1, 3] and cols["plus"].tolist() == [1, 1]
+
+
+def test_mape_floor_is_the_best_one_constant_per_group():
+    seconds = np.array([10.0, 10.0, 30.0, 30.0, 5.0, 5.0])
+    level = np.array([1, 1, 1, 1, 2, 2])
+    # Level 1 is bimodal: its best constant, 10, is 200% off on the two slow runs.
+    assert mape_floor(seconds, level) == pytest.approx((2 * 20 / 30) / 6)
+    rng = np.random.default_rng(0)
+    y, g = rng.lognormal(2, 0.6, 200), rng.integers(0, 4, 200)
+    floor = mape_floor(y, g)
+    for c in rng.uniform(1, 40, size=(300, 4)):  # no per-group constant does better
+        assert mape(y, c[g]) >= floor - 1e-12
+    assert mape_floor(y, np.zeros(200)) >= floor, "seeing less cannot lower the floor"
+    with pytest.raises(InvalidRequestError, match="positive"):
+        mape_floor(np.array([1.0, 0.0]), np.array([0, 0]))
+    with pytest.raises(InvalidRequestError, match="one group per value"):
+        mape_floor(np.array([1.0, 2.0]), np.array([0]))
 
 
 def test_accuracy_probe_learns_a_calibrated_probability():

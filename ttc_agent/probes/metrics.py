@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from ttc_agent.errors import InvalidRequestError
+
 
 def auroc(y: np.ndarray, p: np.ndarray) -> float | None:
     """Area under the ROC curve; ``None`` when ``y`` holds one class only."""
@@ -46,3 +48,22 @@ def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
     """Mean absolute percentage error (as a fraction; 0.25 = 25%)."""
     actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
     return float(np.mean(np.abs(predicted - actual) / np.maximum(np.abs(actual), 1e-9)))
+
+
+def mape_floor(actual: np.ndarray, groups: np.ndarray) -> float:
+    """The lowest MAPE a predictor that sees only each value's group can reach, in-sample: one
+    constant per group, the median of its values weighted by ``1 / value`` (which minimises
+    the sum of ``|value - c| / value``). A probe that reads nothing more than the group
+    (a question's level, say) cannot beat it; actual values must be positive."""
+    actual, groups = np.asarray(actual, dtype=float), np.asarray(groups)
+    if actual.shape != groups.shape or not len(actual):
+        raise InvalidRequestError(f"need one group per value, got {actual.shape} values and {groups.shape} groups")
+    if np.any(actual <= 0):
+        raise InvalidRequestError(f"values must be positive, got a minimum of {float(actual.min())}")
+    total = 0.0
+    for g in np.unique(groups):
+        y = np.sort(actual[groups == g])
+        w = np.cumsum(1 / y)
+        c = y[np.searchsorted(w, w[-1] / 2)]
+        total += float(np.sum(np.abs(y - c) / y))
+    return total / len(actual)
