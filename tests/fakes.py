@@ -4,6 +4,8 @@ traces and a probe bundle fitted on them, and tiny PRM models (real-model tests 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import random
 from collections.abc import Callable
 
@@ -80,11 +82,17 @@ def synthetic_traces(n=120, repeats=2, seed=0, gain_easy=0.05, gain_hard=0.05):
     return records
 
 
+@functools.cache
+def _synthetic_bundle() -> ProbeBundle:
+    return ProbeBundle(NODE_MENU, FeatureSet([TextStats()])).fit(synthetic_traces(gain_easy=0.0, gain_hard=0.3))
+
+
 def bundle_for(fingerprint):
-    """Probes trained on synthetic traces where best-of-4 helps on hard sums."""
-    return ProbeBundle(NODE_MENU, FeatureSet([TextStats()]), fingerprint=fingerprint).fit(
-        synthetic_traces(gain_easy=0.0, gain_hard=0.3)
-    )
+    """Probes trained on synthetic traces where best-of-4 helps on hard sums (fitted once per
+    session; each caller gets its own copy, made for ``fingerprint``)."""
+    bundle = copy.deepcopy(_synthetic_bundle())
+    bundle.fingerprint = fingerprint
+    return bundle
 
 
 def make_tiny_prm(embedded_dir, out, kind):

@@ -26,8 +26,8 @@ def test_the_proxy_checks_its_settings():
 @pytest.mark.parametrize("kind", FAULTS)
 def test_each_fault_is_retried_or_raised_typed(vllm_server, kind):
     root = vllm_server.removesuffix("/v1")
-    with FaultProxy(root, script=(kind,), stall_seconds=12) as proxy:
-        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", timeout=10, max_retries=2)
+    with FaultProxy(root, script=(kind,), stall_seconds=8) as proxy:
+        backend = OpenAIBackend(proxy.url + "/v1", "smollm2", timeout=4, max_retries=2)
         started = time.monotonic()
         if kind == "malformed":  # a server answering garbage is not retried
             with pytest.raises(BackendResponseError):
