@@ -12,8 +12,8 @@ Steps (each resumable; traces live in benchmarks/traces/):
 4. per dataset, with probes cross-fitted over every question: the share of runs within the
    predicted q90 tokens (`q90_coverage`), and how much of greedy's completion length a k-token
    lookahead of the reply would explain (`greedy_lookahead`);
-5. per dataset and strategy, the seconds MAPE no probe that reads only a question's level can
-   beat, and how the seconds follow the longest sample of a run (`seconds_floor`).
+5. per dataset and strategy, the seconds and token MAPE no probe that reads only a question's
+   level can beat, and how the seconds follow the longest sample of a run (`seconds_floor`).
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
     .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
@@ -87,8 +87,8 @@ def q90_coverage(traces: Path, features: str, folds: int = 5) -> dict[str, float
 
 
 def seconds_floor(records: list[dict], specs: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
-    """Per strategy, what bounds any seconds probe that reads the prompt: the MAPE of the best
-    constant per level (`mape_floor`, in-sample), and how closely the traced seconds follow
+    """Per strategy, what bounds any probe that reads the prompt: the seconds and token MAPE of
+    the best constant per level (`mape_floor`, in-sample), and how closely the traced seconds follow
     the longest sample of a run (the decode steps of its batch) against its total completion
     tokens (Pearson r; ``None`` for runs without candidates)."""
     import numpy as np
@@ -101,9 +101,11 @@ def seconds_floor(records: list[dict], specs: tuple[str, ...]) -> dict[str, dict
         seconds = np.array([r["seconds"] for r in runs])
         longest = np.array([max((c["tokens"] for c in r.get("candidates") or ()), default=0) for r in runs])
         total = np.array([r["completion_tokens"] for r in runs], dtype=float)
+        levels = np.array([r["level"] for r in runs])
 
         out[spec] = {
-            "seconds_mape_floor_by_level": mape_floor(seconds, np.array([r["level"] for r in runs])),
+            "seconds_mape_floor_by_level": mape_floor(seconds, levels),
+            "tokens_mape_floor_by_level": mape_floor(np.array([r["total_tokens"] for r in runs], dtype=float), levels),
             "seconds_r_longest_sample": _pearson(longest, seconds) if longest.all() else None,
             "seconds_r_completion_tokens": _pearson(total, seconds),
         }
@@ -260,8 +262,11 @@ def main() -> None:
         )
         results[name]["seconds_floor"] = floor = seconds_floor(read_traces(TRACES / name), menu.specs)
         console.print(
-            f"{name}: seconds MAPE of the best constant per level (no probe reading the prompt's level does better): "
-            + ", ".join(f"{spec} {f['seconds_mape_floor_by_level']:.0%}" for spec, f in floor.items())
+            f"{name}: seconds / tokens MAPE of the best constant per level (no probe reading only the level does better): "
+            + ", ".join(
+                f"{spec} {f['seconds_mape_floor_by_level']:.0%} / {f['tokens_mape_floor_by_level']:.0%}"
+                for spec, f in floor.items()
+            )
         )
         if "greedy" in menu.specs:
             model = meta["backend"].get("source", {}).get("name")
