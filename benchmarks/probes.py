@@ -102,7 +102,6 @@ def seconds_floor(records: list[dict], specs: tuple[str, ...]) -> dict[str, dict
         longest = np.array([max((c["tokens"] for c in r.get("candidates") or ()), default=0) for r in runs])
         total = np.array([r["completion_tokens"] for r in runs], dtype=float)
         levels = np.array([r["level"] for r in runs])
-
         out[spec] = {
             "seconds_mape_floor_by_level": mape_floor(seconds, levels),
             "tokens_mape_floor_by_level": mape_floor(np.array([r["total_tokens"] for r in runs], dtype=float), levels),
@@ -232,7 +231,8 @@ def main() -> None:
     for name in names:
         meta = read_meta(TRACES / name)
         menu = Menu.from_dict(meta["menu"])
-        table = TraceTable.from_records(read_traces(TRACES / name), menu.specs)
+        records = read_traces(TRACES / name)
+        table = TraceTable.from_records(records, menu.specs)
         features = FeatureSet.from_names(args.features)
         X = features.transform(table.prompts)
         train, test = split_ids(table.ids, 0.3)
@@ -260,7 +260,7 @@ def main() -> None:
             f"{name}: share of runs within the predicted q90 tokens (cross-fitted, every question): "
             + ", ".join(f"{spec} {c:.0%}" for spec, c in coverage.items())
         )
-        results[name]["seconds_floor"] = floor = seconds_floor(read_traces(TRACES / name), menu.specs)
+        results[name]["seconds_floor"] = floor = seconds_floor(records, menu.specs)
         console.print(
             f"{name}: seconds / tokens MAPE of the best constant per level (no probe reading only the level does better): "
             + ", ".join(
