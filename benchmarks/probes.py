@@ -112,9 +112,11 @@ def seconds_floor(records: list[dict], specs: tuple[str, ...]) -> dict[str, dict
 
 
 def _pearson(x, y) -> float | None:
+    """Pearson's r (scipy), ``None`` where either side is constant."""
     import numpy as np
+    from scipy.stats import pearsonr
 
-    return None if np.ptp(x) == 0 or np.ptp(y) == 0 else float(np.corrcoef(x, y)[0, 1])
+    return None if np.ptp(x) == 0 or np.ptp(y) == 0 else float(pearsonr(x, y).statistic)
 
 
 LOOKAHEAD = (0, 1, 2, 4, 8, 12)

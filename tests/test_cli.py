@@ -22,6 +22,7 @@ def test_version():
         (["collect", "--dataset", "gsm9k", "--menu", "m.yaml", "--out", "o"], "'gsm9k': expected one of"),
         (["collect", "--dataset", "gsm8k", "--menu", "m.yaml", "--out", "o", "--backend", "tgi"], "'tgi'"),
         (["demo", "--manager", "fancy"], "'fancy' is not one of"),
+        (["run", "What is 2 + 2?", "--backend", "vllm", "--dtype", "float16"], "'float16' is not one of"),
     ],
 )
 def test_enumerated_choices_are_checked_by_the_parser(args, message):
@@ -54,6 +55,33 @@ def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_
     assert tok.exit_code == 2 and "--tokenizer is for server backends" in tok.output
     keys = runner.invoke(app, ["serve", "--api-keys-file", str(tmp_path / "missing.txt")])
     assert keys.exit_code == 2 and "cannot read --api-keys-file" in keys.output
+    dtype = runner.invoke(app, ["run", "What is 2 + 2?", "--dtype", "bfloat16"])
+    assert dtype.exit_code == 2 and "--dtype bfloat16 is for the vllm backend, not 'transformers'" in dtype.output
+
+
+@pytest.mark.parametrize("command", ["run", "collect", "profile", "serve"])
+def test_dtype_reaches_the_vllm_backend(monkeypatch, tmp_path, command):
+    import ttc_agent.backends
+    from ttc_agent.errors import ModelLoadError
+
+    seen: list[tuple[str, dict]] = []
+
+    def record(spec, model=None, **kwargs):
+        seen.append((spec, kwargs))
+        raise ModelLoadError("stopped here")
+
+    monkeypatch.setattr(ttc_agent.backends, "load_backend", record)
+    menu = tmp_path / "menu.yaml"
+    menu.write_text("strategies: [greedy]\n")
+    args = {
+        "run": ["run", "What is 2 + 2?"],
+        "collect": ["collect", "--dataset", "arithmetic", "--menu", str(menu), "--out", str(tmp_path / "o")],
+        "profile": ["profile", "--out", str(tmp_path / "lat.json")],
+        "serve": ["serve"],
+    }[command]
+    result = runner.invoke(app, [*args, "--backend", "vllm", "--dtype", "float32"])
+    assert result.exit_code != 0 and "stopped here" in result.output
+    assert seen == [("vllm", {"dtype": "float32"})]
 
 
 def test_openai_backend_reads_the_api_key_from_the_environment(monkeypatch):

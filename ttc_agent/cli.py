@@ -18,6 +18,13 @@ app = typer.Typer(
 console = Console()
 
 
+class Dtype(StrEnum):
+    """Compute dtypes of the vllm backend."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class Manager(StrEnum):
     """The workflow budget managers."""
 
@@ -67,7 +74,18 @@ BackendOpt = Annotated[
 ]
 ModelOpt = Annotated[
     str | None,
-    typer.Option(help="Local model folder (default: the embedded SmolLM2-135M-Instruct) or served model name."),
+    typer.Option(
+        help="A named model (qwen2.5-coder-0.5b, smollm2-135m; default: smollm2-135m) or model folder, "
+        "or the served model's name."
+    ),
+]
+DtypeOpt = Annotated[
+    Dtype | None,
+    typer.Option(
+        help="The vllm backend's compute dtype (default: bfloat16 where the CPU has avx512_bf16 or AMX, else "
+        "float32); pass the dtype a trace folder was collected in to resume it on another CPU.",
+        show_default=False,
+    ),
 ]
 ApiKeyOpt = Annotated[
     str | None,
@@ -75,11 +93,15 @@ ApiKeyOpt = Annotated[
 ]
 
 
-def _backend(backend: str, model: str | None, api_key: str | None = None, **options: str):
+def _backend(backend: str, model: str | None, api_key: str | None = None, dtype: Dtype | None = None, **options: str):
     from ttc_agent.backends import LOCAL_BACKENDS, load_backend
 
     if api_key is not None and backend in LOCAL_BACKENDS:
         raise InvalidRequestError(f"--api-key is for server backends, not {backend!r}")
+    if dtype is not None and backend != "vllm":
+        raise InvalidRequestError(f"--dtype {dtype.value} is for the vllm backend, not {backend!r}")
+    if dtype is not None:
+        options["dtype"] = dtype.value
     _quiet_model_loading()
     with console.status(f"loading {backend} backend..."):
         return load_backend(backend, model, **({"api_key": api_key} if api_key else {}), **options)
@@ -235,6 +257,7 @@ def run(
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
     api_key: ApiKeyOpt = None,
+    dtype: DtypeOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens per sample (per beam for beam search).")] = 256,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
 ) -> None:
@@ -247,7 +270,7 @@ def run(
             console.print(f"[yellow]note:[/yellow] {s.spec} decodes at temperature 0, so --seed {seed} has no effect")
         elif seed is not None:
             s = parse_strategy(strategy, max_tokens=max_tokens, seed=seed)
-        b = _backend(backend, model, api_key)
+        b = _backend(backend, model, api_key, dtype)
         with console.status(f"running {s.spec}..."):
             outcome = s.run(question, b, verifier)
     except TTCError as exc:
@@ -282,6 +305,7 @@ def collect(
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
     api_key: ApiKeyOpt = None,
+    dtype: DtypeOpt = None,
     limit: Annotated[int | None, typer.Option(help="Use the first N problems.")] = None,
     data: Annotated[
         Path | None, typer.Option(help="Folder holding gsm8k/ and math500/ (default: $TTC_AGENT_DATA).")
@@ -315,7 +339,7 @@ def collect(
             else {}
         )
         problems = load_dataset(dataset, limit, data, **kwargs)
-        b = _backend(backend, model, api_key)
+        b = _backend(backend, model, api_key, dtype)
         done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
         labelled = collect_rollouts(out, b, n=rollouts, problems={p.id for p in problems}) if rollouts else 0
     except TTCError as exc:
@@ -331,6 +355,7 @@ def profile(
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
     api_key: ApiKeyOpt = None,
+    dtype: DtypeOpt = None,
     requests: Annotated[int, typer.Option(help="Measured requests of varied shape.")] = 24,
 ) -> None:
     """Measure this backend's seconds per request shape and fit a LatencyModel."""
@@ -338,7 +363,7 @@ def profile(
     from ttc_agent.probes.latency import profile as run_profile
 
     try:
-        b = _backend(backend, model, api_key)
+        b = _backend(backend, model, api_key, dtype)
         rows = run_profile(b, requests=requests)
         lat = LatencyModel.fit(rows, backend=b.fingerprint())
     except TTCError as exc:
@@ -703,6 +728,7 @@ def serve(
         str | None,
         typer.Option(help="The served model's name or folder: count prompt tokens here instead of asking the server."),
     ] = None,
+    dtype: DtypeOpt = None,
 ) -> None:
     """Serve an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models, /v1/sessions,
     /health): each request gets the strategy the probes pick, and requests naming a session
@@ -721,7 +747,7 @@ def serve(
         local = not backend.startswith(("http://", "https://"))
         if tokenizer is not None and local:
             raise InvalidRequestError(f"--tokenizer is for server backends, not {backend!r}")
-        chosen = _backend(backend, model, api_key, **({"tokenizer": tokenizer} if tokenizer else {}))
+        chosen = _backend(backend, model, api_key, dtype, **({"tokenizer": tokenizer} if tokenizer else {}))
         # A local model gets the bundle shipped for it; a server's model is known by --tokenizer
         # when that names a model a bundle is shipped for (else the embedded model's, unchecked).
         shipped_for = SHIPPED_BUNDLES.get(tokenizer or "")

@@ -106,9 +106,19 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
             _serving(old_backend) == _serving(meta["backend"]) and same_model(old_backend, meta["backend"]) is not False
         )
         if not same:
+            old_dtype = old_backend.get("dtype")
+            only_dtype = old_dtype != meta["backend"].get("dtype") and _serving(old_backend) == {
+                **_serving(meta["backend"]),
+                "dtype": old_dtype,
+            }
+            hint = (
+                f"resume it in {old_dtype} (--dtype {old_dtype}; VLLMBackend(dtype={old_dtype!r})) or use a new folder"
+                if only_dtype
+                else "use a new folder"
+            )
             raise InvalidRequestError(
                 f"{out} holds traces made with another backend: {old.get('backend')!r}, not {meta['backend']!r}; "
-                "use a new folder"
+                + hint
             )
         if old.get("menu") == meta["menu"]:
             return
