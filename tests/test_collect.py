@@ -1,6 +1,7 @@
 """Menus and trace collection: append-only, resumable, refusing mixed folders."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fakes import ScriptedBackend, texts
@@ -49,6 +50,8 @@ def test_collect_writes_every_run_and_resumes(tmp_path):
         "rounds",
     } <= set(r)
     assert r["total_tokens"] == r["prompt_tokens"] + r["completion_tokens"] + r["verifier_tokens"]
+    finished = [datetime.fromisoformat(x["finished_at"]) for x in records]
+    assert finished == sorted(finished) and all(abs(datetime.now(UTC) - t) < timedelta(minutes=5) for t in finished)
     assert r["candidates"][0]["text"] == "= 5" and r["candidates"][0]["correct"] in (True, False)
     calls = len(backend.calls)
     assert collect(problems, MENU, backend, tmp_path, repeats=2, progress=False) == 0

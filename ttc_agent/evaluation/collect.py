@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +193,7 @@ def collect(
         if concurrency == 1:
             for p, spec, k in todo:
                 outcome = menu.strategy(spec, seed=run_seed(p.id, k)).run(p, backend)
-                _write(sink, outcome_record(p, outcome, repeat=k))
+                _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now()))
                 bar.advance(task)
         else:
             asyncio.run(_collect_async(todo, menu, backend, sink, lambda: bar.advance(task), concurrency))
@@ -205,7 +206,7 @@ async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurre
     async def one(p: Problem, spec: str, k: int) -> None:
         async with gate:
             outcome = await menu.strategy(spec, seed=run_seed(p.id, k)).arun(p, backend)
-        _write(sink, outcome_record(p, outcome, repeat=k))
+        _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now()))
         advance()
 
     await asyncio.gather(*(one(*t) for t in todo))
@@ -221,6 +222,11 @@ def _drop_partial_line(path: Path) -> None:
         if data.endswith(b"\n"):
             return
         f.truncate(data.rfind(b"\n") + 1)
+
+
+def _now() -> str:
+    """UTC now to the second (ISO 8601): when a run finished, to audit what ran beside it."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write(sink, record: dict[str, Any]) -> None:
