@@ -1,6 +1,7 @@
 """Menus and trace collection: append-only, resumable, refusing mixed folders."""
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,6 +51,7 @@ def test_collect_writes_every_run_and_resumes(tmp_path):
         "rounds",
     } <= set(r)
     assert r["total_tokens"] == r["prompt_tokens"] + r["completion_tokens"] + r["verifier_tokens"]
+    assert all(x["cpu"].endswith(f" x{os.cpu_count()}") and len(x["cpu"]) > 3 for x in records)
     finished = [datetime.fromisoformat(x["finished_at"]) for x in records]
     assert finished == sorted(finished) and all(abs(datetime.now(UTC) - t) < timedelta(minutes=5) for t in finished)
     assert r["candidates"][0]["text"] == "= 5" and r["candidates"][0]["correct"] in (True, False)

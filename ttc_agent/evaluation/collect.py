@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import platform
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -193,7 +195,7 @@ def collect(
         if concurrency == 1:
             for p, spec, k in todo:
                 outcome = menu.strategy(spec, seed=run_seed(p.id, k)).run(p, backend)
-                _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now()))
+                _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=_CPU))
                 bar.advance(task)
         else:
             asyncio.run(_collect_async(todo, menu, backend, sink, lambda: bar.advance(task), concurrency))
@@ -206,7 +208,7 @@ async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurre
     async def one(p: Problem, spec: str, k: int) -> None:
         async with gate:
             outcome = await menu.strategy(spec, seed=run_seed(p.id, k)).arun(p, backend)
-        _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now()))
+        _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=_CPU))
         advance()
 
     await asyncio.gather(*(one(*t) for t in todo))
@@ -222,6 +224,20 @@ def _drop_partial_line(path: Path) -> None:
         if data.endswith(b"\n"):
             return
         f.truncate(data.rfind(b"\n") + 1)
+
+
+def _cpu_model() -> str:
+    """This machine's CPU model and core count, as traced seconds depend on them (the same
+    sampling run takes twice as long on one 2-core machine as on another)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    return f"{model or platform.processor() or platform.machine()} x{os.cpu_count()}"
+
+
+_CPU = _cpu_model()
 
 
 def _now() -> str:
