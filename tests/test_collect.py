@@ -91,14 +91,16 @@ def test_resuming_with_another_menu_or_model_is_refused(tmp_path):
 def test_resuming_in_another_dtype_names_the_folders_dtype(tmp_path):
     problems = arithmetic(per_level=1, levels=(1,), seed=0)
 
-    def backend(dtype):
+    def backend(dtype, weights="w"):
         b = ScriptedBackend(texts("= 5"))
-        b.fingerprint = lambda: {"backend": "vllm", "model": "m", "dtype": dtype}
+        b.fingerprint = lambda: {"backend": "vllm", "model": "m", "dtype": dtype, "weights": weights}
         return b
 
     collect(problems, MENU, backend("float32"), tmp_path, progress=False)
     with pytest.raises(InvalidRequestError, match=r"resume it in float32 \(--dtype float32"):
         collect(problems, MENU, backend("bfloat16"), tmp_path, progress=False)
+    with pytest.raises(InvalidRequestError, match=r"'weights': 'other'}; use a new folder$"):
+        collect(problems, MENU, backend("bfloat16", weights="other"), tmp_path, progress=False)
     assert collect(problems, MENU, backend("float32"), tmp_path, repeats=2, progress=False) == 1
 
 

@@ -98,9 +98,9 @@ def _backend(backend: str, model: str | None, api_key: str | None = None, dtype:
 
     if api_key is not None and backend in LOCAL_BACKENDS:
         raise InvalidRequestError(f"--api-key is for server backends, not {backend!r}")
-    if dtype is not None and backend != "vllm":
-        raise InvalidRequestError(f"--dtype {dtype.value} is for the vllm backend, not {backend!r}")
     if dtype is not None:
+        if backend != "vllm":
+            raise InvalidRequestError(f"--dtype {dtype.value} is for the vllm backend, not {backend!r}")
         options["dtype"] = dtype.value
     _quiet_model_loading()
     with console.status(f"loading {backend} backend..."):

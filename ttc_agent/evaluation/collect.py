@@ -105,15 +105,11 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
         old_backend = old.get("backend") or {}
-        same = (
-            _serving(old_backend) == _serving(meta["backend"]) and same_model(old_backend, meta["backend"]) is not False
-        )
-        if not same:
-            old_dtype = old_backend.get("dtype")
-            only_dtype = old_dtype != meta["backend"].get("dtype") and _serving(old_backend) == {
-                **_serving(meta["backend"]),
-                "dtype": old_dtype,
-            }
+        old_serving, new_serving = _serving(old_backend), _serving(meta["backend"])
+        model_kept = same_model(old_backend, meta["backend"]) is not False
+        if not (model_kept and old_serving == new_serving):
+            old_dtype = old_serving.get("dtype")
+            only_dtype = model_kept and old_serving == {**new_serving, "dtype": old_dtype}
             hint = (
                 f"resume it in {old_dtype} (--dtype {old_dtype}; VLLMBackend(dtype={old_dtype!r})) or use a new folder"
                 if only_dtype
@@ -182,6 +178,7 @@ def collect(
     ]
     if not todo:
         return 0
+    cpu = f"{cpu_name()} x{os.cpu_count()}"
     columns = (
         TextColumn("collect"),
         BarColumn(),
@@ -195,20 +192,20 @@ def collect(
         if concurrency == 1:
             for p, spec, k in todo:
                 outcome = menu.strategy(spec, seed=run_seed(p.id, k)).run(p, backend)
-                _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=_CPU))
+                _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=cpu))
                 bar.advance(task)
         else:
-            asyncio.run(_collect_async(todo, menu, backend, sink, lambda: bar.advance(task), concurrency))
+            asyncio.run(_collect_async(todo, menu, backend, sink, lambda: bar.advance(task), concurrency, cpu))
     return len(todo)
 
 
-async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurrency: int) -> None:
+async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurrency: int, cpu: str) -> None:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(p: Problem, spec: str, k: int) -> None:
         async with gate:
             outcome = await menu.strategy(spec, seed=run_seed(p.id, k)).arun(p, backend)
-        _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=_CPU))
+        _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=cpu))
         advance()
 
     await asyncio.gather(*(one(*t) for t in todo))
@@ -226,18 +223,16 @@ def _drop_partial_line(path: Path) -> None:
         f.truncate(data.rfind(b"\n") + 1)
 
 
-def _cpu_model() -> str:
-    """This machine's CPU model and core count, as traced seconds depend on them (the same
-    sampling run takes twice as long on one 2-core machine as on another)."""
+def cpu_name() -> str:
+    """This machine's CPU model (``/proc/cpuinfo``'s model name where there is one): traced
+    seconds depend on it (the same sampling run takes twice as long on one 2-core machine as
+    on another), so records and benchmark results name it."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
         lines = []
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
-    return f"{model or platform.processor() or platform.machine()} x{os.cpu_count()}"
-
-
-_CPU = _cpu_model()
+    return model or platform.processor() or platform.machine()
 
 
 def _now() -> str:
