@@ -209,6 +209,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     from ttc_agent.evaluation.collect import collect, read_meta, read_traces
+    from ttc_agent.evaluation.machines import seconds_clock, seconds_on_one_machine
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
     from ttc_agent.probes.evaluate import evaluate, metrics_table
@@ -233,7 +234,7 @@ def main() -> None:
     for name in names:
         meta = read_meta(TRACES / name)
         menu = Menu.from_dict(meta["menu"])
-        records = read_traces(TRACES / name)
+        records = seconds_on_one_machine(read_traces(TRACES / name))  # one clock for every machine's runs
         table = TraceTable.from_records(records, menu.specs)
         features = FeatureSet.from_names(args.features)
         X = features.transform(table.prompts)
@@ -249,6 +250,7 @@ def main() -> None:
             **traced_model(TRACES / name),
             "features": args.features,
             "latency": "profiled" if latency else "regressed from the traced seconds",
+            "seconds_clock": seconds_clock(records),
             "menu": menu.to_dict(),
             "problems": len(table.ids),
             "train": len(train),

@@ -313,12 +313,14 @@ def summarise_traces(folders: list[Path]) -> None:
     first repeat of each run), written to benchmarks/results/strategies-<model>.json and the
     ``strategies-<model>`` block of docs/benchmarks.md."""
     from ttc_agent.evaluation.collect import read_meta, read_traces
+    from ttc_agent.evaluation.machines import seconds_on_one_machine
 
     runs, source = [], {}
     for folder in folders:
         meta = read_meta(folder)
         source = meta["backend"].get("source", {})
-        first = [r for r in read_traces(folder) if r.get("repeat", 0) == 0]
+        # Seconds on the clock of the machine that traced most of the folder.
+        first = [r for r in seconds_on_one_machine(read_traces(folder)) if r.get("repeat", 0) == 0]
         specs = defaultdict(set)
         for r in first:
             specs[r["problem_id"]].add(r["strategy"])

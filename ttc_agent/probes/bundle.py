@@ -31,6 +31,7 @@ from scipy.stats import norm
 from ttc_agent.backends.base import Prompt
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError, TTCError
+from ttc_agent.evaluation.machines import seconds_on_one_machine
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
@@ -137,12 +138,14 @@ class TraceTable:
 
     @classmethod
     def from_records(cls, records: Sequence[dict[str, Any]], specs: Sequence[str]) -> TraceTable:
+        """Group the runs of ``specs`` by problem, keeping the problems that have runs of every
+        strategy; runs from several machines get their seconds on the clock of the machine that
+        traced the most (`seconds_on_one_machine`)."""
         by_problem: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
         prompts: dict[str, Prompt] = {}
-        for r in records:
-            if r["strategy"] in specs:
-                by_problem[r["problem_id"]][r["strategy"]].append(r)
-                prompts[r["problem_id"]] = r["messages"]
+        for r in seconds_on_one_machine([r for r in records if r["strategy"] in specs]):
+            by_problem[r["problem_id"]][r["strategy"]].append(r)
+            prompts[r["problem_id"]] = r["messages"]
         ids = sorted(pid for pid, runs in by_problem.items() if all(runs.get(s) for s in specs))
         if not ids:
             raise InvalidRequestError(f"no problem in the traces has runs of every menu strategy {list(specs)}")
