@@ -115,6 +115,7 @@ def fitted_bundle(traces: Path, test_fraction: float = 0.3, features: str = DEFA
     ``ttc-agent train --traces T --features F [--latency T/../latency.json] --test-fraction 0.3``
     fits it (the latency model when `latency_for` finds one); saved beside the traces as
     ``<traces>-probes`` and reloaded while the traces and the features are unchanged."""
+    from ttc_agent.evaluation.collect import read_meta, traced_model_name
     from ttc_agent.probes import FeatureSet, ProbeBundle
     from ttc_agent.probes.training import train_from_traces
 
@@ -122,7 +123,8 @@ def fitted_bundle(traces: Path, test_fraction: float = 0.3, features: str = DEFA
     saved = out / "bundle.json"
     if saved.is_file() and saved.stat().st_mtime > (traces / "traces.jsonl").stat().st_mtime:
         cached = ProbeBundle.load(out)
-        if cached.features.config() == FeatureSet.from_names(features).config():
+        wanted = FeatureSet.from_names(features, model=traced_model_name(read_meta(traces)))
+        if cached.features.config() == wanted.config():
             return cached
     bundle = train_from_traces(traces, features, latency=latency_for(traces), test_fraction=test_fraction).bundle
     bundle.save(out)

@@ -245,6 +245,12 @@ def test_a_bundle_smuggling_an_untrusted_type_is_refused(tmp_path):
 def test_feature_config_round_trip_and_errors():
     fs = FeatureSet.from_names("text_stats,prompt_hidden_state")
     assert FeatureSet.from_config(fs.config()).config() == fs.config()
+    assert fs.config()[1]["model"] is None, "no model named: the embedded one"
+    named = FeatureSet.from_names("prompt_hidden_state, text_stats", model="qwen2.5-coder-0.5b").config()
+    assert named == [
+        {"kind": "prompt_hidden_state", "model": "qwen2.5-coder-0.5b", "layer": -8, "pooling": "mean"},
+        {"kind": "text_stats"},
+    ]
     with pytest.raises(InvalidRequestError, match="telepathy"):
         FeatureSet.from_names("telepathy")
 

@@ -115,6 +115,28 @@ def test_cross_fitting_predicts_every_problem_from_a_bundle_that_never_saw_it(tm
         cross_fit(traces, features="text_stats", folds=1)
 
 
+def test_hidden_state_features_read_the_model_the_traces_were_collected_on(tmp_path, monkeypatch):
+    from ttc_agent.evaluation.collect import traced_model_name
+    from ttc_agent.probes import PromptHiddenState
+
+    assert traced_model_name({"backend": {"source": {"name": "qwen2.5-coder-0.5b"}}}) == "qwen2.5-coder-0.5b"
+    assert traced_model_name({"backend": {"backend": "vllm", "model": "SmolLM2-135M-Instruct"}}) is None
+    assert traced_model_name({"backend": {"source": "not a mapping"}}) is None
+    read_from: list[str | None] = []
+
+    def fake_transform(self, prompts):  # stands in for the forward pass: which model, not its values
+        read_from.append(self.model)
+        return np.zeros((len(prompts), 2))
+
+    monkeypatch.setattr(PromptHiddenState, "transform", fake_transform)
+    traces = write_trace_folder(tmp_path / "traces", synthetic_traces(n=30, repeats=1))
+    meta = json.loads((traces / "meta.json").read_text())
+    meta["backend"]["source"] = {"name": "qwen2.5-coder-0.5b"}
+    (traces / "meta.json").write_text(json.dumps(meta))
+    cross_fit(traces, features="text_stats,prompt_hidden_state", folds=2)
+    assert read_from == ["qwen2.5-coder-0.5b"]
+
+
 def test_evaluate_command_replays_only_held_out_problems(tmp_path):
     from typer.testing import CliRunner
 

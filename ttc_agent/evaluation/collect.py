@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,15 @@ def read_traces(folder: str | Path) -> list[dict[str, Any]]:
             )
         records.append(rec)
     return records
+
+
+def traced_model_name(meta: Mapping[str, Any]) -> str | None:
+    """The registered model name (`ttc_agent.backends.models.MODELS`) a collection's ``meta``
+    records for its backend, or ``None`` when the model was not a registered one (older
+    folders of the embedded model record none)."""
+    source = (meta.get("backend") or {}).get("source")
+    name = source.get("name") if isinstance(source, Mapping) else None
+    return name if isinstance(name, str) else None
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:

@@ -278,9 +278,17 @@ class FeatureSet:
         return cls(extractors)
 
     @classmethod
-    def from_names(cls, names: str) -> FeatureSet:
-        """From a comma-separated list: ``text_stats``, ``sentence_embedding``, ``prompt_hidden_state``."""
-        return cls.from_config([{"kind": n.strip()} for n in names.split(",") if n.strip()])
+    def from_names(cls, names: str, model: str | None = None) -> FeatureSet:
+        """From a comma-separated list: ``text_stats``, ``sentence_embedding``, ``prompt_hidden_state``.
+
+        ``model`` is the policy model whose hidden states ``prompt_hidden_state`` reads (a
+        registered name or a local folder; ``None``: ``smollm2-135m``); the other kinds ignore it.
+        """
+        configs: list[dict[str, Any]] = []
+        for name in (n.strip() for n in names.split(",")):
+            if name:
+                configs.append({"kind": name, "model": model} if name == PromptHiddenState.name else {"kind": name})
+        return cls.from_config(configs)
 
     def transform(self, prompts: Sequence[Prompt]) -> np.ndarray:
         return np.concatenate([e.transform(prompts) for e in self.extractors], axis=1)

@@ -79,7 +79,7 @@ def _unfitted(
     traces: str | Path, features: str, latency: str | Path | None
 ) -> tuple[ProbeBundle, TraceTable, np.ndarray]:
     """An unfitted bundle for a trace folder's menu and model, its trace table and features."""
-    from ttc_agent.evaluation.collect import read_meta, read_traces
+    from ttc_agent.evaluation.collect import read_meta, read_traces, traced_model_name
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes.features import FeatureSet
     from ttc_agent.probes.latency import LatencyModel
@@ -87,7 +87,7 @@ def _unfitted(
     meta = read_meta(traces)
     menu = Menu.from_dict(meta["menu"])
     table = TraceTable.from_records(read_traces(traces), menu.specs)
-    fs = FeatureSet.from_names(features)
+    fs = FeatureSet.from_names(features, model=traced_model_name(meta))  # hidden states of the traced model
     lat = LatencyModel.load(latency) if latency else None
     bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"])
     return bundle, table, fs.transform(table.prompts)
