@@ -9,9 +9,10 @@ Steps (each resumable; traces live in benchmarks/traces/):
    AUROC, Brier score and ECE, token and latency MAPE, and the median time to featurise and
    predict the whole menu for one query (the LM forward passes of the sentence encoder and of
    `PromptHiddenState` are reported separately);
-4. per dataset, with probes cross-fitted over every question: the share of runs within the
-   predicted q90 tokens (`q90_coverage`), and how much of greedy's completion length a k-token
-   lookahead of the reply would explain (`greedy_lookahead`);
+4. per dataset, with probes cross-fitted over every question: the accuracy probe's AUROC with
+   each feature set of ``--compare-features`` (`auroc_by_features`), the share of runs within
+   the predicted q90 tokens, and how much of greedy's completion length a k-token lookahead of
+   the reply would explain (`greedy_lookahead`);
 5. per dataset and strategy, the seconds and token MAPE no probe that reads only a question's
    level can beat, and how the seconds follow the longest sample of a run (`seconds_floor`).
 Writes benchmarks/results/probes.json and plots into docs/img/.
@@ -48,9 +49,10 @@ TRACES = HERE / "traces"
 IMG = HERE.parent / "docs" / "img"
 
 
-def timing(bundle, prompts, tokens) -> dict[str, float]:
+def timing(bundle, prompts, tokens, model: str | None) -> dict[str, float]:
     """Median milliseconds per query: the text statistics plus predicting the whole menu (the
-    part the 2 ms target covers), and each encoder's forward pass on its own."""
+    part the 2 ms target covers), and each encoder's forward pass on its own (the hidden state
+    of ``model``, the traced one)."""
     from ttc_agent.probes import PromptHiddenState
 
     def median_ms(fn) -> float:
@@ -67,7 +69,7 @@ def timing(bundle, prompts, tokens) -> dict[str, float]:
     stats = bundle.features.extractors[0]
     embedding = next((e for e in bundle.features.extractors if isinstance(e, SentenceEmbedding)), SentenceEmbedding())
     X = bundle.features.transform(prompts)
-    hidden = PromptHiddenState()
+    hidden = PromptHiddenState(model)
     return {
         "text_stats_plus_predict_ms_median": median_ms(
             lambda i: (stats.transform([prompts[i]]), bundle.predict_features(X[i : i + 1], tokens[i : i + 1]))
@@ -77,13 +79,26 @@ def timing(bundle, prompts, tokens) -> dict[str, float]:
     }
 
 
-def q90_coverage(traces: Path, features: str, folds: int = 5) -> dict[str, float]:
-    """Per strategy, the share of all runs within the q90 tokens predicted by probes
-    cross-fitted over ``folds`` folds (every question held out once)."""
-    from ttc_agent.probes.evaluate import runs_within_q90
+def cross_fitted(traces: Path, feature_sets: list[str], folds: int = 5) -> dict:
+    """Per feature set, the trace table and the predictions of probes cross-fitted over
+    ``folds`` folds (every question held out once)."""
     from ttc_agent.probes.training import cross_fit
 
-    return runs_within_q90(*cross_fit(traces, features=features, latency=latency_for(traces), folds=folds))
+    return {fs: cross_fit(traces, features=fs, latency=latency_for(traces), folds=folds) for fs in feature_sets}
+
+
+def auroc_by_features(fitted: dict) -> dict[str, dict[str, float | None]]:
+    """Per feature set and strategy, the cross-fitted accuracy probe's AUROC over every run
+    (``None`` where a strategy's runs are all right or all wrong)."""
+    from ttc_agent.probes.metrics import auroc
+
+    out: dict[str, dict[str, float | None]] = {}
+    for fs, (table, pred) in fitted.items():
+        out[fs] = {}
+        for j, spec in enumerate(pred.specs):
+            idx, y = table.run_rows(spec)
+            out[fs][spec] = auroc(y, pred.accuracy[idx, j])
+    return out
 
 
 def seconds_floor(records: list[dict], specs: tuple[str, ...]) -> dict[str, dict[str, float | None]]:
@@ -207,12 +222,17 @@ def main() -> None:
     parser.add_argument(
         "--features", default=DEFAULT_FEATURES, help="the probes' features (the reference model's bundle: text_stats)"
     )
+    parser.add_argument(
+        "--compare-features",
+        default="text_stats;text_stats,sentence_embedding;text_stats,prompt_hidden_state",
+        help="feature sets, ';'-separated, whose cross-fitted accuracy AUROC is compared (the hidden state is the traced model's)",
+    )
     args = parser.parse_args()
-    from ttc_agent.evaluation.collect import collect, read_meta, read_traces
+    from ttc_agent.evaluation.collect import collect, read_meta, read_traces, traced_model_name
     from ttc_agent.evaluation.machines import seconds_clock, seconds_on_one_machine
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
-    from ttc_agent.probes.evaluate import evaluate, metrics_table
+    from ttc_agent.probes.evaluate import evaluate, metrics_table, runs_within_q90
 
     console = Console()
     names = [n for n in args.datasets.split(",") if n]
@@ -236,7 +256,7 @@ def main() -> None:
         menu = Menu.from_dict(meta["menu"])
         records = seconds_on_one_machine(read_traces(TRACES / name))  # one clock for every machine's runs
         table = TraceTable.from_records(records, menu.specs)
-        features = FeatureSet.from_names(args.features)
+        features = FeatureSet.from_names(args.features, model=traced_model_name(meta))
         X = features.transform(table.prompts)
         train, test = split_ids(table.ids, 0.3)
         profiled = latency_for(TRACES / name)
@@ -256,10 +276,18 @@ def main() -> None:
             "train": len(train),
             "test": len(test),
             "per_strategy": metrics,
-            **timing(bundle, held.prompts, held.prompt_tokens),
+            **timing(bundle, held.prompts, held.prompt_tokens, traced_model_name(meta)),
             "plots": plots(name, bundle, held, X[test]),
         }
-        results[name]["tokens_q90_coverage_cross_fitted"] = coverage = q90_coverage(TRACES / name, args.features)
+        feature_sets = list(dict.fromkeys([args.features, *filter(None, args.compare_features.split(";"))]))
+        fitted = cross_fitted(TRACES / name, feature_sets)
+        results[name]["accuracy_auroc_cross_fitted"] = by_features = auroc_by_features(fitted)
+        for fs, per_spec in by_features.items():
+            console.print(
+                f"{name}: accuracy AUROC cross-fitted with {fs}: "
+                + ", ".join(f"{spec} {'-' if a is None else f'{a:.2f}'}" for spec, a in per_spec.items())
+            )
+        results[name]["tokens_q90_coverage_cross_fitted"] = coverage = runs_within_q90(*fitted[args.features])
         console.print(
             f"{name}: share of runs within the predicted q90 tokens (cross-fitted, every question): "
             + ", ".join(f"{spec} {c:.0%}" for spec, c in coverage.items())
@@ -273,8 +301,9 @@ def main() -> None:
             )
         )
         if "greedy" in menu.specs:
-            model = meta["backend"].get("source", {}).get("name")
-            results[name]["greedy_lookahead_cross_fitted"] = lookahead = greedy_lookahead(table, X, model)
+            results[name]["greedy_lookahead_cross_fitted"] = lookahead = greedy_lookahead(
+                table, X, traced_model_name(meta)
+            )
             console.print(
                 f"{name}: greedy completion-token MAPE (cross-fitted) with the first k reply tokens as features: "
                 + ", ".join(f"k={k} {v['completion_tokens_mape']:.0%}" for k, v in lookahead.items())
