@@ -379,7 +379,10 @@ def train(
     traces: Annotated[Path, typer.Option(help="Trace folder written by `ttc-agent collect`.")],
     out: Annotated[Path, typer.Option(help="Probe bundle folder to write.")],
     features: Annotated[
-        str, typer.Option(help="Comma-separated: text_stats, sentence_embedding, prompt_hidden_state.")
+        str,
+        typer.Option(
+            help="Comma-separated: text_stats, sentence_embedding, prompt_hidden_state (the hidden state of the model the traces were collected on)."
+        ),
     ] = "text_stats,sentence_embedding",
     latency: Annotated[
         Path | None, typer.Option(help="Latency model from `ttc-agent profile` (default: regress traced seconds).")
