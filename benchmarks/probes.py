@@ -256,7 +256,8 @@ def main() -> None:
         menu = Menu.from_dict(meta["menu"])
         records = seconds_on_one_machine(read_traces(TRACES / name))  # one clock for every machine's runs
         table = TraceTable.from_records(records, menu.specs)
-        features = FeatureSet.from_names(args.features, model=traced_model_name(meta))
+        model = traced_model_name(meta)  # whose hidden states the features and timings read
+        features = FeatureSet.from_names(args.features, model=model)
         X = features.transform(table.prompts)
         train, test = split_ids(table.ids, 0.3)
         profiled = latency_for(TRACES / name)
@@ -276,7 +277,7 @@ def main() -> None:
             "train": len(train),
             "test": len(test),
             "per_strategy": metrics,
-            **timing(bundle, held.prompts, held.prompt_tokens, traced_model_name(meta)),
+            **timing(bundle, held.prompts, held.prompt_tokens, model),
             "plots": plots(name, bundle, held, X[test]),
         }
         feature_sets = list(dict.fromkeys([args.features, *filter(None, args.compare_features.split(";"))]))
@@ -301,9 +302,7 @@ def main() -> None:
             )
         )
         if "greedy" in menu.specs:
-            results[name]["greedy_lookahead_cross_fitted"] = lookahead = greedy_lookahead(
-                table, X, traced_model_name(meta)
-            )
+            results[name]["greedy_lookahead_cross_fitted"] = lookahead = greedy_lookahead(table, X, model)
             console.print(
                 f"{name}: greedy completion-token MAPE (cross-fitted) with the first k reply tokens as features: "
                 + ", ".join(f"k={k} {v['completion_tokens_mape']:.0%}" for k, v in lookahead.items())
