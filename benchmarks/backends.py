@@ -1,11 +1,13 @@
 """Backend speed on this machine: model load time, greedy tokens/s, n=8 sampling tokens/s, and
 how much faster concurrent calls finish than the same calls one after another.
 
-Runs the embedded SmolLM2-135M-Instruct on each backend (transformers, in-process vLLM, and a
-`vllm serve` process through OpenAIBackend), prints a table and writes
-benchmarks/results/backends.json.
+Runs a registered model (``--model``, default the embedded SmolLM2-135M-Instruct) on each
+backend (transformers, in-process vLLM, and a `vllm serve` process through OpenAIBackend), prints
+a table and writes benchmarks/results/backends.json (the embedded model) or
+backends-<model>.json (any other, e.g. backends-qwen2.5-coder-0.5b.json).
 
-    .venv/bin/python benchmarks/backends.py [--max-tokens 64] [--skip vllm,server]
+    .venv/bin/python benchmarks/backends.py [--model smollm2-135m] [--dtype float32] [--max-tokens 64]
+        [--skip vllm,server]
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
+
+from ttc_agent.backends.models import MODELS, TEST_MODEL, model_dir, named_model  # noqa: E402
 
 PROMPTS = [
     [{"role": "user", "content": "Write a short story about a lighthouse keeper."}],
@@ -61,34 +65,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--skip", default="", help="comma-separated: transformers, vllm, server")
+    parser.add_argument("--model", default=TEST_MODEL, help=f"a registered model: {', '.join(sorted(MODELS))}")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="vLLM's weights dtype, in process and served (transformers runs float32)",
+    )
     args = parser.parse_args()
+    if args.model not in MODELS:
+        parser.error(f"unknown model {args.model!r}; known: {', '.join(sorted(MODELS))}")
     skip = set(filter(None, args.skip.split(",")))
     from ttc_agent.backends import OpenAIBackend, TransformersBackend, VLLMBackend, VLLMServer
-    from ttc_agent.backends.models import TEST_MODEL, model_dir
 
-    model_dir = model_dir(TEST_MODEL)
+    spec = named_model(args.model)
+    folder = model_dir(args.model)
     rows: dict[str, dict] = {}
     console = Console()
     if "transformers" not in skip:
         with console.status("transformers..."):
-            b = TransformersBackend(model_dir)
+            b = TransformersBackend(folder)
             rows["transformers"] = {"load_seconds": round(b.load_seconds, 2), **measure(b, args.max_tokens)}
             del b
     if "vllm" not in skip:
         with console.status("in-process vLLM..."):
-            b = VLLMBackend(model_dir)
+            b = VLLMBackend(folder, dtype=args.dtype)
             rows["vllm"] = {"load_seconds": round(b.load_seconds, 2), **measure(b, args.max_tokens)}
             b.llm.llm_engine.engine_core.shutdown()
             del b
     if "server" not in skip:
         with console.status("vllm serve + OpenAIBackend..."):
-            with VLLMServer(model_dir, served_name="smollm2") as server:
+            with VLLMServer(folder, served_name=args.model, dtype=args.dtype) as server:
                 b = OpenAIBackend(server.v1, timeout=120)
                 rows["openai (vllm serve)"] = {
                     "load_seconds": round(server.ready_after or 0, 2),
                     **measure(b, args.max_tokens),
                 }
-    table = Table(title=f"Backends on the embedded model ({len(PROMPTS)} prompts, max_tokens={args.max_tokens})")
+    table = Table(title=f"Backends on {args.model} ({len(PROMPTS)} prompts, max_tokens={args.max_tokens})")
     for col in ("backend", "load s", "greedy tok/s", "n=8 tok/s", "n=8 / greedy s", "concurrent speed-up"):
         table.add_column(col, justify="right")
     for name, r in rows.items():
@@ -104,9 +117,11 @@ def main() -> None:
         )
     console.print(table)
     path = write_results(
-        "backends",
+        "backends" if args.model == TEST_MODEL else f"backends-{args.model}",
         {
-            "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32)",
+            "model": args.model,
+            "model_sha256": spec.sha256,
+            "vllm_dtype": args.dtype,
             "max_tokens": args.max_tokens,
             "prompts": len(PROMPTS),
             "backends": rows,
