@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--skip", default="", help="comma-separated: transformers, vllm, server")
-    parser.add_argument("--model", default=TEST_MODEL, help=f"a registered model: {', '.join(sorted(MODELS))}")
+    parser.add_argument("--model", default=TEST_MODEL, choices=sorted(MODELS), help="a registered model")
     parser.add_argument(
         "--dtype",
         default="float32",
@@ -73,8 +73,6 @@ def main() -> None:
         help="vLLM's weights dtype, in process and served (transformers runs float32)",
     )
     args = parser.parse_args()
-    if args.model not in MODELS:
-        parser.error(f"unknown model {args.model!r}; known: {', '.join(sorted(MODELS))}")
     skip = set(filter(None, args.skip.split(",")))
     from ttc_agent.backends import OpenAIBackend, TransformersBackend, VLLMBackend, VLLMServer
 
