@@ -3,17 +3,15 @@ embedded model: chat, streaming, tools, sessions with budgets, auth and every re
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from fakes import bundle_for
+from uvicorn_server import Running
 
-from ttc_agent.backends.vllm_server import free_port
 from ttc_agent.budgets import ReservationPool
 from ttc_agent.nodes import TTCEngine
 from ttc_agent.server import APIError, ChatService, create_app
@@ -21,27 +19,6 @@ from ttc_agent.server import APIError, ChatService, create_app
 pytestmark = pytest.mark.slow
 KEYS = ("key-a", "key-b")
 ASK = [{"role": "user", "content": "What is 23 + 19?"}]
-
-
-class Running:
-    """A uvicorn server in a thread of the test process."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 def make_service(tf_backend, store=None) -> ChatService:

@@ -84,6 +84,16 @@ class FeaturesRecord(TypedDict):
     norm: float
 
 
+class CapRecord(TypedDict):
+    """The per-sample token cap a call's samples ran with (the caller's, else the menu's) and
+    the one its chosen strategy was traced at; ``beyond_traced`` when the predictions were
+    extrapolated to a higher cap."""
+
+    max_tokens: int
+    traced_max_tokens: int
+    beyond_traced: bool
+
+
 class DecisionRecord(TypedDict, total=False):
     """One call: its predictions for every strategy, the limits, the choice and the actual cost.
 
@@ -100,5 +110,8 @@ class DecisionRecord(TypedDict, total=False):
     candidates: list[CandidateRecord]
     answer: str | None
     actual: CostRecord
+    finish_reason: str
+    cut_by_length: int
+    cap: CapRecord
     budget: BudgetRecord
     exhausted: ExhaustedRecord

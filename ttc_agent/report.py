@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,31 @@ def read_decisions(path: str | Path) -> list[dict[str, Any]]:
     if not records:
         raise InvalidRequestError(f"{p} holds no decisions")
     return records
+
+
+@dataclass
+class LengthCuts:
+    """One strategy's calls in a trace and how many were cut short by the per-sample cap."""
+
+    calls: int = 0
+    replies_cut: int = 0  #: calls whose reply ended by length (``finish_reason == "length"``)
+    samples_cut: int = 0  #: samples of those calls that ended by length (chosen or not)
+    beyond_traced: int = 0  #: calls that ran with a cap above the one their probes were traced at
+
+
+def length_cuts_by_strategy(records: list[dict[str, Any]]) -> dict[str, LengthCuts]:
+    """Per chosen strategy, its calls and those cut by the per-sample token cap (records
+    written before ttc-agent recorded finish reasons count as not cut)."""
+    out: dict[str, LengthCuts] = {}
+    for r in records:
+        if r.get("choice") is None:
+            continue
+        row = out.setdefault(r["choice"], LengthCuts())
+        row.calls += 1
+        row.replies_cut += r.get("finish_reason") == "length"
+        row.samples_cut += int(r.get("cut_by_length", 0))
+        row.beyond_traced += bool((r.get("cap") or {}).get("beyond_traced"))
+    return out
 
 
 def short_label(spec: str) -> str:

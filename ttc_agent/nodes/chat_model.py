@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.nodes.engine import Call, Ticket, TTCEngine
 from ttc_agent.nodes.messages import ChatPrompt, ToolChoice
-from ttc_agent.nodes.settings import current_context, merge, parse_settings, run_settings
+from ttc_agent.nodes.settings import current_context, merge, parse_settings, run_settings, sample_cap
 from ttc_agent.strategies import Outcome
 from ttc_agent.tracing import annotate_run, call_span, end_span
 
@@ -53,7 +53,9 @@ class TTCChatModel(BaseChatModel):
         temperature: ``0`` restricts each call to deterministic (greedy) strategies; ``None``
             (default) lets the engine choose. The probes predict each strategy at its menu's
             sampling temperature, so no other value is accepted.
-        max_tokens: a cap on each sample's generated tokens.
+        max_tokens: each sample's cap on generated tokens: the strategies run with it (above or
+            below the menu's cap, which applies when it is unset) and the probes predict under
+            it; a run's ``max_tokens_per_sample`` setting overrides it.
         timeout: each call's deadline in seconds (a strategy predicted to take longer is not
             chosen; generation stops when it passes).
         stop: stop strings; a reply ends before the first one.
@@ -212,7 +214,7 @@ class TTCChatModel(BaseChatModel):
             stop=tuple(stop if stop is not None else self.stop or ()),
             settings=settings,
             deterministic=self.temperature == 0,
-            max_tokens=self.max_tokens,
+            max_tokens=sample_cap(settings, self.max_tokens),
         )
 
     def _decided(self, call: Call) -> tuple[ChatPrompt, Ticket]:

@@ -10,6 +10,8 @@ and hand the decided call to a chat model, so a middleware listed after them sti
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +38,7 @@ from ttc_agent.nodes.messages import ChatPrompt, MessageLike, ToolChoice, chat_p
 from ttc_agent.nodes.settings import TTCSettings
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
-from ttc_agent.records import DecisionRecord, FeaturesRecord
+from ttc_agent.records import CapRecord, DecisionRecord, FeaturesRecord
 from ttc_agent.strategies import Cost, Outcome, Query, Strategy, TokenBudgetError
 from ttc_agent.tracing import JsonlTraceSink, decision_record, features_digest, publish
 from ttc_agent.validation import NON_NEGATIVE, check_param
@@ -45,6 +47,10 @@ from ttc_agent.verifiers import VerifierLike, as_verifier
 #: Calibrated prices an engine remembers (one per target and other price in use).
 _MAX_CALIBRATIONS = 256
 _LIMIT_FIELDS = ("lambda_tokens", "lambda_seconds", "max_tokens", "max_seconds", "quantile")
+_log = logging.getLogger("ttc_agent")
+#: (traced cap, asked cap) pairs already warned about in this process.
+_warned_caps: set[tuple[int, int]] = set()
+_warned_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,9 @@ class Call:
     """One request: the conversation, the tools the reply may call, the caller's stop strings,
     the call's settings, and two constraints a chat model's own parameters set:
     ``deterministic`` (temperature 0: only strategies that decode greedily) and
-    ``max_tokens`` (a cap on each sample's generated tokens); ``excluded`` names strategies
-    not to use (ones that failed, and dearer ones)."""
+    ``max_tokens`` (each sample's cap on generated tokens: the strategies run with it in place
+    of the menu's cap, which is only the default for a call that gives none); ``excluded``
+    names strategies not to use (ones that failed, and dearer ones)."""
 
     messages: Sequence[MessageLike]
     tools: Sequence[Any] = ()
@@ -74,6 +81,7 @@ class Ticket:
     decision: Decision
     features: FeaturesRecord
     prompt: ChatPrompt
+    cap: CapRecord | None = None
     plan: CallPlan | None = None
     grant: Grant = Grant()
     #: Every run of this decided call so far: one, unless a middleware inside `TTCMiddleware`
@@ -305,10 +313,11 @@ class TTCEngine:
         limits = self.limits(call.settings)
         allowed = self._allowed(call, prompt)
         X = self.probes.features.transform([prompt.chat])
-        pred = self.probes.predict_features(X, np.array([prompt.tokens], dtype=float))
+        pred = self.probes.predict_features(X, np.array([prompt.tokens], dtype=float), max_tokens=call.max_tokens)
         features = features_digest(X[0])
         if budget is None:
-            return Ticket(self.policy.decide(pred, limits, allowed)[0], features, prompt)
+            decision = self.policy.decide(pred, limits, allowed)[0]
+            return Ticket(decision, features, prompt, self.cap_record(decision.spec, call.max_tokens))
         state = state or {}
         _check_ledger_channel(state)
         ledger = ledger_of(state)
@@ -326,7 +335,30 @@ class TTCEngine:
             remaining_steps=steps if isinstance(steps, int) else None,
             grant=grant,
         )
-        return Ticket(plan.decision, features, prompt, plan, grant)
+        return Ticket(
+            plan.decision, features, prompt, self.cap_record(plan.decision.spec, call.max_tokens), plan, grant
+        )
+
+    def cap_record(self, spec: str, max_tokens: int | None) -> CapRecord:
+        """The per-sample cap strategy ``spec`` runs with for a call asking ``max_tokens`` (the
+        menu's cap when it asks none) against the cap its traces were made at; the first call
+        in the process asking beyond a traced cap logs a warning (its token and seconds
+        predictions are extrapolated, `ttc_agent.probes.length_cap`)."""
+        traced = self.probes.traced_max_tokens[self.menu.specs.index(spec)]
+        in_force = traced if max_tokens is None else max_tokens
+        if in_force > traced:
+            with _warned_lock:
+                first = (traced, in_force) not in _warned_caps
+                _warned_caps.add((traced, in_force))
+            if first:
+                _log.warning(
+                    "a call asks max_tokens=%d per sample, beyond the %d its probe bundle was traced at: its "
+                    "token and seconds predictions are extrapolated; fit a bundle on traces at this cap "
+                    "(ttc-agent collect, ttc-agent train)",
+                    in_force,
+                    traced,
+                )
+        return {"max_tokens": in_force, "traced_max_tokens": traced, "beyond_traced": in_force > traced}
 
     def admit(
         self,
@@ -389,6 +421,10 @@ class TTCEngine:
         ``response_metadata["ttc"]`` and the exact usage in ``usage_metadata``."""
         record = decision_record(self.name, ticket.decision, outcome, ticket.features, ticket.prompt.tokens)
         c, reason = outcome.cost, finish_reason(outcome)
+        record["finish_reason"] = reason
+        record["cut_by_length"] = sum(k.finish_reason == "length" for k in outcome.candidates)
+        if ticket.cap is not None:
+            record["cap"] = ticket.cap
         return AIMessage(
             **prompt.message_fields(outcome.text, complete=reason == "stop"),
             response_metadata={

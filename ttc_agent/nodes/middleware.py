@@ -19,7 +19,7 @@ from ttc_agent.nodes.attempts import Attempts, adrive, attempts, drive
 from ttc_agent.nodes.chat_model import TTCChatModel
 from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
 from ttc_agent.nodes.messages import ToolChoice
-from ttc_agent.nodes.settings import run_settings
+from ttc_agent.nodes.settings import run_settings, sample_cap
 
 
 class TTCAgentState(AgentState):
@@ -75,7 +75,8 @@ class TTCMiddleware(AgentMiddleware[TTCAgentState, ContextT]):
         settings, budget = run_settings(config, runtime.context if runtime is not None else None)
         messages = ([request.system_message] if request.system_message else []) + list(request.messages)
         choice = self._tool_choice(request)
-        call = Call(messages, request.tools, choice, settings=settings)
+        own = request.model.max_tokens if isinstance(request.model, TTCChatModel) else None
+        call = Call(messages, request.tools, choice, settings=settings, max_tokens=sample_cap(settings, own))
         steps = attempts(self.engine, call, budget=budget, state=request.state, config=config)
 
         def decided(ticket: Ticket) -> ModelRequest[ContextT]:

@@ -26,6 +26,7 @@ _CONSTRAINTS = {
     "target_mean_tokens": POSITIVE,
     "target_mean_seconds": POSITIVE,
     "max_tokens": POSITIVE_INT,
+    "max_tokens_per_sample": POSITIVE_INT,
     "max_seconds": POSITIVE,
 }
 
@@ -50,6 +51,14 @@ class TTCSettings(BaseModel):
     max_tokens: int | None = Field(default=None, description="Per-call cap on predicted total tokens (at `quantile`).")
     max_seconds: float | None = Field(
         default=None, description="Per-call cap on predicted seconds, and the call's deadline."
+    )
+    max_tokens_per_sample: int | None = Field(
+        default=None,
+        description=(
+            "Each sample's cap on generated tokens, which the strategies run with (and the probes predict "
+            "under); overrides a chat model's or request's own max_tokens. Unset: the model's max_tokens, "
+            "else the menu's cap."
+        ),
     )
     quantile: float | None = Field(
         default=None, description="Quantile of predicted cost the caps are checked at (0.9 by default)."
@@ -122,6 +131,12 @@ def parse_context(value: object) -> tuple[TTCSettings, WorkflowBudget | None]:
         fields = {k: getattr(value, k) for k in TTCContext.model_fields if getattr(value, k, None) is not None}
     budget = WorkflowBudget.coerce(fields.pop("budget", None))
     return parse_settings(fields, "the run's context"), budget
+
+
+def sample_cap(settings: TTCSettings, model_max_tokens: int | None = None) -> int | None:
+    """The per-sample token cap a call runs with: the run's ``max_tokens_per_sample`` setting,
+    else the chat model's (or request's) ``max_tokens``; ``None`` leaves the menu's cap."""
+    return settings.max_tokens_per_sample if settings.max_tokens_per_sample is not None else model_max_tokens
 
 
 def merge(*layers: TTCSettings) -> TTCSettings:

@@ -18,7 +18,7 @@ from ttc_agent.nodes.attempts import Attempts, adrive, attempts, drive
 from ttc_agent.nodes.chat_model import TTCChatModel
 from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
 from ttc_agent.nodes.messages import MessageLike, ToolChoice
-from ttc_agent.nodes.settings import TTCContext, current_context, run_settings
+from ttc_agent.nodes.settings import TTCContext, current_context, run_settings, sample_cap
 from ttc_agent.policy import CallLimits
 
 
@@ -60,7 +60,7 @@ class TTCNode(RunnableCallable):
         tool_choice: ToolChoice,
     ) -> tuple[Attempts, Callable[[Ticket], Runnable[LanguageModelInput, BaseMessage]]]:
         settings, budget = run_settings(config, context if context is not None else current_context())
-        call = Call(messages, tools, tool_choice, settings=settings)
+        call = Call(messages, tools, tool_choice, settings=settings, max_tokens=sample_cap(settings))
         steps = attempts(self.engine, call, budget=budget, state=state, config=config)
 
         def model(ticket: Ticket) -> Runnable[LanguageModelInput, BaseMessage]:

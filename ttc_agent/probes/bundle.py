@@ -20,7 +20,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,8 +35,10 @@ from ttc_agent.evaluation.machines import seconds_on_one_machine
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
+from ttc_agent.probes.length_cap import length_cuts, under_cap
 from ttc_agent.probes.linear import LinearHeads
 from ttc_agent.probes.predictors import TOKENS_QUANTILE, AccuracyProbe, TokenRegressor
+from ttc_agent.validation import POSITIVE_INT, check_param
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
@@ -242,12 +244,22 @@ class ProbeBundle:
         self.models_: dict[str, dict[str, Any]] = {}
         self.seconds_scale_: dict[str, float] = {}
         self.train_ids_: list[str] = []
+        #: Per strategy, the mean samples per traced run that ended at the per-sample cap
+        #: (``None`` for a bundle saved before they were recorded: every sample is assumed cut).
+        self.length_cuts_: dict[str, float] | None = None
         self.calibration_: Predictions | None = None
         self.linear_: LinearHeads | None = None
 
     @property
     def specs(self) -> tuple[str, ...]:
         return self.menu.specs
+
+    @cached_property
+    def traced_max_tokens(self) -> tuple[int, ...]:
+        """Each strategy's per-sample token cap in the traces (the menu's ``max_tokens``, else
+        the strategy's default): what the token and seconds predictions describe unless a call
+        asks for another cap."""
+        return tuple(self.menu.strategy(s).sampling.max_tokens for s in self.specs)
 
     def fit(self, records: Sequence[dict[str, Any]] | TraceTable) -> ProbeBundle:
         """Fit every predictor on trace records (or a `TraceTable`)."""
@@ -258,6 +270,7 @@ class ProbeBundle:
     def fit_features(self, X: np.ndarray, table: TraceTable) -> ProbeBundle:
         """Fit on precomputed features ``X`` (one row per problem of ``table``)."""
         self.train_ids_ = list(table.ids)
+        self.length_cuts_ = {spec: length_cuts(table.runs[spec]) for spec in self.specs}
         for spec in self.specs:
             idx, y = table.run_rows(spec)
             models = {
@@ -292,22 +305,40 @@ class ProbeBundle:
         trained = set(self.train_ids_)
         return table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
 
-    def predict(self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int]) -> Predictions:
-        """Predictions for each prompt (``prompt_tokens``: their exact token counts)."""
-        return self.predict_features(self.features.transform(prompts), np.asarray(prompt_tokens, dtype=float))
+    def predict(
+        self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int], *, max_tokens: int | None = None
+    ) -> Predictions:
+        """Predictions for each prompt (``prompt_tokens``: their exact token counts; ``max_tokens``:
+        the per-sample cap the call runs with, when not the traced one)."""
+        return self.predict_features(
+            self.features.transform(prompts), np.asarray(prompt_tokens, dtype=float), max_tokens=max_tokens
+        )
 
-    def predict_features(self, X: np.ndarray, prompt_tokens: np.ndarray) -> Predictions:
+    def predict_features(
+        self, X: np.ndarray, prompt_tokens: np.ndarray, *, max_tokens: int | None = None
+    ) -> Predictions:
         """Predictions from precomputed features ``X`` (one row per query).
 
-        Linear predictors (the default) are evaluated as one matrix product (`LinearHeads`);
-        others estimator by estimator.
+        ``max_tokens`` is the per-sample cap the strategies run with; where it differs from a
+        strategy's traced cap (`traced_max_tokens`), its tokens and seconds are predicted under
+        the new cap (`ttc_agent.probes.length_cap`). Linear predictors (the default) are
+        evaluated as one matrix product (`LinearHeads`); others estimator by estimator.
         """
         if not self.models_:
             raise InvalidRequestError("this ProbeBundle is not fitted: call fit() or ProbeBundle.load()")
         out = self._heads_each(X) if self.linear_ is None else self.linear_.predict(X)
         out["rounds"] = np.maximum(out["rounds"], 1)
+        sizes = np.array([batch_size(s) for s in self.specs], dtype=float)
+        traced = self.traced_max_tokens
+        if max_tokens is not None and any(t != max_tokens for t in traced):
+            check_param("max_tokens", max_tokens, POSITIVE_INT)
+            completion = out["completion_tokens"]
+            samples = sizes * out["rounds"]
+            cuts = samples if self.length_cuts_ is None else np.array([self.length_cuts_[s] for s in self.specs])
+            out = under_cap(out, traced, max_tokens, cuts, samples)
+            if self.latency is None:  # regressed seconds: they grow with the completion tokens
+                out["seconds"] = out["seconds"] * out["completion_tokens"] / np.maximum(completion, 1.0)
         if self.latency is not None:
-            sizes = np.array([batch_size(s) for s in self.specs], dtype=float)
             scale = np.array([self.seconds_scale_[s] for s in self.specs])
             p = np.asarray(prompt_tokens, dtype=float).reshape(-1, 1)
             out["seconds"] = scale * self.latency.seconds(p, sizes, out["completion_tokens"], out["rounds"])
@@ -347,6 +378,7 @@ class ProbeBundle:
             if self.latency is None
             else {"weights": self.latency.weights, "backend": self.latency.backend},
             "seconds_scale": self.seconds_scale_,
+            "length_cuts": self.length_cuts_,
             "train_ids": self.train_ids_,
             "files": files,
             "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops", "numpy")},
@@ -415,6 +447,8 @@ class ProbeBundle:
         )
         bundle.seconds_scale_ = {k: float(v) for k, v in meta["seconds_scale"].items()}
         bundle.train_ids_ = list(meta.get("train_ids", []))
+        cuts = meta.get("length_cuts")
+        bundle.length_cuts_ = None if cuts is None else {k: float(v) for k, v in cuts.items()}
         allowed = [*_TRUSTED, *trusted]
         for spec, files in meta["files"].items():
             bundle.models_[spec] = {}

@@ -18,6 +18,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ttc_agent.records import CapRecord
 from ttc_agent.server.protocol import APIError, chunks, completion, json_object, parse_request, role_chunk
 from ttc_agent.server.service import ChatService
 
@@ -98,9 +99,10 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
         req = parse_request(await body_of(request))
         sid = request.headers.get("x-ttc-session") or req.user
         prepared = await in_thread(lambda: service.prepare(who, req, sid))
+        headers = cap_headers(prepared.ticket.cap)
         if not req.stream:
             message, ttc = await in_thread(lambda: service.run(prepared))
-            return JSONResponse(completion(message, req.model, ttc))
+            return JSONResponse(completion(message, req.model, ttc), headers=headers)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         async def events() -> AsyncIterator[str]:
@@ -121,9 +123,24 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
                 if not ran:  # the client left before the call started: give its reservation back
                     prepared.steps.close()
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     return app
+
+
+def cap_headers(cap: CapRecord | None) -> dict[str, str]:
+    """Response headers naming the per-sample cap the request's samples run with and the one
+    the probe bundle was traced at, with an ``x-ttc-warning`` when the first is higher (the
+    predictions behind the decision were extrapolated)."""
+    if cap is None:
+        return {}
+    headers = {"x-ttc-max-tokens": str(cap["max_tokens"]), "x-ttc-traced-max-tokens": str(cap["traced_max_tokens"])}
+    if cap["beyond_traced"]:
+        headers["x-ttc-warning"] = (
+            f"max_tokens {cap['max_tokens']} is beyond the {cap['traced_max_tokens']} tokens per sample the probe "
+            "bundle was traced at: its token and seconds predictions are extrapolated"
+        )
+    return headers
 
 
 def _sse(data: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from ttc_agent.budgets.pool import AccountKey
 from ttc_agent.errors import BackendError, InvalidRequestError, TTCError
 from ttc_agent.nodes.attempts import Attempts, attempts, drive
 from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
-from ttc_agent.nodes.settings import TTCSettings, merge, parse_settings
+from ttc_agent.nodes.settings import TTCSettings, merge, parse_settings, sample_cap
 from ttc_agent.server.protocol import APIError, ChatRequest, ttc_object
 
 T = TypeVar("T")
@@ -196,10 +196,6 @@ class ChatService:
                 "predict each strategy at its menu's temperature",
                 param="temperature",
             )
-        max_tokens = request.max_completion_tokens or request.max_tokens
-        if max_tokens is not None and max_tokens > self.max_tokens:
-            raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {self.max_tokens}",
-                           param="max_tokens")  # fmt: skip
         try:
             settings = parse_settings(request.ttc, "ttc")
             forced = self._forced(request.model)
@@ -207,6 +203,10 @@ class ChatService:
                 settings = merge(settings, TTCSettings(strategy=forced))
         except InvalidRequestError as exc:
             raise APIError(400, str(exc), param="ttc") from None
+        max_tokens = sample_cap(settings, request.max_completion_tokens or request.max_tokens)
+        if max_tokens is not None and max_tokens > self.max_tokens:
+            raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {self.max_tokens}",
+                           param="max_tokens")  # fmt: skip
         messages: list[BaseMessage] = request.lc_messages()
         return Call(
             messages,

@@ -193,8 +193,9 @@ class Strategy(ABC):
     """A decoding strategy: one method with its budget (e.g. best-of-8 by majority vote).
 
     Sampling settings (``temperature``, ``top_p``, ``max_tokens``, ``seed``) are the strategy's
-    own; ``run`` may lower ``max_tokens`` and set a deadline (``max_seconds``) for one call, which
-    is how a budget manager caps a call.
+    own; ``run`` may set another per-sample ``max_tokens`` for one call (a caller's cap: higher
+    or lower than the strategy's default), a deadline (``max_seconds``) and a cap on the call's
+    total tokens (``max_total_tokens``), which is how a budget manager caps a call.
     """
 
     uses_verifier = False
@@ -239,7 +240,7 @@ class Strategy(ABC):
         if q.stop:
             params = params.with_(stop=(*params.stop, *q.stop))
         if max_tokens is not None:
-            params = params.with_(max_tokens=min(max_tokens, params.max_tokens))
+            params = params.with_(max_tokens=max_tokens)
         if max_seconds is not None:
             params = params.with_(max_seconds=max_seconds)
         return q, (v if self.uses_verifier else None), params
@@ -256,7 +257,8 @@ class Strategy(ABC):
     ) -> Outcome:
         """Answer ``query`` on ``backend``; ``verifier`` overrides the strategy's own.
 
-        ``max_tokens`` caps each sample, ``max_seconds`` is the call's deadline, and
+        ``max_tokens`` caps each sample in place of the strategy's own cap (higher or lower:
+        the caller's cap is the one the samples run with), ``max_seconds`` is the call's deadline, and
         ``max_total_tokens`` caps everything the call spends (prompt, completion and verifier
         tokens): each round's samples are shortened to fit what is left, a multi-round search
         stops early when the next round cannot fit, and `TokenBudgetError` is raised before any
