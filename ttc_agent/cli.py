@@ -351,6 +351,59 @@ def collect(
 
 
 @app.command()
+def pool(
+    dataset: Annotated[
+        str,
+        typer.Option(
+            callback=_check_dataset,
+            help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Pool folder (created, or resumed).")],
+    temperature: Annotated[
+        list[str],
+        typer.Option(help="TEMPERATURE=SAMPLES to draw besides one greedy run, e.g. 0.3=16; repeat for more."),
+    ],
+    backend: BackendOpt = "transformers",
+    model: ModelOpt = None,
+    api_key: ApiKeyOpt = None,
+    dtype: DtypeOpt = None,
+    max_tokens: Annotated[int, typer.Option(help="Every sample's cap on generated tokens.")] = 384,
+    limit: Annotated[int | None, typer.Option(help="Use the first N problems.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Folder holding gsm8k/ and math500/ (default: $TTC_AGENT_DATA).")
+    ] = None,
+    per_level: Annotated[int, typer.Option(help="Arithmetic questions per level.")] = 20,
+    levels: Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")] = "1,2,3",
+    grading: Annotated[
+        str, typer.Option(help="Arithmetic levels graded for this model: smollm2-135m or qwen2.5-coder-0.5b.")
+    ] = "smollm2-135m",
+    questions_per_call: Annotated[
+        int, typer.Option(help="Questions sharing one backend call (batched backends run them together).")
+    ] = 4,
+) -> None:
+    """Draw a trace pool (resumable): per question one greedy run and SAMPLES samples at each
+    temperature, every sample with its answer, tokens, finish reason and confidence, so every
+    sample-based strategy can be replayed from it instead of generated separately."""
+    from ttc_agent.evaluation.datasets import load_dataset
+    from ttc_agent.evaluation.pools import PoolSpec, collect_pool
+
+    try:
+        spec = PoolSpec.parse(temperature, max_tokens)
+        kwargs: dict[str, int | str | tuple[int, ...]] = (
+            {"per_level": per_level, "levels": _levels(levels), "grading": grading} if dataset == "arithmetic" else {}
+        )
+        problems = load_dataset(dataset, limit, data, **kwargs)
+        b = _backend(backend, model, api_key, dtype)
+        done = collect_pool(problems, b, out, spec, questions_per_call=questions_per_call, dataset=dataset)
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"{done} pool records added to {out} ({len(problems)} problems x {1 + len(spec.samples)} temperatures)"
+    )
+
+
+@app.command()
 def profile(
     out: Annotated[Path, typer.Option(help="Where to write the latency model (JSON).")],
     backend: BackendOpt = "transformers",
