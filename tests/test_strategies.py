@@ -205,3 +205,27 @@ def test_beam_search_continues_partial_turns_on_the_real_model(tf_backend):
     )
     assert 1 <= out.cost.rounds <= 2
     assert all(c.num_tokens <= 40 for c in out.candidates)
+
+
+def test_a_spec_carries_its_temperature_and_a_menu_may_set_one_for_its_sampling_strategies():
+    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.strategies import parse_strategy
+
+    spec = parse_strategy("best_of_n(8, select=majority, temperature=0.4)")
+    assert spec.spec == "best_of_n(8, select=majority, temperature=0.4)" and spec.sampling.temperature == 0.4
+    assert parse_strategy("best_of_n(8, select=majority, temperature=0.7)").spec == "best_of_n(8, select=majority)"
+    for text in ("adaptive_sc(max_n=8, batch=4, threshold=0.9, temperature=0.3)", "deepconf(n=8, warmup=4, keep=0.5, temperature=1)",
+                 "beam(width=2, expand=2, max_steps=4, temperature=0.5)"):  # fmt: skip
+        assert parse_strategy(text).spec == text
+    menu = Menu(("greedy", "best_of_n(4, select=majority)", "best_of_n(4, select=majority, temperature=0.7)"),
+                {"temperature": 0.3})  # fmt: skip
+    assert menu.specs == ("greedy", "best_of_n(4, select=majority, temperature=0.3)", "best_of_n(4, select=majority)")
+    assert menu.strategy("greedy").sampling.temperature == 0.0
+
+
+@pytest.mark.parametrize("value", [2.5, -0.1, float("nan"), "hot"])
+def test_a_temperature_outside_0_to_2_is_refused(value):
+    from ttc_agent.strategies import parse_strategy
+
+    with pytest.raises(InvalidRequestError, match="temperature"):
+        parse_strategy("best_of_n(4, select=majority)", temperature=value)

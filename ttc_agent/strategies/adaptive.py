@@ -62,7 +62,9 @@ class AdaptiveSC(Strategy):
 
     @property
     def spec(self) -> str:
-        return f"adaptive_sc(max_n={self.max_n}, batch={self.batch}, threshold={self.threshold:g})"
+        return (
+            f"adaptive_sc(max_n={self.max_n}, batch={self.batch}, threshold={self.threshold:g}{self.temperature_spec})"
+        )
 
     def _algorithm(self, query: Query, verifier, params) -> Algorithm:
         candidates: list[Candidate] = []

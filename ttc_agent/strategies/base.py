@@ -18,7 +18,7 @@ from ttc_agent.answers import extract_answer
 from ttc_agent.backends.base import Backend, Generation, Prompt, SamplingParams, normalize_prompts
 from ttc_agent.errors import InvalidRequestError, LogprobsUnavailableError, TTCError
 from ttc_agent.records import CostRecord
-from ttc_agent.validation import POSITIVE_INT, check_param
+from ttc_agent.validation import POSITIVE_INT, Interval, check_param
 from ttc_agent.verifiers import LogprobVerifier, Verifier, as_verifier, check_scores
 from ttc_agent.verifiers.base import Scores
 
@@ -189,6 +189,11 @@ class _Meter:
         return replace(scores, values=values)
 
 
+#: The sampling temperature of a strategy whose spec names none.
+DEFAULT_TEMPERATURE = 0.7
+_TEMPERATURES = Interval(float, 0, 2, closed="both")
+
+
 class Strategy(ABC):
     """A decoding strategy: one method with its budget (e.g. best-of-8 by majority vote).
 
@@ -203,14 +208,21 @@ class Strategy(ABC):
     def __init__(
         self,
         *,
-        temperature: float = 0.7,
+        temperature: float = DEFAULT_TEMPERATURE,
         top_p: float = 1.0,
         max_tokens: int = 256,
         seed: int | None = None,
         verifier: Any = None,
     ) -> None:
+        check_param("temperature", temperature, _TEMPERATURES)
         self.sampling = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
         self.verifier = as_verifier(verifier)
+
+    @property
+    def temperature_spec(self) -> str:
+        """The spec's temperature argument (``", temperature=0.3"``), empty at the default."""
+        t = self.sampling.temperature
+        return "" if t == DEFAULT_TEMPERATURE else f", temperature={t:g}"
 
     @property
     def deterministic(self) -> bool:

@@ -65,7 +65,9 @@ class BeamSearch(Strategy):
     def spec(self) -> str:
         extra = "" if self.max_step_tokens == _STEP_TOKENS else f", max_step_tokens={self.max_step_tokens}"
         extra += f", verifier={self.verifier.name}" if self.verifier else ""
-        return f"beam(width={self.width}, expand={self.expand}, max_steps={self.max_steps}{extra})"
+        return (
+            f"beam(width={self.width}, expand={self.expand}, max_steps={self.max_steps}{extra}{self.temperature_spec})"
+        )
 
     def _algorithm(self, query: Query, verifier, params) -> Algorithm:
         budget = params.max_tokens

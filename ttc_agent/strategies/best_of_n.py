@@ -47,7 +47,7 @@ class BestOfN(Strategy):
     def spec(self) -> str:
         extra = f", keep={self.keep:g}" if self.select == "confident_majority" else ""
         extra += f", verifier={self.verifier.name}" if self.verifier else ""
-        return f"best_of_n({self.n}, select={self.select}{extra})"
+        return f"best_of_n({self.n}, select={self.select}{extra}{self.temperature_spec})"
 
     def _algorithm(self, query: Query, verifier, params) -> Algorithm:
         confident = self.select == "confident_majority"

@@ -57,7 +57,7 @@ class DeepConf(Strategy):
 
     @property
     def spec(self) -> str:
-        return f"deepconf(n={self.n}, warmup={self.warmup}, keep={self.keep:g})"
+        return f"deepconf(n={self.n}, warmup={self.warmup}, keep={self.keep:g}{self.temperature_spec})"
 
     def _algorithm(self, query: Query, verifier, params) -> Algorithm:
         first = params.with_(n=self.warmup, logprobs=True)

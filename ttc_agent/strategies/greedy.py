@@ -8,9 +8,11 @@ from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall
 
 
 class Greedy(Strategy):
-    """Decode once at temperature 0 (one round, no verifier)."""
+    """Decode once at temperature 0 (one round, no verifier); a menu's default ``temperature``
+    (for its sampling strategies) does not apply to it."""
 
-    def __init__(self, *, max_tokens: int = 256, **kwargs: Any) -> None:
+    def __init__(self, *, max_tokens: int = 256, temperature: float = 0.0, **kwargs: Any) -> None:
+        del temperature  # greedy decodes at 0 whatever the menu's default
         super().__init__(temperature=0.0, max_tokens=max_tokens, **kwargs)
 
     @property
