@@ -11,10 +11,11 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem, arithmetic
 from ttc_agent.evaluation.pools import POOL, PoolSpec, collect_pool, read_pool, read_pool_meta, window_means
 
+SPEC = PoolSpec({0.5: 3}, max_tokens=20)
 PROBLEMS = [Problem(f"q{i}", f"What is {i} + {i}?", str(2 * i), "test") for i in range(5)]
 
 
-def draw(out, spec=PoolSpec({0.5: 3}, max_tokens=20), backend=None, problems=PROBLEMS, **kw):
+def draw(out, spec=SPEC, backend=None, problems=PROBLEMS, **kw):
     backend = backend or ScriptedBackend(texts("The answer is 4.", "The answer is 6.", tokens=8))
     return collect_pool(problems, backend, out, spec, progress=False, **kw), backend
 

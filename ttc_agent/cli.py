@@ -404,6 +404,42 @@ def pool(
 
 
 @app.command()
+def replay(
+    pool_folder: Annotated[Path, typer.Argument(help="A trace pool folder (ttc-agent pool).")],
+    menu: Annotated[Path, typer.Option(help="Menu YAML of the strategies to replay (no beam search).")],
+    out: Annotated[Path, typer.Option(help="Trace folder to write (replaced if it exists).")],
+    latency: Annotated[
+        Path | None,
+        typer.Option(help="Latency model JSON (ttc-agent profile); default: fitted on the pool's own calls."),
+    ] = None,
+) -> None:
+    """Replay every strategy of a menu from a trace pool: whole-menu traces, as `collect` writes
+    them, with tokens from the samples each strategy used and seconds from a latency model, for
+    `ttc-agent train` and `evaluate`."""
+    from ttc_agent.evaluation.collect import write_trace_folder
+    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.evaluation.pool_replay import pool_latency, replay_pool
+    from ttc_agent.evaluation.pools import read_pool, read_pool_meta
+    from ttc_agent.probes.latency import LatencyModel
+
+    try:
+        m, meta, records = Menu.load(menu), read_pool_meta(pool_folder), read_pool(pool_folder)
+        lat = LatencyModel.load(latency) if latency is not None else pool_latency(records, meta["backend"])
+        traces = replay_pool(records, m.specs, lat, **m.defaults)
+        write_trace_folder(
+            out,
+            {"menu": m.to_dict(), "backend": meta["backend"], "dataset": meta.get("dataset", ""),
+             "replayed_from": {"pool": str(pool_folder), "pool_spec": meta["pool"], "latency": list(lat.weights)}},
+        traces,
+        )  # fmt: skip
+    except TTCError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"{len(traces)} runs replayed into {out} ({len(traces) // len(m.specs)} problems x {len(m.specs)} strategies)"
+    )
+
+
+@app.command()
 def profile(
     out: Annotated[Path, typer.Option(help="Where to write the latency model (JSON).")],
     backend: BackendOpt = "transformers",

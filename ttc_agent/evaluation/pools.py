@@ -242,11 +242,12 @@ def _draw(
             "max_tokens": spec.max_tokens,
             "prompt_tokens": result.prompt_tokens,
             "call": {
+                "id": f"{batch[0].id}@{temperature:g}",
                 "questions": len(batch),
                 "n": n,
                 "seconds": round(gen.seconds, 4),
                 "completion_tokens": gen.completion_tokens,
-            },  # fmt: skip
+            },
             "samples": [sample_record(problem, c) for c in result.completions],
             "finished_at": finished,
             "cpu": cpu,
