@@ -478,15 +478,28 @@ def train(
         Path | None, typer.Option(help="Latency model from `ttc-agent profile` (default: regress traced seconds).")
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.25,
+    pool: Annotated[
+        Path | None,
+        typer.Option(help="A trace pool (ttc-agent pool) to fit the menu's two-stage strategies' stage-2 models on."),
+    ] = None,
 ) -> None:
     """Fit the probes on a train split of TRACES, print metrics on the held-out rest, and save
-    the bundle (it records its training problems, so `ttc-agent evaluate` replays only the others)."""
+    the bundle (it records its training problems, so `ttc-agent evaluate` replays only the others);
+    with --pool, also fit each two-stage strategy's stage-2 decision on the pool's training questions."""
     from ttc_agent.probes.evaluate import metrics_table
     from ttc_agent.probes.training import train_from_traces
 
     try:
         with console.status(f"featurising and fitting {traces}..."):
             trained = train_from_traces(traces, features, latency, test_fraction)
+            if pool is not None:
+                from ttc_agent.evaluation.pool_replay import fit_stage2, pool_latency
+                from ttc_agent.evaluation.pools import read_pool, read_pool_meta
+
+                records = read_pool(pool)
+                lat = trained.bundle.latency or pool_latency(records, read_pool_meta(pool)["backend"])
+                fitted = fit_stage2(trained.bundle, records, lat)
+                console.print(f"stage-2 models fitted on {pool} for {fitted or 'no two-stage strategy of the menu'}")
     except TTCError as exc:
         raise _fail(exc) from exc
     bundle, n = trained.bundle, len(trained.table.ids)

@@ -7,7 +7,7 @@ custom stream, LangSmith metadata, `ttc-agent report` and the demo all read this
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 
 class CandidateRecord(TypedDict):
@@ -113,5 +113,6 @@ class DecisionRecord(TypedDict, total=False):
     finish_reason: str
     cut_by_length: int
     cap: CapRecord
+    stages: dict[str, Any]
     budget: BudgetRecord
     exhausted: ExhaustedRecord

@@ -62,6 +62,8 @@ def decision_record(
         "answer": outcome.answer,
         "actual": outcome.cost.as_dict(),
     }
+    if outcome.stages is not None:
+        record["stages"] = outcome.stages
     record.update(decision.as_dict())
     return record
 

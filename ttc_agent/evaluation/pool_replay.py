@@ -28,10 +28,12 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.evaluation.pools import WINDOW_STRIDE
 from ttc_agent.evaluation.records import SCHEMA_VERSION
+from ttc_agent.probes.bundle import ProbeBundle
 from ttc_agent.probes.latency import LatencyModel
-from ttc_agent.strategies import AdaptiveSC, BestOfN, Candidate, DeepConf, Greedy, Strategy, parse_strategy
+from ttc_agent.strategies import AdaptiveSC, BestOfN, Candidate, DeepConf, Greedy, Strategy, TwoStage, parse_strategy
 from ttc_agent.strategies.adaptive import majority_settled
 from ttc_agent.strategies.selection import CONFIDENCE_WINDOW, majority, select
+from ttc_agent.strategies.two_stage import Continuation, StageOne, stage_signals
 
 
 class PoolTooSmallError(InvalidRequestError):
@@ -82,10 +84,15 @@ def _take(pool: Mapping[float, list[Mapping[str, Any]]], t: float, k: int, spec:
 
 
 def _replay_one(
-    strategy: Strategy, greedy: Mapping[str, Any], pool: Mapping[float, list[Mapping[str, Any]]], pid: str
+    strategy: Strategy,
+    greedy: Mapping[str, Any],
+    pool: Mapping[float, list[Mapping[str, Any]]],
+    pid: str,
+    latency: LatencyModel,
 ) -> tuple[Candidate, list[Mapping[str, Any]], list[_Round], str | None]:
     """The chosen candidate, the samples used, the rounds and the stop reason of one replay."""
     spec, t = strategy.spec, strategy.sampling.temperature
+    prompt_tokens = int(greedy["prompt_tokens"])
     if isinstance(strategy, Greedy):
         (sample,) = greedy["samples"]
         return _candidates([sample])[0], [sample], [_Round(1, [sample["tokens"]])], None
@@ -125,8 +132,33 @@ def _replay_one(
         kept = [s for s in rest if s["confidence"] >= floor]
         rounds = [_Round(len(warm), [s["tokens"] for s in warm]), _Round(len(more), [s["tokens"] for s in more])]
         return majority(_candidates([*warm, *kept])), [*warm, *more], rounds, "done"
+    if isinstance(strategy, TwoStage):
+        samples = _take(pool, t, strategy.k + strategy.more, spec, pid)
+        stage = stage_one(samples[: strategy.k], strategy, prompt_tokens, latency)
+        taken = strategy.options[strategy.continuation.choose(stage)]
+        used = samples[: strategy.k + taken]
+        rounds = [_Round(strategy.k, [s["tokens"] for s in used[: strategy.k]])]
+        if taken:
+            rounds.append(_Round(taken, [s["tokens"] for s in used[strategy.k :]]))
+        return majority(_candidates(used)), used, rounds, "continued" if taken else "stopped"
     raise InvalidRequestError(
         f"{spec} cannot be replayed from a trace pool (beam search grows partial steps): trace it"
+    )
+
+
+def stage_one(
+    samples: Sequence[Mapping[str, Any]], strategy: TwoStage, prompt_tokens: int, latency: LatencyModel
+) -> StageOne:
+    """What a two-stage strategy's continuation sees after drawing ``samples`` from a pool (their
+    seconds from ``latency``)."""
+    mean_tokens = float(np.mean([s["tokens"] for s in samples]))
+    return StageOne(
+        stage_signals(_candidates(samples), strategy.sampling.max_tokens),
+        strategy.options,
+        len(samples),
+        prompt_tokens,
+        mean_tokens,
+        float(latency.round_seconds(prompt_tokens, len(samples), mean_tokens)[0]),
     )
 
 
@@ -153,10 +185,12 @@ def replay_pool(
     pool_records: Iterable[Mapping[str, Any]],
     specs: Sequence[str],
     latency: LatencyModel,
+    continuation: Continuation | None = None,
     **defaults: Any,
 ) -> list[dict[str, Any]]:
     """Whole-menu trace records for ``specs`` (built with ``defaults``, e.g. the menu's),
-    replayed from pool records (`read_pool`) question by question.
+    replayed from pool records (`read_pool`) question by question; two-stage strategies
+    decide their second stage with ``continuation`` (their own default rule without one).
 
     Raises:
         PoolTooSmallError: a strategy needs more samples than a question's pool holds.
@@ -167,6 +201,8 @@ def replay_pool(
     for r in pool_records:
         by_problem[r["problem_id"]][float(r["temperature"])] = r
     strategies = [parse_strategy(s, **defaults) for s in specs]
+    if continuation is not None:
+        strategies = [s.with_continuation(continuation) if isinstance(s, TwoStage) else s for s in strategies]
     out = []
     for pid, temps in by_problem.items():
         if 0.0 not in temps:
@@ -182,7 +218,7 @@ def replay_pool(
                     f"{strategy.spec} runs at max_tokens={strategy.sampling.max_tokens}, and the pool was drawn at "
                     f"{greedy['max_tokens']}: give the menu the pool's cap"
                 )
-            chosen, used, rounds, stop = _replay_one(strategy, greedy, pool, pid)
+            chosen, used, rounds, stop = _replay_one(strategy, greedy, pool, pid, latency)
             out.append(_record(problem, greedy, strategy.spec, chosen, used, rounds, stop, latency))
     return out
 
@@ -237,3 +273,57 @@ def _record(
         "repeat": 0,
         "replayed": True,
     }
+
+
+def stage2_rows(
+    pool_records: Iterable[Mapping[str, Any]], strategy: TwoStage, latency: LatencyModel
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Training rows for a two-stage strategy's stage-2 model from a pool: per question (with
+    enough samples at the strategy's temperature), one `stage2_design` row per option, labelled
+    whether the vote over the first ``k`` samples and that option's next ones is right; and
+    the question of each row."""
+    from ttc_agent.probes.stage2 import stage2_design
+
+    by_problem: dict[str, dict[float, Mapping[str, Any]]] = defaultdict(dict)
+    for r in pool_records:
+        by_problem[r["problem_id"]][float(r["temperature"])] = r
+    X, y, ids = [], [], []
+    t, need = strategy.sampling.temperature, strategy.k + strategy.more
+    for pid, temps in sorted(by_problem.items()):
+        if t not in temps or 0.0 not in temps or len(temps[t]["samples"]) < need:
+            continue
+        greedy, samples = temps[0.0], temps[t]["samples"]
+        gold = Problem(pid, "", greedy["gold"], greedy["dataset"], scope=greedy.get("scope", "all"))
+        stage = stage_one(samples[: strategy.k], strategy, int(greedy["prompt_tokens"]), latency)
+        X.append(stage2_design(stage.signals, strategy.options))
+        y += [int(gold.is_correct(majority(_candidates(samples[: strategy.k + m])).answer)) for m in strategy.options]
+        ids += [pid] * len(strategy.options)
+    if not X:
+        most = max((len(temps[t]["samples"]) for temps in by_problem.values() if t in temps), default=0)
+        raise PoolTooSmallError(
+            f"{strategy.spec} needs {need} samples at temperature {t:g}, and the pool's questions hold at most {most}"
+        )
+    return np.vstack(X), np.array(y), ids
+
+
+def fit_stage2(bundle: ProbeBundle, pool_records: Sequence[Mapping[str, Any]], latency: LatencyModel) -> list[str]:
+    """Fit the stage-2 model of every two-stage strategy on ``bundle``'s menu on the pool's
+    questions the bundle was trained on (its held-out questions stay unseen); returns the specs
+    fitted."""
+    from ttc_agent.probes.stage2 import stage2_model
+
+    trained = set(bundle.train_ids_)
+    records = [r for r in pool_records if r["problem_id"] in trained]
+    fitted = []
+    for spec in bundle.specs:
+        strategy = bundle.menu.strategy(spec)
+        if isinstance(strategy, TwoStage):
+            X, y, _ = stage2_rows(records, strategy, latency)
+            if len(set(y)) < 2:
+                raise InvalidRequestError(
+                    f"every option of {spec} is {'right' if y[0] else 'wrong'} on the pool's {len(y) // len(strategy.options)} "
+                    "training questions: nothing to learn when to continue from; pool more questions"
+                )
+            bundle.stage2_[spec] = stage2_model().fit(X, y)
+            fitted.append(spec)
+    return fitted

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -254,3 +255,34 @@ def _draw(
         }
         write(json.dumps(record) + "\n")
     return len(batch)
+
+
+def pool_from_traces(records: Sequence[Mapping[str, Any]], spec: str, temperature: float = 0.7) -> list[dict[str, Any]]:
+    """Pool records made from whole-menu trace records: each problem's greedy run and the
+    recorded samples of its ``spec`` run (a best-of-N, drawn at ``temperature``), so traces
+    collected before pools existed can be replayed. Their samples carry confidence and score
+    where the traces recorded them, but no window means (DeepConf cannot be replayed on them);
+    seconds and call shapes come from the traced runs."""
+    runs = {(r["problem_id"], r["strategy"]): r for r in records if r.get("repeat", 0) == 0}
+    out: list[dict[str, Any]] = []
+    for (pid, strategy), sampled in sorted(runs.items()):
+        greedy = runs.get((pid, "greedy"))
+        if strategy != spec or greedy is None:
+            continue
+        for t, run in ((0.0, greedy), (temperature, sampled)):
+            out.append({
+                "schema": POOL_SCHEMA, "dataset": run["dataset"], "problem_id": pid, "level": run.get("level", 0),
+                "scope": run.get("scope", "all"), "messages": run["messages"], "gold": run["gold"],
+                "temperature": t, "seed": None, "max_tokens": None, "prompt_tokens": run["prompt_tokens"],
+                "call": {"id": f"{pid}@{t:g}", "questions": 1, "n": len(run["candidates"]),
+                         "seconds": run["seconds"], "completion_tokens": run["completion_tokens"]},
+                "samples": [
+                    {"text": c.get("text", ""), "answer": c["answer"], "correct": c["correct"], "tokens": c["tokens"],
+                     "finish": c["finish"], "confidence": c.get("confidence"),
+                     "mean_logprob": None if not c.get("score") else round(math.log(c["score"]), 4),
+                     "window_means": None}
+                    for c in run["candidates"]
+                ],
+                "finished_at": run.get("finished_at"), "cpu": run.get("cpu"), "converted_from": spec,
+            })  # fmt: skip
+    return out

@@ -39,7 +39,7 @@ from ttc_agent.nodes.settings import TTCSettings
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
 from ttc_agent.records import CapRecord, DecisionRecord, FeaturesRecord
-from ttc_agent.strategies import Cost, Outcome, Query, Strategy, TokenBudgetError
+from ttc_agent.strategies import Cost, Outcome, Query, Strategy, TokenBudgetError, TwoStage
 from ttc_agent.tracing import JsonlTraceSink, decision_record, features_digest, publish
 from ttc_agent.validation import NON_NEGATIVE, check_param
 from ttc_agent.verifiers import VerifierLike, as_verifier
@@ -391,7 +391,12 @@ class TTCEngine:
         seconds, total = ticket.run_limits()
         limits: RunLimits = {"max_tokens": call.max_tokens, "max_seconds": seconds, "max_total_tokens": total}
         query = prompt.query(call.stop, call.settings.answer_scope or "all")
-        return self.menu.strategy(ticket.decision.spec), query, limits
+        strategy = self.menu.strategy(ticket.decision.spec)
+        if isinstance(strategy, TwoStage):  # its second stage is decided at the call's prices
+            continuation = self.probes.continuation(strategy.spec, ticket.decision.limits)
+            if continuation is not None:
+                strategy = strategy.with_continuation(continuation)
+        return strategy, query, limits
 
     def run(self, ticket: Ticket, call: Call, prompt: ChatPrompt) -> Outcome:
         """Run the ticket's strategy on ``prompt`` under its deadline and caps (less what

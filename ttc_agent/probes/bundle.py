@@ -38,10 +38,14 @@ from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.length_cap import length_cuts, under_cap
 from ttc_agent.probes.linear import LinearHeads
 from ttc_agent.probes.predictors import TOKENS_QUANTILE, AccuracyProbe, TokenRegressor
+from ttc_agent.probes.stage2 import Stage2Policy
 from ttc_agent.validation import POSITIVE_INT, check_param
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
+    from sklearn.pipeline import Pipeline
+
+    from ttc_agent.policy import CallLimits
 
 BUNDLE_SCHEMA = 1
 _TRUSTED = [
@@ -60,7 +64,7 @@ class ProbeMismatchError(TTCError):
 
 def batch_size(spec: str) -> int:
     """Samples per round of a strategy spec: 1, N, width x expand, adaptive_sc's batch, or the
-    larger of deepconf's two rounds."""
+    larger of deepconf's or two_stage's two rounds."""
     if m := re.match(r"best_of_n\((\d+)", spec):
         return int(m.group(1))
     if m := re.match(r"deepconf\(n=(\d+), warmup=(\d+)", spec):
@@ -68,6 +72,8 @@ def batch_size(spec: str) -> int:
         return max(warmup, n - warmup)
     if m := re.match(r"adaptive_sc\(max_n=\d+, batch=(\d+)", spec):
         return int(m.group(1))
+    if m := re.match(r"two_stage\(k=(\d+), more=(\d+)", spec):
+        return max(int(m.group(1)), int(m.group(2)))
     if m := re.match(r"beam\(width=(\d+), expand=(\d+)", spec):
         return int(m.group(1)) * int(m.group(2))
     return 1
@@ -208,6 +214,20 @@ def _inside(root: Path, name: str) -> Path:
     return file
 
 
+def _load_trusted(sio: Any, file: Path, allowed: Sequence[str]) -> Any:
+    """One skops file, refusing types outside ``allowed`` and damaged files."""
+    try:
+        untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in allowed]
+        if untrusted:
+            raise ProbeMismatchError(
+                f"{file} contains types outside the trusted list: {untrusted} "
+                "(pass them as trusted= only if you made this bundle)"
+            )
+        return sio.load(file, trusted=allowed)
+    except (zipfile.BadZipFile, KeyError, EOFError, OSError, ValueError) as exc:
+        raise ProbeMismatchError(f"{file} is damaged (truncated or not a skops file): {exc}") from exc
+
+
 class ProbeBundle:
     """Predicts accuracy, tokens and seconds of every menu strategy for a query.
 
@@ -247,6 +267,9 @@ class ProbeBundle:
         #: Per strategy, the mean samples per traced run that ended at the per-sample cap
         #: (``None`` for a bundle saved before they were recorded: every sample is assumed cut).
         self.length_cuts_: dict[str, float] | None = None
+        #: Per two-stage strategy of the menu, its fitted stage-2 model (`stage2_model`), when
+        #: the bundle was trained with a trace pool; without one it runs its default rule.
+        self.stage2_: dict[str, Pipeline] = {}
         self.calibration_: Predictions | None = None
         self.linear_: LinearHeads | None = None
 
@@ -299,6 +322,14 @@ class ProbeBundle:
         # mean cost into lambdas with.
         self.calibration_ = self.predict_features(X, table.prompt_tokens)
         return self
+
+    def continuation(self, spec: str, limits: CallLimits) -> Stage2Policy | None:
+        """The priced stage-2 decision of two-stage strategy ``spec`` at a call's ``limits``
+        (``None`` when the bundle has no stage-2 model for it)."""
+        model = self.stage2_.get(spec)
+        if model is None:
+            return None
+        return Stage2Policy(model, limits.lambda_tokens, limits.lambda_seconds, self.latency)
 
     def held_out(self, table: TraceTable) -> TraceTable:
         """The problems of ``table`` this bundle was not trained on."""
@@ -369,6 +400,11 @@ class ProbeBundle:
                 fname = f"s{i}-{name}.skops"
                 sio.dump(model, out / fname)
                 files[spec][name] = fname
+        stage2 = {}
+        for spec, model in self.stage2_.items():
+            fname = f"stage2-{self.specs.index(spec)}.skops"
+            sio.dump(model, out / fname)
+            stage2[spec] = fname
         meta = {
             "schema": BUNDLE_SCHEMA,
             "menu": self.menu.to_dict(),
@@ -379,6 +415,7 @@ class ProbeBundle:
             else {"weights": self.latency.weights, "backend": self.latency.backend},
             "seconds_scale": self.seconds_scale_,
             "length_cuts": self.length_cuts_,
+            "stage2": stage2,
             "train_ids": self.train_ids_,
             "files": files,
             "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops", "numpy")},
@@ -453,17 +490,9 @@ class ProbeBundle:
         for spec, files in meta["files"].items():
             bundle.models_[spec] = {}
             for name, fname in files.items():
-                file = _inside(root, fname)
-                try:
-                    untrusted = [t for t in sio.get_untrusted_types(file=file) if t not in allowed]
-                    if untrusted:
-                        raise ProbeMismatchError(
-                            f"{file} contains types outside the trusted list: {untrusted} "
-                            "(pass them as trusted= only if you made this bundle)"
-                        )
-                    bundle.models_[spec][name] = sio.load(file, trusted=allowed)
-                except (zipfile.BadZipFile, KeyError, EOFError, OSError, ValueError) as exc:
-                    raise ProbeMismatchError(f"{file} is damaged (truncated or not a skops file): {exc}") from exc
+                bundle.models_[spec][name] = _load_trusted(sio, _inside(root, fname), allowed)
+        for spec, fname in (meta.get("stage2") or {}).items():
+            bundle.stage2_[spec] = _load_trusted(sio, _inside(root, fname), allowed)
         bundle.linear_ = LinearHeads.compile(bundle.specs, bundle.models_)
         if (root / "calibration.npz").is_file():  # a fixed name inside the folder
             with np.load(root / "calibration.npz", allow_pickle=False) as arrays:

@@ -1,5 +1,5 @@
 """Decoding strategies the policy chooses between: `Greedy`, `BestOfN`, `BeamSearch`, `AdaptiveSC`,
-`DeepConf`.
+`DeepConf`, `TwoStage`.
 
 Each has ``run(query, backend, verifier=None)`` and ``arun(...)`` returning an `Outcome` with
 the chosen text and answer, every candidate with its score, and the exact `Cost`.
@@ -22,21 +22,26 @@ from ttc_agent.strategies.deepconf import DeepConf
 from ttc_agent.strategies.greedy import Greedy
 from ttc_agent.strategies.selection import SELECTIONS
 from ttc_agent.strategies.spec import parse_strategy
+from ttc_agent.strategies.two_stage import AgreementRule, Continuation, StageOne, TwoStage
 
 __all__ = [
     "SELECTIONS",
     "AdaptiveSC",
+    "AgreementRule",
     "BeamSearch",
     "BestOfN",
     "Candidate",
+    "Continuation",
     "Cost",
     "DeepConf",
     "Greedy",
     "LogprobsUnavailableError",
     "Outcome",
     "Query",
+    "StageOne",
     "Strategy",
     "TokenBudgetError",
+    "TwoStage",
     "as_query",
     "parse_strategy",
 ]

@@ -119,7 +119,8 @@ class Outcome:
     """A strategy's result: the chosen solution, every candidate, and the exact cost.
 
     ``answer`` is ``None`` when no candidate stated an extractable answer ("no answer").
-    ``stop_reason`` says why a strategy that stops early stopped (``None`` for the others).
+    ``stop_reason`` says why a strategy that stops early stopped (``None`` for the others);
+    ``stages`` what a two-stage strategy's first stage showed and which second stage it took.
     """
 
     strategy: str
@@ -128,6 +129,7 @@ class Outcome:
     candidates: tuple[Candidate, ...]
     cost: Cost
     stop_reason: str | None = None
+    stages: dict[str, Any] | None = None
 
     @property
     def has_answer(self) -> bool:
@@ -161,6 +163,7 @@ class Choice:
     chosen: Candidate
     candidates: tuple[Candidate, ...]
     stop_reason: str | None = None
+    stages: dict[str, Any] | None = None
 
 
 Algorithm = Generator[GenerateCall | ScoreCall, Any, Choice]
@@ -395,4 +398,5 @@ def _outcome(spec: str, choice: Choice, cost: Cost, seconds: float) -> Outcome:
         candidates=choice.candidates,
         cost=replace(cost, seconds=seconds),
         stop_reason=choice.stop_reason,
+        stages=choice.stages,
     )

@@ -1,11 +1,13 @@
 """Strategy spec strings, as the CLI and config files write them.
 
 Grammar: ``NAME`` or ``NAME(ARG, ..., KEY=VALUE, ...)`` where NAME is ``greedy``,
-``best_of_n`` (alias ``bon``), ``beam`` (alias ``beam_search``), ``adaptive_sc`` or ``deepconf``; values are
+``best_of_n`` (alias ``bon``), ``beam`` (alias ``beam_search``), ``adaptive_sc``, ``deepconf`` or
+``two_stage``; values are
 integers, floats or bare words. Examples: ``greedy``, ``best_of_n(8, select=majority)``,
 ``best_of_n(16, select=weighted_majority, verifier=logprob)``,
 ``best_of_n(8, select=confident_majority, keep=0.5)``, ``beam(width=4, expand=4)``,
-``adaptive_sc(max_n=16, batch=4, threshold=0.95)``, ``deepconf(n=16, warmup=4, keep=0.9)``.
+``adaptive_sc(max_n=16, batch=4, threshold=0.95)``, ``deepconf(n=16, warmup=4, keep=0.9)``,
+``two_stage(k=4, more=12, temperature=0.3)``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ttc_agent.strategies.beam_search import BeamSearch
 from ttc_agent.strategies.best_of_n import BestOfN
 from ttc_agent.strategies.deepconf import DeepConf
 from ttc_agent.strategies.greedy import Greedy
+from ttc_agent.strategies.two_stage import TwoStage
 
 _FACTORIES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
     "greedy": (Greedy, ()),
@@ -29,6 +32,7 @@ _FACTORIES: dict[str, tuple[type[Strategy], tuple[str, ...]]] = {
     "beam_search": (BeamSearch, ("width", "expand", "max_steps")),
     "adaptive_sc": (AdaptiveSC, ("max_n", "batch", "threshold")),
     "deepconf": (DeepConf, ("n", "warmup", "keep")),
+    "two_stage": (TwoStage, ("k", "more")),
 }
 #: The longest spec string accepted (the longest real one is under 150 characters).
 MAX_SPEC_LENGTH = 400
