@@ -6,13 +6,26 @@ from typing import Any
 
 
 def save_figure(fig: Any, stem: str) -> list[str]:
-    """Save ``fig`` as ``stem.png`` and ``stem.svg``, close it, and return the two paths."""
+    """Save ``fig`` as ``stem.png`` and ``stem.svg``, close it, and return the two paths. The
+    files carry no date and the SVG's element ids a fixed salt, so the same data redraws the
+    same bytes."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     paths = []
-    for ext in ("png", "svg"):
-        fig.savefig(f"{stem}.{ext}", dpi=110)
+    for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
+        with plt.rc_context({"svg.hashsalt": "ttc-agent"}):
+            fig.savefig(f"{stem}.{ext}", dpi=110, metadata=metadata)
         paths.append(f"{stem}.{ext}")
     plt.close(fig)
     return paths
+
+
+def plain_log_axis(ax: Any, axis: str = "x") -> None:
+    """A log axis labelled with plain numbers at its major ticks only (matplotlib otherwise
+    labels minor ticks too, and their ``4x10^2``-style labels run into each other)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())

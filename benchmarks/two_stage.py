@@ -1,0 +1,305 @@
+"""Two-stage decisions on trace pools: does looking at the first samples pay?
+
+For each pool (the reference model's committed GSM8K and arithmetic traces, converted to pools:
+greedy plus the 16 recorded samples of best-of-16 at temperature 0.7), every strategy is replayed
+(`ttc_agent.evaluation.pool_replay`), seconds from a latency model fitted on the traced
+single-round runs ("measured") and from the same model as if a round's samples ran fully in
+parallel ("parallel", as on a GPU with room to spare). The stage-2 model of
+``two_stage(k=4, more=12)`` is cross-fitted over 5 folds of questions (fitted on four, deciding
+on the fifth), and compared with the static strategies and adaptive self-consistency:
+
+- its held-out AUROC at telling whether the first stage's vote is already right;
+- accuracy, tokens and seconds across token prices, against adaptive SC at equal tokens and at
+  equal accuracy (95% paired bootstrap intervals over questions);
+- as the price of a second increases: how often it still pays for a second round, and whether
+  the two-stage strategy or one wide round of 16 samples has the higher utility.
+
+Writes benchmarks/results/two_stage.json, docs/img/two-stage-*.png/svg and the doc block
+``two-stage`` in docs/benchmarks.md. Runs in about a minute:
+
+    .venv/bin/python benchmarks/two_stage.py
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from _common import DOC, REPO, write_doc_block, write_results
+from scipy.stats import bootstrap
+from sklearn.metrics import roc_auc_score
+
+from ttc_agent.evaluation.collect import read_traces
+from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
+from ttc_agent.evaluation.pools import pool_from_traces
+from ttc_agent.plotting import plain_log_axis, save_figure
+from ttc_agent.probes.bundle import fold_of
+from ttc_agent.probes.latency import LatencyModel
+from ttc_agent.probes.stage2 import Stage2Policy, stage2_model
+from ttc_agent.strategies import TwoStage, parse_strategy
+
+K, MORE, FOLDS = 4, 12, 5
+STATIC = ("greedy", "best_of_n(4, select=majority)", "best_of_n(8, select=majority)", "best_of_n(16, select=majority)")
+ADAPTIVE = "adaptive_sc(max_n=16, batch=4, threshold=0.95)"
+LAMBDA_TOKENS = (0.0, 1e-5, 3e-5, 1e-4, 2e-4, 4e-4, 1e-3, 3e-3)
+LAMBDA_SECONDS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+
+
+def datasets(temperature: float = 0.7) -> dict[str, tuple[list[dict], LatencyModel, int]]:
+    """Pools by name, each with a latency model and its per-sample cap."""
+    out = {}
+    for name, folder in (("gsm8k", "qwen-gsm8k"), ("arithmetic", "qwen-arithmetic")):
+        traces = read_traces(REPO / "benchmarks" / "traces" / folder)
+        pool = pool_from_traces(traces, "best_of_n(16, select=majority)", temperature)
+        cap = 384 if name == "gsm8k" else 96
+        for r in pool:
+            r["max_tokens"] = cap
+        out[name] = (pool, latency_of(traces), cap)
+    return out
+
+
+def latency_of(traces: list[dict]) -> LatencyModel:
+    """A latency model fitted on the traced single-round runs (greedy and best-of-N)."""
+    rows = [
+        {"prompt_tokens": r["prompt_tokens"], "n": len(r["candidates"]),
+         "tokens_per_sample": r["completion_tokens"] / max(len(r["candidates"]), 1), "seconds": r["seconds"]}
+        for r in traces
+        if r["rounds"] == 1 and (r["strategy"] == "greedy" or r["strategy"].startswith("best_of_n"))
+    ]  # fmt: skip
+    return LatencyModel.fit(rows)
+
+
+def by_question(pool: list[dict]) -> dict[str, dict[float, dict]]:
+    out: dict[str, dict[float, dict]] = {}
+    for r in pool:
+        out.setdefault(r["problem_id"], {})[float(r["temperature"])] = r
+    return out
+
+
+def training_rows(pool: list[dict], ids: list[str], strategy: TwoStage, latency: LatencyModel):
+    """Stage-2 rows of the questions ``ids`` (one per question and option) and the stop
+    option's label per question."""
+    keep = set(ids)
+    X, y, _ = stage2_rows([r for r in pool if r["problem_id"] in keep], strategy, latency)
+    return X, y, y[:: len(strategy.options)]
+
+
+def summary(records: list[dict]) -> dict:
+    correct = np.array([r["correct"] for r in records], dtype=float)
+    return {
+        "accuracy": float(correct.mean()),
+        "accuracy_ci": ci(correct),
+        "tokens": float(np.mean([r["total_tokens"] for r in records])),
+        "seconds": float(np.mean([r["seconds"] for r in records])),
+        "rounds": float(np.mean([r["rounds"] for r in records])),
+        "second_round": float(np.mean([r.get("stop_reason") == "continued" for r in records])),
+    }
+
+
+def ci(values: np.ndarray) -> list[float]:
+    if len(values) < 3 or np.all(values == values[0]):
+        return [float(values.mean())] * 2
+    res = bootstrap((values,), np.mean, n_resamples=2000, method="percentile", random_state=0)
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
+def paired(a: list[dict], b: list[dict], field: str) -> dict:
+    """Mean of ``a - b`` over the same questions, with a 95% bootstrap interval."""
+    by_b = {r["problem_id"]: r for r in b}
+    diff = np.array([float(r[field]) - float(by_b[r["problem_id"]][field]) for r in a])
+    return {"mean": float(diff.mean()), "ci": ci(diff)}
+
+
+def parallel(latency: LatencyModel) -> LatencyModel:
+    """The same backend as if a round's samples ran fully in parallel (as on a GPU with room):
+    a round of n samples takes as long as one sample of the same length."""
+    c, p, _, t, nt = latency.weights
+    return LatencyModel((c, p, 0.0, t + nt, 0.0), latency.backend)
+
+
+def run(name: str, pool: list[dict], latency: LatencyModel, cap: int) -> dict:
+    questions = by_question(pool)
+    ids = sorted(questions)
+    spec = f"two_stage(k={K}, more={MORE})"
+    strategy = parse_strategy(spec, max_tokens=cap)
+    assert isinstance(strategy, TwoStage)
+    folds = [[pid for pid in ids if fold_of(pid, FOLDS) == f] for f in range(FOLDS)]
+    models, scores, labels = [], [], []
+    for f, test in enumerate(folds):
+        train = [pid for pid in ids if fold_of(pid, FOLDS) != f]
+        X, y, _ = training_rows(pool, train, strategy, latency)
+        models.append(stage2_model().fit(X, y))
+        Xt, _, stop = training_rows(pool, test, strategy, latency)
+        scores += list(models[-1].predict_proba(Xt[:: len(strategy.options)])[:, 1])
+        labels += list(stop)
+    out: dict = {
+        "questions": len(ids),
+        "stage2_auroc": float(roc_auc_score(labels, scores)) if 0 < sum(labels) < len(labels) else None,
+        "stop_right": float(np.mean(labels)),
+    }
+    for regime, lat in (("measured", latency), ("parallel", parallel(latency))):
+        out[regime] = compare(pool, folds, models, spec, lat, cap)
+    return out
+
+
+def compare(pool: list[dict], folds: list[list[str]], models: list, spec: str, latency: LatencyModel, cap: int) -> dict:
+    """Static strategies, adaptive SC and the cross-fitted two-stage strategy at every price,
+    with seconds from ``latency``."""
+    static = {s: replay_pool(pool, [s], latency, max_tokens=cap) for s in (*STATIC, ADAPTIVE, spec)}
+    held: dict[tuple[float, float], list[dict]] = {}
+    for test, model in zip(folds, models, strict=True):
+        test_pool = [r for r in pool if r["problem_id"] in set(test)]
+        for lt in LAMBDA_TOKENS:
+            for ls in LAMBDA_SECONDS if lt == 0 else (0.0,):
+                policy = Stage2Policy(model, lt, ls, latency)
+                held.setdefault((lt, ls), []).extend(replay_pool(test_pool, [spec], latency, policy, max_tokens=cap))
+    out: dict = {
+        "static": {s: summary(r) for s, r in static.items()},
+        "two_stage": {f"{lt:g}/{ls:g}": {"lambda_tokens": lt, "lambda_seconds": ls, **summary(r)} for (lt, ls), r in held.items()},
+    }  # fmt: skip
+    adaptive = static[ADAPTIVE]
+    ad = summary(adaptive)
+    by_tokens = [(k, v) for k, v in out["two_stage"].items() if v["lambda_seconds"] == 0]
+    # Equal tokens: the most accurate two-stage price spending no more tokens than adaptive SC.
+    cheaper = [(k, v) for k, v in by_tokens if v["tokens"] <= ad["tokens"]]
+    if cheaper:
+        key, best = max(cheaper, key=lambda kv: (kv[1]["accuracy"], -kv[1]["tokens"]))
+        out["vs_adaptive_equal_tokens"] = {"price": key, "accuracy_gain": paired(held[(best["lambda_tokens"], 0.0)], adaptive, "correct"),
+                                           "tokens_ratio": best["tokens"] / ad["tokens"], "seconds_ratio": best["seconds"] / ad["seconds"]}  # fmt: skip
+    # Equal accuracy: the fastest two-stage price at least as accurate as adaptive SC.
+    as_good = [(k, v) for k, v in by_tokens if v["accuracy"] >= ad["accuracy"]]
+    if as_good:
+        key, best = min(as_good, key=lambda kv: kv[1]["seconds"])
+        out["vs_adaptive_equal_accuracy"] = {"price": key, "seconds": paired(held[(best["lambda_tokens"], 0.0)], adaptive, "seconds"),
+                                             "seconds_ratio": best["seconds"] / ad["seconds"], "tokens_ratio": best["tokens"] / ad["tokens"]}  # fmt: skip
+    # Latency priced: a second round's share, and the static choice of highest utility.
+    out["seconds_priced"] = []
+    for ls in LAMBDA_SECONDS:
+        ts = out["two_stage"][f"0/{ls:g}"]
+        options = {"two_stage": ts, **{s: out["static"][s] for s in STATIC}}
+        utility = {k: v["accuracy"] - ls * v["seconds"] for k, v in options.items()}
+        out["seconds_priced"].append({"lambda_seconds": ls, "second_round": ts["second_round"], "seconds": ts["seconds"],
+                                      "utility": utility, "best": max(utility, key=utility.__getitem__)})  # fmt: skip
+    return out
+
+
+def short(spec: str) -> str:
+    return (
+        spec.replace("best_of_n(", "bo")
+        .replace(", select=majority)", "")
+        .replace("(max_n=16, batch=4, threshold=0.95)", "")
+    )
+
+
+def plot(results: dict, stem: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.2 * len(results)), squeeze=False)
+    for (name, res), (a, *priced) in zip(results.items(), axes, strict=True):
+        m = res["measured"]
+        ts = sorted((v for v in m["two_stage"].values() if v["lambda_seconds"] == 0), key=lambda v: v["tokens"])
+        a.plot(
+            [v["tokens"] for v in ts],
+            [v["accuracy"] for v in ts],
+            "o-",
+            color="C0",
+            label="two_stage(k=4, more=12), priced",
+        )
+        for i, (spec, v) in enumerate(m["static"].items()):
+            lo, hi = v["accuracy_ci"]
+            a.errorbar(v["tokens"], v["accuracy"], yerr=[[v["accuracy"] - lo], [hi - v["accuracy"]]], fmt="s",
+                       capsize=3, color=f"C{i + 1}", label=short(spec))  # fmt: skip
+        a.set(xscale="log", xlabel="mean tokens per question (log)", ylabel="accuracy (95% bootstrap)",
+              title=f"{name}, {res['questions']} questions: accuracy vs tokens")  # fmt: skip
+        plain_log_axis(a)
+        a.legend(fontsize=7, loc="lower right")
+        for ax, regime in zip(priced, ("measured", "parallel"), strict=True):
+            sp = res[regime]["seconds_priced"]
+            xs = [max(x["lambda_seconds"], 3e-5) for x in sp]
+            ax.plot(xs, [x["second_round"] for x in sp], "o-", label="two-stage: share taking a second round")
+            for x, row in zip(xs, sp, strict=True):
+                ax.annotate(short(row["best"]), (x, 1.02), fontsize=7, rotation=60, ha="left", va="bottom",
+                            annotation_clip=False)  # fmt: skip
+            ax.set(
+                xscale="log", ylim=(0, 1), xlabel="lambda_seconds (log; 0 drawn at 3e-5)", ylabel="share of questions"
+            )
+            plain_log_axis(ax)
+            ax.set_title(f"{name}, {regime} latency: best static choice above", fontsize=9, pad=46)
+            ax.legend(fontsize=7, loc="lower left")
+    return save_figure(fig, str(stem))
+
+
+def doc(results: dict, figures: list[str]) -> str:
+    lines = ["Cross-fitted over 5 folds of questions on the reference model's traces converted to pools "
+             "(greedy + 16 samples at temperature 0.7; seconds from a latency model fitted on the traced "
+             "single-round runs, \"measured\", and the same backend as if a round's samples ran fully in "
+             "parallel, \"parallel\"): `python benchmarks/two_stage.py`.", ""]  # fmt: skip
+    for name, res in results.items():
+        m = res["measured"]
+        ad = m["static"][ADAPTIVE]
+        lines += [f"**{name}** ({res['questions']} questions): stage-2 AUROC (is the first stage's vote right?) "
+                  f"**{res['stage2_auroc']:.2f}** (first stage right on {res['stop_right']:.0%}); adaptive SC "
+                  f"{ad['accuracy']:.3f} {fmt_ci(ad['accuracy_ci'])} at {ad['tokens']:.0f} tokens, {ad['seconds']:.1f} s.", ""]  # fmt: skip
+        lines += [
+            "| strategy | accuracy [95%] | tokens | seconds (measured) | seconds (parallel) | rounds |",
+            "|---|---|---|---|---|---|",
+        ]
+        par = res["parallel"]
+        for spec, v in m["static"].items():
+            lines.append(f"| {spec} | {v['accuracy']:.3f} {fmt_ci(v['accuracy_ci'])} | {v['tokens']:.0f} | {v['seconds']:.1f} | "
+                         f"{par['static'][spec]['seconds']:.1f} | {v['rounds']:.2f} |")  # fmt: skip
+        for key, v in m["two_stage"].items():
+            if v["lambda_seconds"] == 0:
+                lines.append(f"| two_stage, lambda_tokens={v['lambda_tokens']:g} | {v['accuracy']:.3f} {fmt_ci(v['accuracy_ci'])} | "
+                             f"{v['tokens']:.0f} | {v['seconds']:.1f} | {par['two_stage'][key]['seconds']:.1f} | {v['rounds']:.2f} |")  # fmt: skip
+        lines.append("")
+        for regime in ("measured", "parallel"):
+            r = res[regime]
+            if "vs_adaptive_equal_tokens" in r:
+                e = r["vs_adaptive_equal_tokens"]
+                lines.append(f"- {regime}: at no more of adaptive SC's tokens ({e['tokens_ratio']:.2f}x, lambda_tokens/seconds "
+                             f"{e['price']}): accuracy {e['accuracy_gain']['mean']:+.3f} {fmt_ci(e['accuracy_gain']['ci'])}, "
+                             f"seconds {e['seconds_ratio']:.2f}x.")  # fmt: skip
+            if "vs_adaptive_equal_accuracy" in r:
+                e = r["vs_adaptive_equal_accuracy"]
+                lines.append(f"- {regime}: at adaptive SC's accuracy or better ({e['price']}): seconds {e['seconds_ratio']:.2f}x "
+                             f"({e['seconds']['mean']:+.1f} s {fmt_ci(e['seconds']['ci'], '.1f')}), tokens {e['tokens_ratio']:.2f}x.")  # fmt: skip
+            else:
+                lines.append(f"- {regime}: no price of the priced two-stage strategy reaches adaptive SC's accuracy.")
+            lines.append(f"- {regime}, pricing seconds (lambda_seconds: share taking a second round, best static choice): "
+                         + "; ".join(f"{x['lambda_seconds']:g}: {x['second_round']:.2f}, {short(x['best'])}" for x in r["seconds_priced"]) + ".")  # fmt: skip
+        lines.append("")
+    lines += [f"![two-stage decisions](img/{Path(f).name})" for f in figures if f.endswith(".svg")]
+    return "\n".join(lines)
+
+
+def fmt_ci(c: list[float], f: str = ".3f") -> str:
+    return f"[{c[0]:{f}}, {c[1]:{f}}]"
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    results = {}
+    for name, (pool, latency, cap) in datasets().items():
+        res = results[name] = run(name, pool, latency, cap)
+        print(f"{name}: {res['questions']} questions, stage-2 AUROC {res['stage2_auroc']:.3f}")
+        for regime in ("measured", "parallel"):
+            print(f" {regime} latency")
+            for spec, v in res[regime]["static"].items():
+                print(f"  {spec:50s} acc {v['accuracy']:.3f} tokens {v['tokens']:7.0f} seconds {v['seconds']:6.1f}")
+            for key, v in res[regime]["two_stage"].items():
+                print(f"  two_stage at {key:37s} acc {v['accuracy']:.3f} tokens {v['tokens']:7.0f} seconds {v['seconds']:6.1f} "
+                      f"second round {v['second_round']:.2f}")  # fmt: skip
+    figures = plot(results, REPO / "docs" / "img" / "two-stage")
+    write_results("two_stage", {"k": K, "more": MORE, "folds": FOLDS, "results": results,
+                                "figures": [str(Path(f).relative_to(REPO)) for f in figures]})  # fmt: skip
+    write_doc_block("two-stage", doc(results, figures))
+    print(f"results: benchmarks/results/two_stage.json; doc block in {DOC.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
