@@ -667,6 +667,13 @@ def report(
         Path | None,
         typer.Option(help="Where to draw cumulative tokens and seconds per step (PNG); default: beside the trace."),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write one self-contained HTML page: a timeline of the calls (predicted against measured "
+            "tokens and seconds), the budget burning down, totals by strategy and every record."
+        ),
+    ] = None,
 ) -> None:
     """Print the per-step decision table of a trace and plot its cumulative tokens and seconds
     (and, under a workflow budget, what was left after each step against the manager's plan)."""
@@ -723,6 +730,10 @@ def report(
         console.print(t)
     out = plot_cumulative(records, plot or trace.with_suffix(".png"))
     console.print(f"plot: {out}")
+    if html is not None:
+        from ttc_agent.report_html import write_html
+
+        console.print(f"html: {write_html(records, html, f'ttc-agent decisions: {trace.name}')}")
 
 
 @app.command("train-verifier")
