@@ -179,12 +179,13 @@ def test_every_face_runs_the_learned_second_stage_and_records_it(tmp_path):
     backend = agreeing("4", "5")  # a split first stage
     engine = TTCEngine(backend, bundle)
     model = TTCChatModel(engine=engine)
-    free = model.invoke([HumanMessage("What is 2 + 2?")], ttc={"strategy": "two_stage(k=4, more=12)"})
+    free = model.invoke([HumanMessage("What is 2 + 2? (3)")], ttc={"strategy": "two_stage(k=4, more=12)"})
     record = free.response_metadata["ttc"]
+    assert record["ood"]["novel"] is False  # a prompt like the training ones: the learned decision runs
     assert record["stages"]["taken"] in (4, 12) and len(backend.calls) == 2  # free compute: it continued
     backend.calls.clear()
     dear = model.invoke(
-        [HumanMessage("What is 2 + 2?")], ttc={"strategy": "two_stage(k=4, more=12)", "lambda_tokens": 1.0}
+        [HumanMessage("What is 2 + 2? (3)")], ttc={"strategy": "two_stage(k=4, more=12)", "lambda_tokens": 1.0}
     )
     assert dear.response_metadata["ttc"]["stages"]["taken"] == 0 and len(backend.calls) == 1
 

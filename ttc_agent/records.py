@@ -94,6 +94,17 @@ class CapRecord(TypedDict):
     beyond_traced: bool
 
 
+class NoveltyRecord(TypedDict):
+    """How far a prompt's features lie from the probe bundle's training prompts
+    (`ttc_agent.probes.novelty`), and whether beyond the calibrated threshold: then the
+    decision did not trust the accuracy probes (each strategy's training average instead) and
+    a two-stage strategy decided its second stage by its default agreement rule."""
+
+    score: float
+    threshold: float
+    novel: bool
+
+
 class DecisionRecord(TypedDict, total=False):
     """One call: its predictions for every strategy, the limits, the choice and the actual cost.
 
@@ -114,5 +125,6 @@ class DecisionRecord(TypedDict, total=False):
     cut_by_length: int
     cap: CapRecord
     stages: dict[str, Any]
+    ood: NoveltyRecord
     budget: BudgetRecord
     exhausted: ExhaustedRecord

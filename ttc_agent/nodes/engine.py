@@ -38,7 +38,7 @@ from ttc_agent.nodes.messages import ChatPrompt, MessageLike, ToolChoice, chat_p
 from ttc_agent.nodes.settings import TTCSettings
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
-from ttc_agent.records import CapRecord, DecisionRecord, FeaturesRecord
+from ttc_agent.records import CapRecord, DecisionRecord, FeaturesRecord, NoveltyRecord
 from ttc_agent.strategies import Cost, Outcome, Query, Strategy, TokenBudgetError, TwoStage
 from ttc_agent.tracing import JsonlTraceSink, decision_record, features_digest, publish
 from ttc_agent.validation import NON_NEGATIVE, check_param
@@ -82,6 +82,7 @@ class Ticket:
     features: FeaturesRecord
     prompt: ChatPrompt
     cap: CapRecord | None = None
+    ood: NoveltyRecord | None = None
     plan: CallPlan | None = None
     grant: Grant = Grant()
     #: Every run of this decided call so far: one, unless a middleware inside `TTCMiddleware`
@@ -315,9 +316,12 @@ class TTCEngine:
         X = self.probes.features.transform([prompt.chat])
         pred = self.probes.predict_features(X, np.array([prompt.tokens], dtype=float), max_tokens=call.max_tokens)
         features = features_digest(X[0])
+        ood = self.probes.novelty(X)
+        if ood is not None and ood["novel"]:  # the accuracy probes extrapolate here: do not trust them
+            pred = self.probes.untrusted(pred)
         if budget is None:
             decision = self.policy.decide(pred, limits, allowed)[0]
-            return Ticket(decision, features, prompt, self.cap_record(decision.spec, call.max_tokens))
+            return Ticket(decision, features, prompt, self.cap_record(decision.spec, call.max_tokens), ood)
         state = state or {}
         _check_ledger_channel(state)
         ledger = ledger_of(state)
@@ -335,9 +339,8 @@ class TTCEngine:
             remaining_steps=steps if isinstance(steps, int) else None,
             grant=grant,
         )
-        return Ticket(
-            plan.decision, features, prompt, self.cap_record(plan.decision.spec, call.max_tokens), plan, grant
-        )
+        cap = self.cap_record(plan.decision.spec, call.max_tokens)
+        return Ticket(plan.decision, features, prompt, cap, ood, plan, grant)
 
     def cap_record(self, spec: str, max_tokens: int | None) -> CapRecord:
         """The per-sample cap strategy ``spec`` runs with for a call asking ``max_tokens`` (the
@@ -392,7 +395,8 @@ class TTCEngine:
         limits: RunLimits = {"max_tokens": call.max_tokens, "max_seconds": seconds, "max_total_tokens": total}
         query = prompt.query(call.stop, call.settings.answer_scope or "all")
         strategy = self.menu.strategy(ticket.decision.spec)
-        if isinstance(strategy, TwoStage):  # its second stage is decided at the call's prices
+        trusted = ticket.ood is None or not ticket.ood["novel"]  # out of distribution: the default rule
+        if isinstance(strategy, TwoStage) and trusted:  # its second stage is decided at the call's prices
             continuation = self.probes.continuation(strategy.spec, ticket.decision.limits)
             if continuation is not None:
                 strategy = strategy.with_continuation(continuation)
@@ -430,6 +434,8 @@ class TTCEngine:
         record["cut_by_length"] = sum(k.finish_reason == "length" for k in outcome.candidates)
         if ticket.cap is not None:
             record["cap"] = ticket.cap
+        if ticket.ood is not None:
+            record["ood"] = ticket.ood
         return AIMessage(
             **prompt.message_fields(outcome.text, complete=reason == "stop"),
             response_metadata={

@@ -19,7 +19,7 @@ import re
 import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 from importlib.metadata import version
 from pathlib import Path
@@ -37,8 +37,10 @@ from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.length_cap import length_cuts, under_cap
 from ttc_agent.probes.linear import LinearHeads
+from ttc_agent.probes.novelty import FeatureNovelty
 from ttc_agent.probes.predictors import TOKENS_QUANTILE, AccuracyProbe, TokenRegressor
 from ttc_agent.probes.stage2 import Stage2Policy
+from ttc_agent.records import NoveltyRecord
 from ttc_agent.validation import POSITIVE_INT, check_param
 
 if TYPE_CHECKING:
@@ -270,6 +272,9 @@ class ProbeBundle:
         #: Per two-stage strategy of the menu, its fitted stage-2 model (`stage2_model`), when
         #: the bundle was trained with a trace pool; without one it runs its default rule.
         self.stage2_: dict[str, Pipeline] = {}
+        #: How far prompts lie from the training prompts (`FeatureNovelty`); ``None`` for a
+        #: bundle fitted on too few prompts or saved before it was recorded.
+        self.novelty_: FeatureNovelty | None = None
         self.calibration_: Predictions | None = None
         self.linear_: LinearHeads | None = None
 
@@ -318,6 +323,7 @@ class ProbeBundle:
                 self.seconds_scale_[spec] = float(np.median(table.mean(spec, "seconds") / np.maximum(modelled, 1e-6)))
             self.models_[spec] = models
         self.linear_ = LinearHeads.compile(self.specs, self.models_)
+        self.novelty_ = FeatureNovelty().fit(X) if len(X) > FeatureNovelty.k else None
         # Predictions on the training problems: what `UtilityPolicy.calibrate` turns a target
         # mean cost into lambdas with.
         self.calibration_ = self.predict_features(X, table.prompt_tokens)
@@ -330,6 +336,28 @@ class ProbeBundle:
         if model is None:
             return None
         return Stage2Policy(model, limits.lambda_tokens, limits.lambda_seconds, self.latency)
+
+    def novelty(self, X: np.ndarray) -> NoveltyRecord | None:
+        """How far the first prompt of features ``X`` lies from the training prompts, and whether
+        beyond the calibrated threshold (``None`` when the bundle keeps no novelty)."""
+        if self.novelty_ is None:
+            return None
+        score = float(self.novelty_.score(X[:1])[0])
+        return {
+            "score": round(score, 4),
+            "threshold": round(self.novelty_.threshold_, 4),
+            "novel": score > self.novelty_.threshold_,
+        }
+
+    def untrusted(self, pred: Predictions) -> Predictions:
+        """``pred`` for prompts out of distribution: each strategy's accuracy is its mean over the
+        training prompts (what the bundle knows without trusting what it reads in the prompt),
+        so the policy picks the strategy that pays best on average at the call's prices; costs
+        stay predicted from the prompt."""
+        if self.calibration_ is None:
+            return pred
+        prior = self.calibration_.accuracy.mean(axis=0)
+        return replace(pred, accuracy=np.broadcast_to(prior, pred.accuracy.shape).copy())
 
     def held_out(self, table: TraceTable) -> TraceTable:
         """The problems of ``table`` this bundle was not trained on."""
@@ -424,6 +452,8 @@ class ProbeBundle:
         if self.calibration_ is not None:
             arrays = {k: getattr(self.calibration_, k) for k in Predictions.FIELDS}
             np.savez(out / "calibration.npz", **arrays)
+        if self.novelty_ is not None:
+            self.novelty_.save(out)
         return out
 
     @classmethod
@@ -494,6 +524,7 @@ class ProbeBundle:
         for spec, fname in (meta.get("stage2") or {}).items():
             bundle.stage2_[spec] = _load_trusted(sio, _inside(root, fname), allowed)
         bundle.linear_ = LinearHeads.compile(bundle.specs, bundle.models_)
+        bundle.novelty_ = FeatureNovelty.load(root)
         if (root / "calibration.npz").is_file():  # a fixed name inside the folder
             with np.load(root / "calibration.npz", allow_pickle=False) as arrays:
                 bundle.calibration_ = Predictions(bundle.specs, **{k: arrays[k] for k in Predictions.FIELDS})

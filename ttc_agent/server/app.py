@@ -100,6 +100,11 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
         sid = request.headers.get("x-ttc-session") or req.user
         prepared = await in_thread(lambda: service.prepare(who, req, sid))
         headers = cap_headers(prepared.ticket.cap)
+        if prepared.ticket.ood is not None and prepared.ticket.ood["novel"]:
+            headers["x-ttc-out-of-distribution"] = (
+                f"score {prepared.ticket.ood['score']:g} > threshold {prepared.ticket.ood['threshold']:g}: "
+                "accuracy taken as the bundle's average per strategy"
+            )
         if not req.stream:
             message, ttc = await in_thread(lambda: service.run(prepared))
             return JSONResponse(completion(message, req.model, ttc), headers=headers)

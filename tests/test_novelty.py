@@ -1,0 +1,101 @@
+"""Out of distribution: prompts unlike a bundle's training prompts are flagged, recorded and not
+trusted to the accuracy probes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import NODE_MENU, ScriptedBackend, synthetic_traces, texts
+from langchain_core.messages import HumanMessage
+
+from ttc_agent.errors import InvalidRequestError
+from ttc_agent.nodes import TTCChatModel, TTCEngine
+from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
+from ttc_agent.probes.novelty import FeatureNovelty
+
+WORD_PROBLEM = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?"
+)
+
+
+def test_novelty_flags_far_prompts_and_few_near_ones():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(200, 4))
+    novelty = FeatureNovelty(k=5, quantile=0.95).fit(train)
+    near, far = rng.normal(size=(200, 4)), rng.normal(loc=8.0, size=(20, 4))
+    assert novelty.is_novel(far).all()
+    assert novelty.is_novel(near).mean() < 0.15
+    assert novelty.score(far).min() > novelty.threshold_
+
+
+def test_novelty_round_trips_without_pickles_and_needs_enough_prompts(tmp_path):
+    novelty = FeatureNovelty().fit(np.arange(40, dtype=float).reshape(20, 2))
+    novelty.save(tmp_path)
+    loaded = FeatureNovelty.load(tmp_path)
+    assert loaded is not None and loaded.threshold_ == novelty.threshold_
+    np.testing.assert_allclose(loaded.score([[3.0, 4.0]]), novelty.score([[3.0, 4.0]]))
+    assert FeatureNovelty.load(tmp_path / "nothing") is None
+    with pytest.raises(InvalidRequestError, match="more than k=5"):
+        FeatureNovelty().fit(np.ones((3, 2)))
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return ProbeBundle(NODE_MENU, FeatureSet([TextStats()])).fit(synthetic_traces(gain_easy=0.0, gain_hard=0.3))
+
+
+def test_a_bundle_keeps_its_novelty_and_untrusts_the_accuracy_it_cannot_read(bundle, tmp_path):
+    bundle.save(tmp_path / "b")
+    loaded = ProbeBundle.load(tmp_path / "b")
+    X = loaded.features.transform([[{"role": "user", "content": "What is 345 + 678?"}],
+                                   [{"role": "user", "content": WORD_PROBLEM}]])  # fmt: skip
+    near, far = loaded.novelty(X[:1]), loaded.novelty(X[1:])
+    assert near is not None and far is not None and not near["novel"] and far["novel"]
+    assert far["score"] > far["threshold"] > 0
+    pred = loaded.predict_features(X, np.array([20.0, 60.0]))
+    prior = loaded.untrusted(pred)
+    np.testing.assert_allclose(prior.accuracy[0], prior.accuracy[1])  # the same for any prompt
+    np.testing.assert_allclose(prior.accuracy[0], loaded.calibration_.accuracy.mean(axis=0))
+    np.testing.assert_allclose(prior.tokens, pred.tokens)  # costs stay predicted
+
+
+def test_the_engine_records_a_prompt_out_of_distribution_and_decides_on_the_prior(bundle):
+    engine = TTCEngine(ScriptedBackend(texts("The answer is 120.", tokens=20)), bundle)
+    model = TTCChatModel(engine=engine)
+    inside = model.invoke([HumanMessage("What is 345 + 678?")]).response_metadata["ttc"]
+    outside = model.invoke([HumanMessage(WORD_PROBLEM)]).response_metadata["ttc"]
+    assert inside["ood"]["novel"] is False and outside["ood"]["novel"] is True
+    prior = bundle.calibration_.accuracy.mean(axis=0)
+    assert [c["accuracy"] for c in outside["candidates"]] == pytest.approx(list(prior))
+    assert [c["accuracy"] for c in inside["candidates"]] != pytest.approx(list(prior))
+
+
+def test_the_shipped_bundles_flag_word_problems():
+    from ttc_agent.demo import SHIPPED_BUNDLES
+
+    for name, folder in SHIPPED_BUNDLES.items():
+        shipped = ProbeBundle.load(folder)
+        X = shipped.features.transform([[{"role": "user", "content": WORD_PROBLEM}]])
+        assert shipped.novelty(X)["novel"], name
+
+
+def test_serve_says_in_a_header_when_a_request_is_out_of_distribution(bundle):
+    from fastapi.testclient import TestClient
+
+    from ttc_agent.budgets import ReservationPool
+    from ttc_agent.server import ChatService, create_app
+
+    store = ReservationPool()
+    engine = TTCEngine(ScriptedBackend(texts("The answer is 120.", tokens=20)), bundle, pool=store)
+    client = TestClient(create_app(ChatService(engine, store, model_name="ttc")))
+    far = client.post(
+        "/v1/chat/completions", json={"model": "ttc", "messages": [{"role": "user", "content": WORD_PROBLEM}]}
+    )
+    near = client.post(
+        "/v1/chat/completions", json={"model": "ttc", "messages": [{"role": "user", "content": "What is 345 + 678?"}]}
+    )
+    assert far.status_code == near.status_code == 200
+    assert "threshold" in far.headers["x-ttc-out-of-distribution"] and far.json()["ttc"]["ood"]["novel"]
+    assert "x-ttc-out-of-distribution" not in near.headers
+    assert near.headers["x-ttc-max-tokens"] == near.headers["x-ttc-traced-max-tokens"] == "24"
