@@ -14,7 +14,8 @@ on the fifth), and compared with the static strategies and adaptive self-consist
 - as the price of a second increases: how often it still pays for a second round, and whether
   the two-stage strategy or one wide round of 16 samples has the higher utility.
 
-Writes benchmarks/results/two_stage.json, docs/img/two-stage-*.png/svg and the doc block
+Writes benchmarks/results/two_stage.json, docs/img/two-stage.png/svg, the README's figure
+docs/img/readme-gsm8k.png/svg and the doc block
 ``two-stage`` in docs/benchmarks.md. Runs in about a minute:
 
     .venv/bin/python benchmarks/two_stage.py
@@ -185,6 +186,8 @@ def compare(pool: list[dict], folds: list[list[str]], models: list, spec: str, l
 
 
 def short(spec: str) -> str:
+    if spec.startswith("two_stage("):
+        return "two_stage, agreement rule"
     return (
         spec.replace("best_of_n(", "bo")
         .replace(", select=majority)", "")
@@ -233,6 +236,35 @@ def plot(results: dict, stem: Path) -> list[str]:
     return save_figure(fig, str(stem))
 
 
+def plot_readme(res: dict, stem: Path) -> list[str]:
+    """The README's figure: GSM8K accuracy against tokens and against seconds, the priced
+    two-stage strategy beside every static strategy and adaptive SC (measured latency)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = res["measured"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, unit in zip(axes, ("tokens", "seconds"), strict=True):
+        ts = sorted((v for v in m["two_stage"].values() if v["lambda_seconds"] == 0), key=lambda v: v[unit])
+        ax.plot(
+            [v[unit] for v in ts], [v["accuracy"] for v in ts], "o-", color="C0", label="ttc-agent two_stage, priced"
+        )
+        for i, (spec, v) in enumerate(m["static"].items()):
+            lo, hi = v["accuracy_ci"]
+            ax.errorbar(v[unit], v["accuracy"], yerr=[[v["accuracy"] - lo], [hi - v["accuracy"]]], fmt="s", capsize=3,
+                        color=f"C{i + 1}", label=short(spec))  # fmt: skip
+        ax.set(xscale="log", xlabel=f"mean {unit} per question (log)", ylabel="accuracy (95% bootstrap)",
+               title=f"GSM8K, {res['questions']} questions: accuracy vs {unit}")  # fmt: skip
+        plain_log_axis(ax)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(
+        "Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores (traces replayed; the stage-2 model cross-fitted)", fontsize=9
+    )
+    return save_figure(fig, str(stem))
+
+
 def doc(results: dict, figures: list[str]) -> str:
     lines = ["Cross-fitted over 5 folds of questions on the reference model's traces converted to pools "
              "(greedy + 16 samples at temperature 0.7; seconds from a latency model fitted on the traced "
@@ -273,7 +305,9 @@ def doc(results: dict, figures: list[str]) -> str:
             lines.append(f"- {regime}, pricing seconds (lambda_seconds: share taking a second round, best static choice): "
                          + "; ".join(f"{x['lambda_seconds']:g}: {x['second_round']:.2f}, {short(x['best'])}" for x in r["seconds_priced"]) + ".")  # fmt: skip
         lines.append("")
-    lines += [f"![two-stage decisions](img/{Path(f).name})" for f in figures if f.endswith(".svg")]
+    lines += [
+        f"![two-stage decisions](img/{Path(f).name})" for f in figures if f.endswith(".svg") and "readme" not in f
+    ]
     return "\n".join(lines)
 
 
@@ -295,6 +329,7 @@ def main() -> None:
                 print(f"  two_stage at {key:37s} acc {v['accuracy']:.3f} tokens {v['tokens']:7.0f} seconds {v['seconds']:6.1f} "
                       f"second round {v['second_round']:.2f}")  # fmt: skip
     figures = plot(results, REPO / "docs" / "img" / "two-stage")
+    figures += plot_readme(results["gsm8k"], REPO / "docs" / "img" / "readme-gsm8k")
     write_results("two_stage", {"k": K, "more": MORE, "folds": FOLDS, "results": results,
                                 "figures": [str(Path(f).relative_to(REPO)) for f in figures]})  # fmt: skip
     write_doc_block("two-stage", doc(results, figures))

@@ -144,7 +144,8 @@ class Paced:
     Args:
         step: how fast prices move; a call that puts spend one per-call plan ahead of the
             linear plan multiplies the price by ``exp(step)``.
-        floor, ceiling: bounds on the prices, as multiples of the starting price.
+        floor: the lowest price, as a multiple of the starting price.
+        ceiling: the highest price, as a multiple of the starting price.
     """
 
     name = "paced"

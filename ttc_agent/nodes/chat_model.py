@@ -48,7 +48,7 @@ class TTCChatModel(BaseChatModel):
     ``stream`` runs the chosen strategy to the end first (a vote or a verifier needs every
     candidate), then streams the chosen text; the last chunk carries the decision and usage.
 
-    Args:
+    Attributes:
         engine: the engine that decides and runs each call.
         temperature: ``0`` restricts each call to deterministic (greedy) strategies; ``None``
             (default) lets the engine choose. The probes predict each strategy at its menu's

@@ -44,7 +44,8 @@ class Stage2Policy:
 
     Args:
         model: a fitted `stage2_model`.
-        lambda_tokens, lambda_seconds: the call's prices.
+        lambda_tokens: the call's price of a token.
+        lambda_seconds: the call's price of a second.
         latency: scales a round's seconds from the first stage's ``k`` samples to ``m``.
     """
 
