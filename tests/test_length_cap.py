@@ -255,3 +255,22 @@ def test_the_shipped_reference_bundle_answers_a_word_problem_in_full_through_ser
     assert raw.headers["x-ttc-max-tokens"] == "320"
     assert raw.headers["x-ttc-traced-max-tokens"] == str(traced)
     assert "beyond" in raw.headers["x-ttc-warning"]
+
+
+def test_the_middleware_decides_and_runs_with_the_agent_models_cap():
+    """A `create_agent` agent whose TTCChatModel asks for more per sample than the menu's cap:
+    the middleware's decision and the run both use it."""
+    from fakes import bundle_for
+    from langchain.agents import create_agent
+
+    from ttc_agent.nodes import TTCMiddleware
+
+    backend = ScriptedBackend(texts("First, 3 + 6 = 9. The answer is 9.", tokens=60))
+    engine = TTCEngine(backend, bundle_for(None))
+    traced = engine.probes.traced_max_tokens[0]
+    agent = create_agent(TTCChatModel(engine=engine, max_tokens=traced + 76), middleware=[TTCMiddleware(engine)])
+    out = agent.invoke({"messages": [HumanMessage("What is 3 + 6?")]}, context={"strategy": "greedy"})
+    reply = out["messages"][-1]
+    assert reply.response_metadata["ttc"]["cap"]["max_tokens"] == traced + 76
+    assert reply.usage_metadata["output_tokens"] == 60 > traced
+    assert all(params.max_tokens == traced + 76 for _, params in backend.calls)
