@@ -25,6 +25,16 @@ class Dtype(StrEnum):
     bfloat16 = "bfloat16"
 
 
+class LogLevel(StrEnum):
+    """Log levels of `ttc-agent serve` (uvicorn's)."""
+
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
 class Manager(StrEnum):
     """The workflow budget managers."""
 
@@ -819,46 +829,104 @@ def serve(
     backend: Annotated[
         str,
         typer.Option(
-            callback=_check_backend, help="transformers, vllm, or the /v1 URL of an OpenAI-compatible server."
+            envvar="TTC_AGENT_BACKEND",
+            callback=_check_backend,
+            help="transformers, vllm, or the /v1 URL of an OpenAI-compatible server.",
         ),
     ] = "transformers",
     model: Annotated[
-        str | None, typer.Option(help="Model name or folder (local backends), or the served model.")
+        str | None,
+        typer.Option(envvar="TTC_AGENT_MODEL", help="Model name or folder (local backends), or the served model."),
     ] = None,
     probes: Annotated[
         Path | None,
         typer.Option(
-            help="Probe bundle folder (default: the one shipped for the model: --model, or the served model --tokenizer names)."
+            envvar="TTC_AGENT_PROBES",
+            help="Probe bundle folder (default: the one shipped for the model: --model, or the served model --tokenizer names).",
         ),
     ] = None,
     store: Annotated[
-        str, typer.Option(help="Session budgets: memory, sqlite:PATH or postgresql://... (shared by replicas).")
+        str,
+        typer.Option(
+            envvar="TTC_AGENT_STORE",
+            help="Session budgets: memory, sqlite:PATH or postgresql://... (shared by replicas).",
+        ),
     ] = "memory",
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-    model_name: Annotated[str, typer.Option(help="The model name clients send.")] = "ttc",
+    host: Annotated[str, typer.Option(envvar="TTC_AGENT_HOST", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="TTC_AGENT_PORT", help="Port to listen on.")] = 8080,
+    model_name: Annotated[
+        str, typer.Option(envvar="TTC_AGENT_MODEL_NAME", help="The model name clients send.")
+    ] = "ttc",
     api_keys_file: Annotated[
-        Path | None, typer.Option(help="File of API keys, one a line (also: $TTC_AGENT_API_KEYS, comma-separated).")
+        Path | None,
+        typer.Option(
+            envvar="TTC_AGENT_API_KEYS_FILE",
+            help="File of API keys, one a line (also: $TTC_AGENT_API_KEYS, comma-separated).",
+        ),
     ] = None,
     session_tokens: Annotated[
-        int | None, typer.Option(help="Token budget of sessions made on first use (default: sessions must be created).")
+        int | None,
+        typer.Option(
+            envvar="TTC_AGENT_SESSION_TOKENS",
+            help="Token budget of sessions made on first use (default: sessions must be created).",
+        ),
     ] = None,
-    session_seconds: Annotated[float | None, typer.Option(help="Seconds budget of sessions made on first use.")] = None,
-    max_tokens: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 4096,
-    max_request_bytes: Annotated[int, typer.Option(help="Largest request body, in bytes.")] = 1_000_000,
+    session_seconds: Annotated[
+        float | None,
+        typer.Option(envvar="TTC_AGENT_SESSION_SECONDS", help="Seconds budget of sessions made on first use."),
+    ] = None,
+    max_tokens: Annotated[
+        int, typer.Option(envvar="TTC_AGENT_MAX_TOKENS", help="Largest max_tokens a request may ask for.")
+    ] = 4096,
+    max_request_bytes: Annotated[
+        int, typer.Option(envvar="TTC_AGENT_MAX_REQUEST_BYTES", help="Largest request body, in bytes.")
+    ] = 1_000_000,
     api_key: Annotated[
-        str | None, typer.Option(help="Bearer token for the backend server (default: $OPENAI_API_KEY).")
+        str | None,
+        typer.Option(
+            envvar="TTC_AGENT_API_KEY", help="Bearer token for the backend server (default: $OPENAI_API_KEY)."
+        ),
     ] = None,
     tokenizer: Annotated[
         str | None,
-        typer.Option(help="The served model's name or folder: count prompt tokens here instead of asking the server."),
+        typer.Option(
+            envvar="TTC_AGENT_TOKENIZER",
+            help="The served model's name or folder: count prompt tokens here instead of asking the server.",
+        ),
     ] = None,
-    dtype: DtypeOpt = None,
+    dtype: Annotated[
+        Dtype | None,
+        typer.Option(
+            envvar="TTC_AGENT_DTYPE",
+            help="The vllm backend's compute dtype (default: bfloat16 where the CPU has avx512_bf16 or AMX, else float32).",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            envvar="TTC_AGENT_STRICT",
+            help="Refuse the OpenAI request fields the engine decides (top_p, seed, a temperature other than 0...) instead of ignoring them and naming them in x-ttc-ignored.",
+        ),
+    ] = False,
+    keep_alive_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="TTC_AGENT_KEEP_ALIVE_SECONDS",
+            help="Seconds between SSE comments while a streamed request's strategy runs.",
+        ),
+    ] = 15.0,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(
+            envvar="TTC_AGENT_LOG_LEVEL", help="Server log level; info and debug also log every request (access log)."
+        ),
+    ] = LogLevel.warning,
 ) -> None:
     """Serve an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models, /v1/sessions,
     /health): each request gets the strategy the probes pick, and requests naming a session
     (header X-TTC-Session, or the user field) share its budget across every replica using the
-    same --store. A request's max_tokens is each sample's cap (up to --max-tokens); the shipped
+    same --store. Every option is also read from the environment (TTC_AGENT_ and the option's
+    name, e.g. TTC_AGENT_PORT). A request's max_tokens is each sample's cap (up to --max-tokens); the shipped
     bundles are fitted on arithmetic at 96 (reference model) or 64 (smollm2-135m) tokens a
     sample, and a response says in its x-ttc-warning header when a request's cap is beyond that."""
     import uvicorn
@@ -888,7 +956,9 @@ def serve(
         engine = TTCEngine(chosen, bundle, pool=budgets)
         given = session_tokens is not None or session_seconds is not None
         defaults = SessionDefaults(session_tokens, session_seconds) if given else None
-        service = ChatService(engine, budgets, model_name=model_name, max_tokens=max_tokens, defaults=defaults)
+        service = ChatService(
+            engine, budgets, model_name=model_name, max_tokens=max_tokens, defaults=defaults, strict=strict
+        )
     except TTCError as exc:
         raise _fail(exc) from exc
     if not keys:
@@ -903,9 +973,9 @@ def serve(
     console.print(
         f"serving {model_name!r} ({chosen.model_name}) on http://{host}:{port}/v1, session budgets in {where}"
     )
-    uvicorn.run(
-        create_app(service, keys, max_request_bytes=max_request_bytes), host=host, port=port, log_level="warning"
-    )
+    app_ = create_app(service, keys, max_request_bytes=max_request_bytes, keep_alive_seconds=keep_alive_seconds)
+    level = log_level.value
+    uvicorn.run(app_, host=host, port=port, log_level=level, access_log=level in ("info", "debug"))
 
 
 @app.command()

@@ -1,16 +1,24 @@
-"""The HTTP routes of ``ttc-agent serve`` (FastAPI): ``/health``, ``/v1/models``,
-``/v1/chat/completions`` (streaming too) and ``/v1/sessions``.
+"""The HTTP routes of ``ttc-agent serve`` (FastAPI): ``/health`` (``/live``, ``/ready``),
+``/metrics``, ``/v1/models`` (and ``/v1/models/{id}``), ``/v1/chat/completions`` (streaming too)
+and ``/v1/sessions``.
 
 Every ``/v1`` route checks the API key first (401 before any work) and answers errors in
-OpenAI's format. A request body over ``max_request_bytes`` is a 413 before it is parsed.
+OpenAI's format. A request body over ``max_request_bytes`` is a 413 before it is parsed. Every
+chat response carries ``x-request-id`` (the client's, or a new one), the per-sample cap
+headers, ``x-ttc-ignored`` naming the request fields the engine decided instead, and in a
+session ``x-ttc-session-remaining-tokens`` / ``-seconds``; a stream sends an SSE comment every
+``keep_alive_seconds`` while its strategy runs, so proxies do not time it out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -19,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ttc_agent.records import CapRecord
+from ttc_agent.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from ttc_agent.server.protocol import APIError, chunks, completion, json_object, parse_request, role_chunk
 from ttc_agent.server.service import ChatService
 
@@ -33,10 +42,18 @@ def owner_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_request_bytes: int = 1_000_000) -> FastAPI:
+def create_app(
+    service: ChatService,
+    api_keys: Sequence[str] = (),
+    *,
+    max_request_bytes: int = 1_000_000,
+    keep_alive_seconds: float = 15.0,
+) -> FastAPI:
     """The server's FastAPI app. ``api_keys`` empty: no authentication (loopback use only)."""
     app = FastAPI(title="ttc-agent", summary="OpenAI-compatible chat completions with test-time compute")
     keys = [k.encode() for k in api_keys]
+    metrics = ServerMetrics()
+    app.state.metrics = metrics
 
     def owner(request: Request) -> str:
         if not keys:
@@ -63,24 +80,55 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
         # Not abandoned on cancel: a request whose client left still settles its spend.
         return await anyio.to_thread.run_sync(fn)
 
+    def request_id(request: Request) -> str:
+        return request.headers.get("x-request-id") or f"req-{uuid.uuid4().hex}"
+
     @app.exception_handler(APIError)
-    async def api_error(_: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        if request.url.path == "/v1/chat/completions":
+            metrics.observe_status(exc.status)
+        return JSONResponse(exc.body(), status_code=exc.status, headers={"x-request-id": request_id(request)})
 
     @app.exception_handler(Exception)
-    async def server_error(_: Request, exc: Exception) -> JSONResponse:
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return JSONResponse(APIError(500, f"internal error: {type(exc).__name__}", type="server_error").body(), 500)
+        metrics.observe_status(500)
+        return JSONResponse(APIError(500, f"internal error: {type(exc).__name__}", type="server_error").body(), 500,
+                            headers={"x-request-id": request_id(request)})  # fmt: skip
 
     @app.get("/health")
+    @app.get("/health/live")
     async def health() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/health/ready", response_model=None)
+    async def ready() -> JSONResponse:
+        """Readiness: the budget store and the backend both answer (503 naming the one that does not)."""
+        checks = await in_thread(service.readiness)
+        status = 200 if all(v == "ok" for v in checks.values()) else 503
+        return JSONResponse({"status": "ok" if status == 200 else "unavailable", "checks": checks}, status_code=status)
+
+    @app.get("/metrics", response_model=None)
+    async def prometheus() -> Response:
+        """Prometheus metrics: requests, strategies, tokens, latency, out of distribution, drift."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    def model_object(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": 0, "owned_by": "ttc-agent"}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         owner(request)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "ttc-agent"} for m in service.models()]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [model_object(m) for m in service.models()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict[str, Any]:
+        owner(request)
+        if model_id not in service.models():
+            raise APIError(404, f"model {model_id!r} is not served here; models: {service.models()}",
+                           code="model_not_found", param="model")  # fmt: skip
+        return model_object(model_id)
 
     @app.post("/v1/sessions", status_code=201)
     async def create_session(request: Request) -> dict[str, Any]:
@@ -98,8 +146,12 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
         who = owner(request)
         req = parse_request(await body_of(request))
         sid = request.headers.get("x-ttc-session") or req.user
+        started = time.perf_counter()
         prepared = await in_thread(lambda: service.prepare(who, req, sid))
-        headers = cap_headers(prepared.ticket.cap)
+        headers = {"x-request-id": request_id(request), **cap_headers(prepared.ticket.cap)}
+        ignored = [] if service.strict else req.ignored()
+        if ignored:
+            headers["x-ttc-ignored"] = ", ".join(ignored)
         if prepared.ticket.ood is not None and prepared.ticket.ood["novel"]:
             headers["x-ttc-out-of-distribution"] = (
                 f"score {prepared.ticket.ood['score']:g} > threshold {prepared.ticket.ood['threshold']:g}: "
@@ -107,7 +159,9 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
             )
         if not req.stream:
             message, ttc = await in_thread(lambda: service.run(prepared))
-            return JSONResponse(completion(message, req.model, ttc), headers=headers)
+            metrics.observe_record(ttc)
+            metrics.observe_status(200, time.perf_counter() - started)
+            return JSONResponse(completion(message, req.model, ttc), headers={**headers, **session_headers(ttc)})
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
         async def events() -> AsyncIterator[str]:
@@ -116,11 +170,20 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
                 first = role_chunk(req.model)
                 yield _sse(first)
                 ran = True
+                running = asyncio.ensure_future(in_thread(lambda: service.run(prepared)))
+                while True:  # SSE comments keep proxies from timing the stream out
+                    done, _ = await asyncio.wait({running}, timeout=keep_alive_seconds)
+                    if done:
+                        break
+                    yield f": ttc-agent is running {prepared.ticket.decision.spec}\n\n"
                 try:
-                    message, ttc = await in_thread(lambda: service.run(prepared))
+                    message, ttc = running.result()
                 except APIError as exc:
+                    metrics.observe_status(exc.status)
                     yield _sse(exc.body())
                 else:
+                    metrics.observe_record(ttc)
+                    metrics.observe_status(200, time.perf_counter() - started)
                     for c in chunks(message, first, ttc, include_usage):
                         yield _sse(c)
                 yield "data: [DONE]\n\n"
@@ -131,6 +194,19 @@ def create_app(service: ChatService, api_keys: Sequence[str] = (), *, max_reques
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     return app
+
+
+def session_headers(ttc: dict[str, Any]) -> dict[str, str]:
+    """What a session has left after the request, as headers (none outside a session)."""
+    session = ttc.get("session")
+    if not session:
+        return {}
+    out = {}
+    for unit in ("tokens", "seconds"):
+        left = session.get(f"{unit}_left")
+        if left is not None:
+            out[f"x-ttc-session-remaining-{unit}"] = f"{left:g}"
+    return out
 
 
 def cap_headers(cap: CapRecord | None) -> dict[str, str]:

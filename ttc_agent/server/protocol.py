@@ -38,11 +38,16 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """A ``POST /v1/chat/completions`` body. Fields OpenAI defines that ttc-agent cannot honour
-    (``logprobs``, ``top_p``, penalties, ``seed``...) are refused, not ignored; ``ttc`` holds
-    per-request settings (the fields of `TTCSettings`, sent through ``extra_body``)."""
+    """A ``POST /v1/chat/completions`` body; ``ttc`` holds per-request settings (the fields of
+    `TTCSettings`, sent through ``extra_body``).
 
-    model_config = ConfigDict(extra="forbid")
+    Every other field of OpenAI's request (``top_p``, ``seed``, penalties, ``logprobs``,
+    ``metadata``, ``store``...) is kept in ``model_extra``: the engine decides sampling, so a
+    lenient server ignores them and names them in the ``x-ttc-ignored`` header (as vLLM and
+    optillm accept them), and a ``--strict`` one refuses them (`check_strict`).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     model: str
     messages: list[dict[str, Any]] = Field(min_length=1)
@@ -56,8 +61,49 @@ class ChatRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
     user: str | None = None
     ttc: dict[str, Any] | None = None
+
+    def schema_tool(self) -> dict[str, Any] | None:
+        """``response_format={"type": "json_schema", ...}`` as the tool the structured-output
+        path forces (the reply's arguments become the message's JSON content); ``None`` for no
+        schema (``text``, ``json_object``, or none given)."""
+        rf = self.response_format or {}
+        if rf.get("type") != "json_schema":
+            return None
+        spec = rf.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise APIError(400, "response_format json_schema needs a 'json_schema' object with a 'schema'",
+                           param="response_format")  # fmt: skip
+        name = str(spec.get("name") or "answer")
+        return {"type": "function", "function": {"name": name, "description": spec.get("description", ""),
+                                                 "parameters": spec["schema"]}}  # fmt: skip
+
+    def ignored(self) -> list[str]:
+        """The fields this request sets that the engine decides instead (a lenient server's
+        ``x-ttc-ignored`` header): every field outside the ones read, a temperature other than
+        0, and a ``response_format`` with no schema."""
+        out = sorted(self.model_extra or {})
+        if self.temperature not in (None, 0):
+            out.append("temperature")
+        if self.response_format is not None and self.response_format.get("type") != "json_schema":
+            out.append("response_format")
+        return out
+
+    def check_strict(self) -> None:
+        """A ``--strict`` server's refusals: a field the engine cannot honour is a 400, not ignored."""
+        extra = sorted(self.model_extra or {})
+        if extra:
+            raise APIError(400, f"unknown field {extra[0]!r} (this server is --strict; a lenient one ignores it)",
+                           param=extra[0])  # fmt: skip
+        if self.temperature not in (None, 0):
+            raise APIError(
+                400,
+                f"temperature must be 0 (greedy strategies only) or left out, got {self.temperature}: the probes "
+                "predict each strategy at its menu's temperature",
+                param="temperature",
+            )
 
     def lc_messages(self) -> list[BaseMessage]:
         """The conversation as LangChain messages (a malformed message is a 400)."""

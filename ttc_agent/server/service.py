@@ -46,6 +46,7 @@ class Prepared:
     steps: Attempts
     ticket: Ticket
     session: Session | None
+    structured: bool = False
 
 
 def session_budget(session: Session) -> WorkflowBudget:
@@ -75,6 +76,8 @@ class ChatService:
         model_name: the name clients send; ``NAME:STRATEGY`` forces a strategy of the menu.
         max_tokens: the largest ``max_tokens`` a request may ask for.
         defaults: limits of sessions created on first use (``None``: unknown sessions are 404).
+        strict: refuse the OpenAI fields the engine decides (sampling settings, ``seed``,
+            ``metadata``...) instead of ignoring them.
     """
 
     def __init__(
@@ -85,11 +88,26 @@ class ChatService:
         model_name: str,
         max_tokens: int = 4096,
         defaults: SessionDefaults | None = None,
+        strict: bool = False,
     ) -> None:
         if engine.gate.pool is not store:
             raise InvalidRequestError("the engine must reserve in the server's store: TTCEngine(..., pool=store)")
         self.engine, self.store, self.model_name = engine, store, model_name
-        self.max_tokens, self.defaults = max_tokens, defaults
+        self.max_tokens, self.defaults, self.strict = max_tokens, defaults, strict
+
+    def readiness(self) -> dict[str, str]:
+        """Whether the budget store and the backend answer: ``"ok"`` or why not, for each."""
+        checks = {}
+        for name, probe in (
+            ("store", lambda: self.store.spend(("ready", "probe"))),
+            ("backend", lambda: self.engine.backend.count_tokens("ready?")),
+        ):
+            try:
+                probe()
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready; its text is the answer
+                checks[name] = f"{type(exc).__name__}: {exc}"[:300]
+        return checks
 
     def models(self) -> list[str]:
         """The model names served: adaptive, then one per strategy of the menu."""
@@ -171,7 +189,7 @@ class ChatService:
         except StopIteration as stop:  # the session's budget cannot afford the cheapest strategy
             reply: Reply = stop.value
             raise _exhausted(reply.message.text, reply.record.get("exhausted", {}).get("limit", "tokens")) from None
-        return Prepared(call, steps, ticket, session)
+        return Prepared(call, steps, ticket, session, request.schema_tool() is not None)
 
     def run(self, prepared: Prepared) -> tuple[AIMessage, dict[str, Any]]:
         """Run a prepared request to its reply and ``ttc`` object; its spend is settled in the
@@ -184,18 +202,18 @@ class ChatService:
         with _as_api_errors():
             reply = drive(prepared.steps, run, prepared.ticket)
         session = self.describe(prepared.session) if prepared.session is not None else None
-        return reply.message, ttc_object(reply.record, session)
+        message = reply.message
+        if prepared.structured and message.tool_calls:  # response_format: the object as JSON content
+            message = message.model_copy(
+                update={"content": json.dumps(message.tool_calls[0]["args"]), "tool_calls": []}
+            )
+        return message, ttc_object(reply.record, session)
 
     def _call(self, request: ChatRequest) -> Call:
         if request.n != 1:
             raise APIError(400, f"n must be 1, got {request.n}: ttc-agent decides how many samples to draw", param="n")
-        if request.temperature not in (None, 0):
-            raise APIError(
-                400,
-                f"temperature must be 0 (greedy strategies only) or left out, got {request.temperature}: the probes "
-                "predict each strategy at its menu's temperature",
-                param="temperature",
-            )
+        if self.strict:
+            request.check_strict()
         try:
             settings = parse_settings(request.ttc, "ttc")
             forced = self._forced(request.model)
@@ -208,10 +226,16 @@ class ChatService:
             raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {self.max_tokens}",
                            param="max_tokens")  # fmt: skip
         messages: list[BaseMessage] = request.lc_messages()
+        tools, tool_choice = request.tools or [], request.tool_choice
+        schema = request.schema_tool()
+        if schema is not None:
+            if tools:
+                raise APIError(400, "give tools or a response_format json_schema, not both", param="response_format")
+            tools, tool_choice = [schema], schema["function"]["name"]
         return Call(
             messages,
-            tools=request.tools or (),
-            tool_choice=request.tool_choice,
+            tools=tools,
+            tool_choice=tool_choice,
             stop=request.stops(),
             settings=settings,
             deterministic=request.temperature == 0,
