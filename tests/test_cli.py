@@ -27,7 +27,7 @@ def test_version():
 )
 def test_enumerated_choices_are_checked_by_the_parser(args, message):
     result = runner.invoke(app, args)
-    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert result.exit_code == 2 and message in " ".join(result.output.split())  # a usage error
 
 
 def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_path):
@@ -43,20 +43,20 @@ def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_
         app,
         ["collect", "--dataset", "arithmetic", "--menu", str(menu), "--out", str(tmp_path / "o"), "--levels", "1,x"],
     )
-    assert levels.exit_code == 2 and "--levels must be comma-separated integers" in levels.output
+    assert levels.exit_code == 1 and "--levels must be comma-separated integers" in levels.output
     assert "Traceback" not in levels.output
     zero = runner.invoke(app, ["demo", "--max-tokens", "0"])
-    assert zero.exit_code == 2 and "max_tokens must be an integer > 0, got 0" in zero.output
+    assert zero.exit_code == 1 and "max_tokens must be an integer > 0, got 0" in zero.output
     key = runner.invoke(app, ["run", "What is 2 + 2?", "--api-key", "k"])
-    assert key.exit_code == 2 and "--api-key is for server backends" in key.output
+    assert key.exit_code == 1 and "--api-key is for server backends" in key.output
     store = runner.invoke(app, ["serve", "--store", "redis://x"])
-    assert store.exit_code == 2 and "--store must be memory, sqlite:PATH or a postgresql:// URL" in store.output
+    assert store.exit_code == 1 and "--store must be memory, sqlite:PATH or a postgresql:// URL" in store.output
     tok = runner.invoke(app, ["serve", "--tokenizer", "smollm2-135m"])
-    assert tok.exit_code == 2 and "--tokenizer is for server backends" in tok.output
+    assert tok.exit_code == 1 and "--tokenizer is for server backends" in tok.output
     keys = runner.invoke(app, ["serve", "--api-keys-file", str(tmp_path / "missing.txt")])
-    assert keys.exit_code == 2 and "cannot read --api-keys-file" in keys.output
+    assert keys.exit_code == 1 and "cannot read --api-keys-file" in keys.output
     dtype = runner.invoke(app, ["run", "What is 2 + 2?", "--dtype", "bfloat16"])
-    assert dtype.exit_code == 2 and "--dtype bfloat16 is for the vllm backend, not 'transformers'" in dtype.output
+    assert dtype.exit_code == 1 and "--dtype bfloat16 is for the vllm backend, not 'transformers'" in dtype.output
 
 
 @pytest.mark.parametrize("command", ["run", "collect", "profile", "serve"])
@@ -92,3 +92,9 @@ def test_openai_backend_reads_the_api_key_from_the_environment(monkeypatch):
     assert OpenAIBackend("http://127.0.0.1:9/v1", "m", api_key="given")._client.api_key == "given"
     monkeypatch.delenv("OPENAI_API_KEY")
     assert OpenAIBackend("http://127.0.0.1:9/v1", "m")._client.api_key == "EMPTY"
+
+
+def test_a_command_that_fails_says_why_on_stderr_and_exits_1(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path / "missing.jsonl")])
+    assert result.exit_code == 1
+    assert "no trace file" in result.stderr and "no trace file" not in result.stdout

@@ -62,9 +62,9 @@ def test_report_refuses_files_that_are_not_traces(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"hello": 1}\n')
     result = CliRunner().invoke(app, ["report", str(bad)])
-    assert result.exit_code == 2 and "not a ttc decision record" in result.output
+    assert result.exit_code == 1 and "not a ttc decision record" in result.output
     result = CliRunner().invoke(app, ["report", str(tmp_path / "missing.jsonl")])
-    assert result.exit_code == 2 and "no trace file" in result.output
+    assert result.exit_code == 1 and "no trace file" in result.output
 
 
 def test_short_labels():

@@ -16,6 +16,7 @@ app = typer.Typer(
     help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True, add_completion=False
 )
 console = Console()
+err_console = Console(stderr=True)
 
 
 class Dtype(StrEnum):
@@ -1001,8 +1002,10 @@ def _levels(text: str, option: str = "--levels") -> tuple[int, ...]:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(code=2)
+    """A command that ran and failed: the error on stderr, exit status 1 (click keeps 2 for
+    command lines it cannot parse)."""
+    err_console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code=1)
 
 
 if __name__ == "__main__":
