@@ -1,0 +1,94 @@
+"""Which sampling temperature pays for the reference model? Read from a trace pool drawn at several.
+
+For the pool folder (default benchmarks/pools/qwen-gsm8k-train-temperatures: GSM8K train
+questions, greedy and 8 samples at each of 0.3, 0.5, 0.7 and 1.0, 384 tokens a sample), per
+temperature: the share of samples right and cut by the cap, their mean tokens, majority@k over the
+first k samples (k = 2, 4, 8, ties by the free logprob score) and pass@8, with 95% bootstrap
+intervals over questions, beside greedy. Only questions with every temperature drawn count.
+
+Writes benchmarks/results/temperatures.json and the doc block ``temperatures`` in
+docs/benchmarks.md:
+
+    .venv/bin/python benchmarks/temperatures.py [--pool benchmarks/pools/NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from _common import REPO, write_doc_block, write_results
+from scipy.stats import bootstrap
+
+from ttc_agent.evaluation.datasets import Problem
+from ttc_agent.evaluation.pool_replay import _candidates
+from ttc_agent.evaluation.pools import read_pool, read_pool_meta
+from ttc_agent.strategies.selection import majority
+
+DEFAULT = REPO / "benchmarks" / "pools" / "qwen-gsm8k-train-temperatures"
+
+
+def ci(values: np.ndarray) -> list[float]:
+    if len(values) < 3 or np.all(values == values[0]):
+        return [float(values.mean())] * 2
+    res = bootstrap((values,), np.mean, n_resamples=2000, method="percentile", random_state=0)
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=Path, default=DEFAULT, help="a pool folder drawn at several temperatures")
+    args = parser.parse_args()
+    meta, records = read_pool_meta(args.pool), read_pool(args.pool)
+    temperatures = [0.0, *sorted(float(t) for t in meta["pool"]["samples"])]
+    by: dict[str, dict[float, dict]] = {}
+    for r in records:
+        by.setdefault(r["problem_id"], {})[float(r["temperature"])] = r
+    ids = sorted(pid for pid, t in by.items() if all(x in t for x in temperatures))
+    out: dict = {
+        "pool": str(args.pool.relative_to(REPO)),
+        "questions": len(ids),
+        "max_tokens": meta["pool"]["max_tokens"],
+    }
+    greedy = np.array([by[p][0.0]["samples"][0]["correct"] for p in ids], dtype=float)
+    out["greedy"] = {"accuracy": float(greedy.mean()), "accuracy_ci": ci(greedy),
+                     "cut": float(np.mean([by[p][0.0]["samples"][0]["finish"] == "length" for p in ids])),
+                     "tokens": float(np.mean([by[p][0.0]["samples"][0]["tokens"] for p in ids]))}  # fmt: skip
+    out["temperatures"] = {}
+    for t in temperatures[1:]:
+        row: dict = {}
+        samples = [by[p][t]["samples"] for p in ids]
+        per_sample = np.array([np.mean([s["correct"] for s in ss]) for ss in samples])
+        row["per_sample_right"], row["per_sample_right_ci"] = float(per_sample.mean()), ci(per_sample)
+        row["cut"] = float(np.mean([s["finish"] == "length" for ss in samples for s in ss]))
+        row["tokens"] = float(np.mean([s["tokens"] for ss in samples for s in ss]))
+        for k in (2, 4, 8):
+            right = []
+            for p, ss in zip(ids, samples, strict=True):
+                gold = Problem(p, "", by[p][0.0]["gold"], "", scope=by[p][0.0].get("scope", "all"))
+                right.append(gold.is_correct(majority(_candidates(ss[:k])).answer))
+            row[f"majority@{k}"], row[f"majority@{k}_ci"] = float(np.mean(right)), ci(np.array(right, dtype=float))
+        passed = np.array([any(s["correct"] for s in ss[:8]) for ss in samples], dtype=float)
+        row["pass@8"], row["pass@8_ci"] = float(passed.mean()), ci(passed)
+        out["temperatures"][f"{t:g}"] = row
+    g = out["greedy"]
+    print(f"{out['questions']} questions; greedy {g['accuracy']:.3f} {g['accuracy_ci']}, cut {g['cut']:.0%}")
+    for t, row in out["temperatures"].items():
+        print(f"  T={t}: per-sample {row['per_sample_right']:.3f}, cut {row['cut']:.0%}, tokens {row['tokens']:.0f}, "
+              f"majority@2/4/8 {row['majority@2']:.3f}/{row['majority@4']:.3f}/{row['majority@8']:.3f}, pass@8 {row['pass@8']:.3f}")  # fmt: skip
+    write_results("temperatures", out)
+    lines = [f"`python benchmarks/temperatures.py` on `{out['pool']}`: {out['questions']} GSM8K train questions with "
+             f"every temperature drawn, {out['max_tokens']} tokens a sample. Greedy: {g['accuracy']:.3f} "
+             f"[{g['accuracy_ci'][0]:.2f}, {g['accuracy_ci'][1]:.2f}], {g['cut']:.0%} cut by the cap, {g['tokens']:.0f} tokens.", "",
+             "| temperature | samples right [95%] | cut by the cap | tokens a sample | majority@2 | majority@4 | majority@8 [95%] | pass@8 |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for t, r in out["temperatures"].items():
+        lines.append(f"| {t} | {r['per_sample_right']:.3f} [{r['per_sample_right_ci'][0]:.2f}, {r['per_sample_right_ci'][1]:.2f}] | "
+                     f"{r['cut']:.0%} | {r['tokens']:.0f} | {r['majority@2']:.3f} | {r['majority@4']:.3f} | {r['majority@8']:.3f} "
+                     f"[{r['majority@8_ci'][0]:.2f}, {r['majority@8_ci'][1]:.2f}] | {r['pass@8']:.3f} |")  # fmt: skip
+    write_doc_block("temperatures", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
