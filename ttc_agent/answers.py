@@ -8,13 +8,19 @@ number stated as a result (after ``=``, "equals", "is", "makes", "gives"), else 
 of the first paragraph that has one. ``answer_key`` turns
 an answer into a canonical string so equal numbers vote together (``"1,000"``, ``"1000.0"`` and
 ``"1000"`` are one key). ``answers_equal`` grades, with math-verify for LaTeX and fractions.
+
+Another workload (text, code, multiple choice) brings its own: an ``Extractor`` (reply text ->
+its answer, a canonical string so equal answers vote together) and a ``Grader`` (answer, gold ->
+right?), given to `TTCEngine(extract=...)`, `Problem` and the CLI as ``module:function``
+(`load_callable`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 Scope = Literal["first_result", "all"]
 
@@ -108,3 +114,28 @@ def answers_equal(predicted: str | None, gold: str) -> bool:
     gold_parsed = parse(f"${gold}$", parsing_timeout=None)
     pred_parsed = parse(f"${predicted}$", parsing_timeout=None)
     return bool(gold_parsed and pred_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+Extractor = Callable[[str], "str | None"]
+Grader = Callable[["str | None", str], bool]
+
+
+def load_callable(spec: str, what: str = "function") -> Callable[..., Any]:
+    """The function ``spec`` names as ``module:function`` (``package.module:name``), imported;
+    an `InvalidRequestError` names the spec when the module or the name is missing or the
+    name is not callable."""
+    import importlib
+
+    from ttc_agent.errors import InvalidRequestError
+
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise InvalidRequestError(f"a {what} is given as module:function, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidRequestError(f"cannot import the {what} {spec!r}: {exc}") from None
+    fn = getattr(module, name, None)
+    if fn is None or not callable(fn):
+        raise InvalidRequestError(f"the {what} {spec!r} names nothing callable in {module_name}")
+    return fn

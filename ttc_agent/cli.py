@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ttc_agent.answers import Extractor, Grader
 from ttc_agent.errors import InvalidRequestError, TTCError
 
 app = typer.Typer(
@@ -96,6 +97,19 @@ DtypeOpt = Annotated[
         help="The vllm backend's compute dtype (default: bfloat16 where the CPU has avx512_bf16 or AMX, else "
         "float32); pass the dtype a trace folder was collected in to resume it on another CPU.",
         show_default=False,
+    ),
+]
+ExtractOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Your workload's answer reader as module:function (reply text -> a canonical answer string), in place of "
+        "the numeric one: votes group equal answers.",
+    ),
+]
+GradeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Your workload's grader as module:function ((answer, gold) -> bool), in place of the numeric one."
     ),
 ]
 ApiKeyOpt = Annotated[
@@ -334,12 +348,14 @@ def collect(
         int,
         typer.Option(help="Then label partial solutions: continue each step prefix of sampled candidates N times."),
     ] = 0,
+    extract: ExtractOpt = None,
+    grade: GradeOpt = None,
 ) -> None:
     """Run every menu strategy on every problem, REPEATS times, appending traces to OUT (resumable);
     with --rollouts N, also label the step prefixes of sampled candidates by N continuations each
     (rollouts.jsonl, for `ttc-agent train-verifier --process`)."""
     from ttc_agent.evaluation.collect import collect as run_collect
-    from ttc_agent.evaluation.datasets import load_dataset
+    from ttc_agent.evaluation.datasets import load_dataset, with_workload
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.evaluation.rollouts import collect_rollouts
 
@@ -350,7 +366,7 @@ def collect(
             if dataset == "arithmetic"
             else {}
         )
-        problems = load_dataset(dataset, limit, data, **kwargs)
+        problems = with_workload(load_dataset(dataset, limit, data, **kwargs), *_workload(extract, grade))
         b = _backend(backend, model, api_key, dtype)
         done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
         labelled = collect_rollouts(out, b, n=rollouts, problems={p.id for p in problems}) if rollouts else 0
@@ -392,11 +408,13 @@ def pool(
     questions_per_call: Annotated[
         int, typer.Option(help="Questions sharing one backend call (batched backends run them together).")
     ] = 4,
+    extract: ExtractOpt = None,
+    grade: GradeOpt = None,
 ) -> None:
     """Draw a trace pool (resumable): per question one greedy run and SAMPLES samples at each
     temperature, every sample with its answer, tokens, finish reason and confidence, so every
     sample-based strategy can be replayed from it instead of generated separately."""
-    from ttc_agent.evaluation.datasets import load_dataset
+    from ttc_agent.evaluation.datasets import load_dataset, with_workload
     from ttc_agent.evaluation.pools import PoolSpec, collect_pool
 
     try:
@@ -404,7 +422,7 @@ def pool(
         kwargs: dict[str, int | str | tuple[int, ...]] = (
             {"per_level": per_level, "levels": _levels(levels), "grading": grading} if dataset == "arithmetic" else {}
         )
-        problems = load_dataset(dataset, limit, data, **kwargs)
+        problems = with_workload(load_dataset(dataset, limit, data, **kwargs), *_workload(extract, grade))
         b = _backend(backend, model, api_key, dtype)
         done = collect_pool(problems, b, out, spec, questions_per_call=questions_per_call, dataset=dataset)
     except TTCError as exc:
@@ -922,6 +940,10 @@ def serve(
             envvar="TTC_AGENT_LOG_LEVEL", help="Server log level; info and debug also log every request (access log)."
         ),
     ] = LogLevel.warning,
+    extract: Annotated[
+        str | None,
+        typer.Option(envvar="TTC_AGENT_EXTRACT", help="Your workload's answer reader as module:function, for votes."),
+    ] = None,
 ) -> None:
     """Serve an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models, /v1/sessions,
     /health): each request gets the strategy the probes pick, and requests naming a session
@@ -954,7 +976,7 @@ def serve(
             bundle = shipped_probes(chosen)
         else:
             bundle = ProbeBundle.load(shipped_for or SHIPPED_PROBES)
-        engine = TTCEngine(chosen, bundle, pool=budgets)
+        engine = TTCEngine(chosen, bundle, pool=budgets, extract=_workload(extract, None)[0])
         given = session_tokens is not None or session_seconds is not None
         defaults = SessionDefaults(session_tokens, session_seconds) if given else None
         service = ChatService(
@@ -999,6 +1021,16 @@ def _levels(text: str, option: str = "--levels") -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
         raise InvalidRequestError(f"{option} must be comma-separated integers such as 1,2,3, got {text!r}") from None
+
+
+def _workload(extract: str | None, grade: str | None) -> tuple[Extractor | None, Grader | None]:
+    """The ``--extract`` and ``--grade`` functions, imported (``None`` where not given)."""
+    from ttc_agent.answers import load_callable
+
+    return (
+        None if extract is None else load_callable(extract, "--extract function"),
+        None if grade is None else load_callable(grade, "--grade function"),
+    )
 
 
 def _fail(exc: Exception) -> typer.Exit:

@@ -11,10 +11,10 @@ import json
 import os
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ttc_agent.answers import Scope, answers_equal, extract_answer
+from ttc_agent.answers import Extractor, Grader, Scope, answers_equal, extract_answer
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.validation import POSITIVE_INT, check_param
 
@@ -26,7 +26,8 @@ class Problem:
     """One question with its gold answer.
 
     ``level`` grades difficulty (1 = easiest); ``scope`` says where the answer sits in a model's
-    reply (see `ttc_agent.answers.extract_answer`).
+    reply (see `ttc_agent.answers.extract_answer`). ``extractor`` and ``grader`` replace the
+    numeric answer reading and grading for another workload (text, code, multiple choice).
     """
 
     id: str
@@ -36,6 +37,8 @@ class Problem:
     level: int = 0
     scope: Scope = "all"
     instruction: str = ""
+    extractor: Extractor | None = field(default=None, compare=False, repr=False)
+    grader: Grader | None = field(default=None, compare=False, repr=False)
 
     def messages(self) -> list[dict[str, str]]:
         """The chat prompt for this problem."""
@@ -44,10 +47,15 @@ class Problem:
 
     def extract(self, text: str) -> str | None:
         """The answer stated in a model's reply to this problem."""
+        if self.extractor is not None:
+            answer = _called(self.extractor, "extractor", text)
+            return None if answer is None else str(answer)
         return extract_answer(text, self.scope)
 
     def is_correct(self, answer: str | None) -> bool:
         """True when ``answer`` equals the gold answer."""
+        if self.grader is not None:
+            return bool(_called(self.grader, "grader", answer, self.answer))
         return answers_equal(answer, self.answer)
 
     @classmethod
@@ -57,6 +65,20 @@ class Problem:
         source = record.get("dataset", "")
         scope: Scope = record.get("scope") or ("first_result" if source == "arithmetic" else "all")
         return cls(record["problem_id"], users[-1], str(record["gold"]), source, record.get("level", 0), scope)
+
+
+def _called(fn: object, role: str, *args: object) -> object:
+    """``fn(*args)``; a user's function that raises becomes an `InvalidRequestError` naming it."""
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise InvalidRequestError(f"the {role} {name} raised {type(exc).__name__}: {exc}") from exc
+
+
+def with_workload(problems: list[Problem], extractor: Extractor | None, grader: Grader | None) -> list[Problem]:
+    """``problems`` answered and graded by another workload's functions (``None``: the default)."""
+    return [replace(p, extractor=extractor or p.extractor, grader=grader or p.grader) for p in problems]
 
 
 def data_dir(data: str | Path | None = None) -> Path:

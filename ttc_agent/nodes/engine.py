@@ -24,6 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from ttc_agent.answers import Extractor
 from ttc_agent.backends.base import Backend
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.budgets.budget import BudgetError, BudgetExhaustedError, Grant, WorkflowBudget
@@ -184,6 +185,8 @@ class TTCEngine:
         manager: the budget manager, ``"paced"`` (default), ``"equal"`` or a `BudgetManager`.
         history: learns the calls a run still makes when the budget does not say.
         pool: where concurrent calls reserve their caps (the process-wide pool by default).
+        extract: reads a reply's answer for votes (text -> a canonical answer string), in place
+            of the numeric reading, for another workload (text, code, multiple choice).
 
     Example:
         >>> engine = TTCEngine(TransformersBackend(), ProbeBundle.load_default())
@@ -204,6 +207,7 @@ class TTCEngine:
         manager: str | BudgetManager = "paced",
         history: CallHistory | None = None,
         pool: BudgetStore | None = None,
+        extract: Extractor | None = None,
     ) -> None:
         if menu is not None and menu.to_dict() != probes.menu.to_dict():
             raise ProbeMismatchError(
@@ -221,6 +225,7 @@ class TTCEngine:
         self.budget = WorkflowBudget.coerce(budget)
         self.gate = BudgetGate(manager, pool, history)
         self._calibrated: dict[tuple[str, float, float], float] = {}
+        self.extract = extract
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -394,6 +399,8 @@ class TTCEngine:
         seconds, total = ticket.run_limits()
         limits: RunLimits = {"max_tokens": call.max_tokens, "max_seconds": seconds, "max_total_tokens": total}
         query = prompt.query(call.stop, call.settings.answer_scope or "all")
+        if self.extract is not None and not prompt.tool_names:  # a tool call is read as one
+            query = replace(query, extract=self.extract)
         strategy = self.menu.strategy(ticket.decision.spec)
         trusted = ticket.ood is None or not ticket.ood["novel"]  # out of distribution: the default rule
         if isinstance(strategy, TwoStage) and trusted:  # its second stage is decided at the call's prices
