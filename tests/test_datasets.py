@@ -1,6 +1,8 @@
 """Dataset loaders read ../shared/data; the arithmetic task is graded and reproducible."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -8,18 +10,32 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import arithmetic, load_dataset, load_gsm8k, load_math500
 
 
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+full_sets = pytest.mark.skipif(
+    not (Path(os.environ.get("TTC_AGENT_DATA", "")) / "gsm8k").is_dir(),
+    reason="the full GSM8K and MATH-500 sets are read from the folder TTC_AGENT_DATA names; none is here",
+)
+
+
 def test_gsm8k_answers_come_from_the_hash_line():
-    problems = load_gsm8k("test", limit=5)
-    assert len(problems) == 5
+    problems = load_gsm8k("test", limit=2, data=FIXTURES)
+    assert len(problems) == 2
     assert problems[0].answer == "18"  # Janet's ducks
     assert all(p.answer and p.source == "gsm8k" for p in problems)
-    assert len(load_gsm8k("train")) == 7473
+    assert [p.id for p in load_gsm8k("train", data=FIXTURES)] == ["gsm8k-train-0", "gsm8k-train-1", "gsm8k-train-2"]
 
 
 def test_math500_has_levels():
-    problems = load_math500()
-    assert len(problems) == 500
+    problems = load_math500(data=FIXTURES)
     assert {p.level for p in problems} == {1, 2, 3, 4, 5}
+    assert all(p.answer and p.source == "math500" for p in problems)
+
+
+@full_sets
+def test_the_full_sets_have_their_published_sizes():
+    assert len(load_gsm8k("test")) == 1319 and len(load_gsm8k("train")) == 7473
+    problems = load_math500()
+    assert len(problems) == 500 and {p.level for p in problems} == {1, 2, 3, 4, 5}
 
 
 def test_arithmetic_is_graded_and_seeded():
