@@ -3,6 +3,8 @@ no tracebacks, and credentials for server backends."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -98,3 +100,45 @@ def test_a_command_that_fails_says_why_on_stderr_and_exits_1(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path / "missing.jsonl")])
     assert result.exit_code == 1
     assert "no trace file" in result.stderr and "no trace file" not in result.stdout
+
+
+def test_json_output_of_report_train_and_evaluate(tmp_path):
+    from fakes import MENU, synthetic_traces
+
+    from ttc_agent.evaluation.collect import write_trace_folder
+
+    write_trace_folder(tmp_path / "traces", {"menu": MENU.to_dict(), "backend": {"backend": "scripted", "model": "s"}},
+                       [{**r, "schema": 1, "candidates": []} for r in synthetic_traces(n=60)])  # fmt: skip
+    trained = runner.invoke(app, ["train", "--traces", str(tmp_path / "traces"), "--features", "text_stats",
+                                  "--out", str(tmp_path / "b"), "--json"])  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    doc = json.loads(trained.stdout)
+    assert doc["problems"] == 60 and set(doc["metrics"]) == set(MENU.specs)
+    evaluated = runner.invoke(app, ["evaluate", "--traces", str(tmp_path / "traces"), "--probes", str(tmp_path / "b"),
+                                    "--out", str(tmp_path / "e"), "--bootstrap", "20", "--json"])  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    assert {"tokens", "seconds", "best_static"} <= set(json.loads(evaluated.stdout))
+    log = tmp_path / "log.jsonl"
+    record = {
+        "choice": "greedy",
+        "candidates": [],
+        "actual": {"total_tokens": 30, "seconds": 1.0},
+        "finish_reason": "length",
+    }
+    log.write_text(json.dumps(record) + "\n" + json.dumps({**record, "finish_reason": "stop"}) + "\n")
+    reported = runner.invoke(app, ["report", str(log), "--json", "--plot", str(tmp_path / "p.png")])
+    assert reported.exit_code == 0, reported.output
+    doc = json.loads(reported.stdout)
+    assert (doc["calls"], doc["total_tokens"], doc["by_strategy"]["greedy"]["replies_cut"]) == (2, 60, 1)
+
+
+def test_shell_completion_is_on():
+    assert "--install-completion" in runner.invoke(app, ["--help"]).output
+
+
+@pytest.mark.slow
+def test_run_prints_json_on_the_embedded_model():
+    result = runner.invoke(app, ["run", "What is 2 + 3?", "--max-tokens", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["strategy"] == "greedy" and doc["cost"]["completion_tokens"] <= 8 and len(doc["candidates"]) == 1

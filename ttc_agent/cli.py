@@ -13,9 +13,7 @@ from rich.table import Table
 from ttc_agent.answers import Extractor, Grader
 from ttc_agent.errors import InvalidRequestError, TTCError
 
-app = typer.Typer(
-    help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True, add_completion=False
-)
+app = typer.Typer(help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -99,6 +97,7 @@ DtypeOpt = Annotated[
         show_default=False,
     ),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout instead of tables.")]
 ExtractOpt = Annotated[
     str | None,
     typer.Option(
@@ -286,6 +285,7 @@ def run(
     dtype: DtypeOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens per sample (per beam for beam search).")] = 256,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Answer QUESTION with one strategy; print the answer, every candidate with its score, and the cost."""
     from ttc_agent.strategies import parse_strategy
@@ -301,6 +301,12 @@ def run(
             outcome = s.run(question, b, verifier)
     except TTCError as exc:
         raise _fail(exc) from exc
+    if as_json:
+        _emit({"strategy": s.spec, "answer": outcome.answer, "text": outcome.text, "stop_reason": outcome.stop_reason,
+               "stages": outcome.stages, "cost": outcome.cost.as_dict(),
+               "candidates": [{"answer": c.answer, "score": c.score, "tokens": c.num_tokens, "finish": c.finish_reason,
+                               "confidence": c.confidence, "text": c.text} for c in outcome.candidates]})  # fmt: skip
+        return
     console.print(f"[bold]answer:[/bold] {outcome.answer if outcome.has_answer else '(no answer)'}")
     console.print(outcome.text.strip())
     cands = Table(title="candidates")
@@ -511,6 +517,7 @@ def train(
         Path | None,
         typer.Option(help="A trace pool (ttc-agent pool) to fit the menu's two-stage strategies' stage-2 models on."),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Fit the probes on a train split of TRACES, print metrics on the held-out rest, and save
     the bundle (it records its training problems, so `ttc-agent evaluate` replays only the others);
@@ -528,12 +535,17 @@ def train(
                 records = read_pool(pool)
                 lat = trained.bundle.latency or pool_latency(records, read_pool_meta(pool)["backend"])
                 fitted = fit_stage2(trained.bundle, records, lat)
-                console.print(f"stage-2 models fitted on {pool} for {fitted or 'no two-stage strategy of the menu'}")
+                err_console.print(
+                    f"stage-2 models fitted on {pool} for {fitted or 'no two-stage strategy of the menu'}"
+                )
     except TTCError as exc:
         raise _fail(exc) from exc
     bundle, n = trained.bundle, len(trained.table.ids)
-    console.print(metrics_table(trained.metrics, f"held-out metrics ({len(trained.test)} of {n} problems)"))
     bundle.save(out)
+    if as_json:
+        _emit({"bundle": str(out), "problems": n, "held_out": len(trained.test), "metrics": trained.metrics})
+        return
+    console.print(metrics_table(trained.metrics, f"held-out metrics ({len(trained.test)} of {n} problems)"))
     console.print(f"probe bundle written to {out}")
 
 
@@ -543,6 +555,7 @@ def evaluate(
     probes: Annotated[Path, typer.Option(help="Probe bundle from `ttc-agent train`.")],
     out: Annotated[Path, typer.Option(help="Folder for the plots (PNG, SVG) and replay.json.")] = Path("evaluation"),
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 500,
+    as_json: JsonOpt = False,
 ) -> None:
     """Replay policies on the held-out traces (those the bundle was not trained on): statics,
     the adaptive policy over a sweep of prices, and the hindsight oracle. Generates nothing."""
@@ -561,6 +574,9 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     result["plots"] = plot(result, str(out / "pareto"))
     (out / "replay.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    if as_json:
+        _emit(result)
+        return
     t = Table(title=f"{len(held)} held-out problems; best static: {result['best_static']}")
     for col in (
         "cost",
@@ -586,6 +602,37 @@ def evaluate(
     console.print(t)
     console.print(f"choices by level (at the best static's token cost): {result['choices_by_level']}")
     console.print(f"plots: {', '.join(result['plots'])}")
+
+
+def _report_json(records: list[dict], plot: Path, html: Path | None) -> dict:
+    """`ttc-agent report --json`: totals, per-strategy counts and the records themselves."""
+    from dataclasses import asdict
+
+    from ttc_agent.report import length_cuts_by_strategy
+
+    ran = [r for r in records if r.get("choice")]
+    out = {
+        "decisions": len(records),
+        "calls": len(ran),
+        "stopped_by_budget": len(records) - len(ran),
+        "total_tokens": sum(r["actual"]["total_tokens"] for r in ran),
+        "total_seconds": sum(r["actual"]["seconds"] for r in ran),
+        "by_strategy": {spec: asdict(c) for spec, c in length_cuts_by_strategy(records).items()},
+        "plot": str(plot),
+        "records": records,
+    }
+    if html is not None:
+        from ttc_agent.report_html import write_html
+
+        out["html"] = str(write_html(records, html, f"ttc-agent decisions: {plot.stem}"))
+    return out
+
+
+def _emit(document: object) -> None:
+    """One JSON document on stdout (``--json``)."""
+    import json
+
+    print(json.dumps(document, indent=2, default=float))
 
 
 def _left(budget: dict | None) -> str:
@@ -703,6 +750,7 @@ def report(
             "tokens and seconds), the budget burning down, totals by strategy and every record."
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print the per-step decision table of a trace and plot its cumulative tokens and seconds
     (and, under a workflow budget, what was left after each step against the manager's plan)."""
@@ -712,6 +760,9 @@ def report(
         records = read_decisions(trace)
     except TTCError as exc:
         raise _fail(exc) from exc
+    if as_json:
+        _emit(_report_json(records, plot_cumulative(records, plot or trace.with_suffix(".png")), html))
+        return
     nodes = {r.get("node", "") for r in records}
     t = Table(title=f"{len(records)} decisions in {trace}" + (f" (node {nodes.pop()})" if len(nodes) == 1 else ""))
     columns = ["#", "node", "choice", "P", "tokens", "secs", "left", "answer"]
