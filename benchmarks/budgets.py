@@ -95,7 +95,9 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int, features: st
         )
         label_multiples(rows, multiples)
         name = "all" if share == 1.0 else f"share{share:g}"
-        plots = plot_simulation(rows, str(IMG / f"budgets-success-{dataset}-{name}"))
+        what = "every step right" if share == 1.0 else f"at least {share:.0%} of steps right"
+        plots = plot_simulation(rows, str(IMG / f"budgets-success-{dataset}-{name}"), workflows,
+                                f"{dataset}: {workflows:,} simulated workflows of {steps} steps, success = {what}")  # fmt: skip
         results[name] = {
             "success_share": share,
             "rows": rows,

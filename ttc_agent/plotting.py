@@ -29,3 +29,17 @@ def plain_log_axis(ax: Any, axis: str = "x") -> None:
     target = ax.xaxis if axis == "x" else ax.yaxis
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     target.set_minor_formatter(NullFormatter())
+
+
+def wilson_interval(successes: float, trials: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (``successes`` may be fractional: a mean over
+    repeats times the questions), the interval to draw around an accuracy or a success rate."""
+    from scipy.stats import norm
+
+    if trials <= 0:
+        return (0.0, 1.0)
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = min(max(successes / trials, 0.0), 1.0)
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / (1 + z * z / trials)
+    return (max(centre - half, 0.0), min(centre + half, 1.0))

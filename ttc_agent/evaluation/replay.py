@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.plotting import save_figure
+from ttc_agent.plotting import plain_log_axis, save_figure, wilson_interval
 from ttc_agent.policy import CallLimits, OraclePolicy, UtilityPolicy
 from ttc_agent.probes.bundle import Predictions, TraceTable
 
@@ -266,15 +266,17 @@ def choices_by_level(out: Outcomes, pred: Predictions, result: dict[str, Any]) -
 
 
 def plot(result: dict[str, Any], path_stem: str) -> list[str]:
-    """Accuracy against mean tokens and against mean seconds: statics as points, the adaptive
-    policy as a curve, the oracle as a ceiling. Writes PNG and SVG; returns the paths."""
+    """Accuracy against mean tokens and against mean seconds: statics as points with 95%
+    Wilson intervals (named in the legend, so long names never collide), the adaptive policy as
+    a curve, the oracle as a ceiling. Writes PNG and SVG; returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    from ttc_agent.report import short_label
+
+    fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.3))
     for ax, cost in zip(axes, COSTS, strict=True):
         data = result[cost]
         for name, lab in ((data["adaptive"], "adaptive (utility policy)"), (data["oracle"], "oracle (hindsight)")):
@@ -286,16 +288,18 @@ def plot(result: dict[str, Any], path_stem: str) -> list[str]:
                 label=lab,
                 linestyle="-" if "adaptive" in lab else "--",
             )
-        for spec, s in result["static"].items():
-            ax.scatter(s[cost], s["accuracy"], marker="s", zorder=3)
-            ax.annotate(spec, (s[cost], s["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        n = int(result["queries"])
+        for i, (spec, s) in enumerate(result["static"].items()):
+            lo, hi = wilson_interval(s["accuracy"] * n, n)
+            ax.errorbar(s[cost], s["accuracy"], yerr=[[s["accuracy"] - lo], [hi - s["accuracy"]]], fmt="s",
+                        capsize=3, color=f"C{(i + 2) % 10}", label=short_label(spec), zorder=3)  # fmt: skip
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        plain_log_axis(ax)
         ax.set(
-            xlabel=f"mean {cost} per query",
-            ylabel="accuracy",
-            title=f"accuracy vs {cost} ({result['queries']} held-out queries)",
+            xlabel=f"mean {cost} per query (log)",
+            ylabel="accuracy (95% Wilson interval)",
+            title=f"accuracy vs {cost} ({n} held-out queries)",
         )
-        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the data, never on it
     return save_figure(fig, path_stem)
