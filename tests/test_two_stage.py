@@ -12,7 +12,6 @@ from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.menu import Menu
 from ttc_agent.evaluation.pool_replay import PoolTooSmallError, fit_stage2, replay_pool, stage2_rows
 from ttc_agent.nodes import TTCChatModel, TTCEngine
-from ttc_agent.policy import CallLimits
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.stage2 import Stage2Policy, stage2_design, stage2_model
@@ -169,9 +168,9 @@ def bundle_with_stage2(tmp_path):
 
 def test_the_bundle_keeps_its_stage2_model_and_prices_it_per_call(tmp_path):
     bundle = bundle_with_stage2(tmp_path)
-    policy = bundle.continuation("two_stage(k=4, more=12)", CallLimits(lambda_tokens=2e-3, lambda_seconds=0.5))
+    policy = bundle.continuation("two_stage(k=4, more=12)", 2e-3, 0.5)
     assert isinstance(policy, Stage2Policy) and (policy.lambda_tokens, policy.lambda_seconds) == (2e-3, 0.5)
-    assert bundle.continuation("greedy", CallLimits()) is None
+    assert bundle.continuation("greedy", 0.0, 0.0) is None
 
 
 def test_every_face_runs_the_learned_second_stage_and_records_it(tmp_path):

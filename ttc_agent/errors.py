@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ttc_agent.strategies.base import Cost
+    from ttc_agent.costs import Cost
 
 
 class TTCError(Exception):

@@ -52,19 +52,6 @@ def _stable_json(path: Path) -> bytes:
     return json.dumps(data, sort_keys=True).encode()
 
 
-def local_fingerprint(backend: str, name: str, folder: Path, **extra: object) -> dict[str, object]:
-    """The fingerprint of a backend serving the model in ``folder``: its kind, the model's name,
-    the weights' digest, the provenance recorded at conversion for a named model (``source``),
-    and ``extra`` settings that change its speed (such as vLLM's dtype)."""
-    from ttc_agent.backends.models import model_provenance
-
-    record = model_provenance(folder)
-    fp: dict[str, object] = {"backend": backend, "model": name, "weights": model_digest(str(folder))}
-    if record is not None:
-        fp["source"] = record.get("provenance")
-    return {**fp, **extra}
-
-
 def same_model(a: Mapping[str, object] | None, b: Mapping[str, object] | None) -> bool | None:
     """Whether two fingerprints name the same model: by the sha256 of the source file both were
     converted from where both record one (a named model, however its folder was written),

@@ -387,3 +387,14 @@ __all__ = [
     "resolve_model",
     "verify_chunks",
 ]
+
+
+def local_fingerprint(backend: str, name: str, folder: Path, **extra: object) -> dict[str, object]:
+    """The fingerprint of a backend serving the model in ``folder``: its kind, the model's name,
+    the weights' digest, the provenance recorded at conversion for a named model (``source``),
+    and ``extra`` settings that change its speed (such as vLLM's dtype)."""
+    record = model_provenance(folder)
+    fp: dict[str, object] = {"backend": backend, "model": name, "weights": model_digest(str(folder))}
+    if record is not None:
+        fp["source"] = record.get("provenance")
+    return {**fp, **extra}

@@ -20,7 +20,7 @@ from ttc_agent.backends.base import (
     resolve_params,
 )
 from ttc_agent.backends.chat_template import ChatTemplate
-from ttc_agent.backends.fingerprint import local_fingerprint
+from ttc_agent.backends.models import local_fingerprint
 from ttc_agent.errors import InvalidRequestError, ModelLoadError
 
 _request_ids = itertools.count()

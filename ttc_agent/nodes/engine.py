@@ -404,7 +404,8 @@ class TTCEngine:
         strategy = self.menu.strategy(ticket.decision.spec)
         trusted = ticket.ood is None or not ticket.ood["novel"]  # out of distribution: the default rule
         if isinstance(strategy, TwoStage) and trusted:  # its second stage is decided at the call's prices
-            continuation = self.probes.continuation(strategy.spec, ticket.decision.limits)
+            prices = ticket.decision.limits
+            continuation = self.probes.continuation(strategy.spec, prices.lambda_tokens, prices.lambda_seconds)
             if continuation is not None:
                 strategy = strategy.with_continuation(continuation)
         return strategy, query, limits

@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
     from sklearn.pipeline import Pipeline
 
-    from ttc_agent.policy import CallLimits
-
 BUNDLE_SCHEMA = 1
 _TRUSTED = [
     "ttc_agent.probes.predictors.AccuracyProbe",
@@ -329,13 +327,13 @@ class ProbeBundle:
         self.calibration_ = self.predict_features(X, table.prompt_tokens)
         return self
 
-    def continuation(self, spec: str, limits: CallLimits) -> Stage2Policy | None:
-        """The priced stage-2 decision of two-stage strategy ``spec`` at a call's ``limits``
-        (``None`` when the bundle has no stage-2 model for it)."""
+    def continuation(self, spec: str, lambda_tokens: float, lambda_seconds: float) -> Stage2Policy | None:
+        """The stage-2 decision of two-stage strategy ``spec`` at a call's prices (``None``
+        when the bundle has no stage-2 model for it)."""
         model = self.stage2_.get(spec)
         if model is None:
             return None
-        return Stage2Policy(model, limits.lambda_tokens, limits.lambda_seconds, self.latency)
+        return Stage2Policy(model, lambda_tokens, lambda_seconds, self.latency)
 
     def novelty(self, X: np.ndarray) -> NoveltyRecord | None:
         """How far the first prompt of features ``X`` lies from the training prompts, and whether
