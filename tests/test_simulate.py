@@ -1,6 +1,7 @@
 """The workflow simulator: managers never overrun, the oracle bounds everyone, bad input is refused."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from fakes import MENU, synthetic_traces
@@ -97,3 +98,63 @@ def test_simulate_command_writes_json_and_plots(tmp_path):
          "--quantile", "0.3"],
     )  # fmt: skip
     assert bad.exit_code != 0 and "quantile must be a finite number in [0.5, 1), got 0.3" in bad.output
+
+
+def test_the_simulator_runs_the_shipped_gate_rules(monkeypatch):
+    """A deliberate change to the gate's rules (its reservation headroom, its price rule) changes
+    what the simulator computes: it calls them rather than a copy."""
+    from ttc_agent.budgets import gate
+
+    bundle, table, pred = held_out()
+
+    def paced():
+        rows = simulate(table, pred, [WorkflowBudget(max_tokens=400)], steps=3, workflows=200, managers=("paced",),
+                        calibration=bundle.calibration_, progress=False)  # fmt: skip
+        return next(r for r in rows if r["allocation"] == "paced")
+
+    shipped = paced()
+    monkeypatch.setattr(gate, "HEADROOM", (0.3, 0.3))  # reservations of a third of q90: calls cut short
+    assert paced()["tokens"] < shipped["tokens"]
+    monkeypatch.undo()
+    dearer = gate.within_budget
+
+    def pricier(manager, user, quantile):
+        return dearer(manager, replace(user, lambda_tokens=1.0), quantile)
+
+    monkeypatch.setattr(gate, "within_budget", pricier)  # a rule that makes every token dear
+    assert paced()["tokens"] < shipped["tokens"]
+
+
+def test_a_users_price_is_a_floor_under_a_budget_and_caps_take_the_tighter():
+    from ttc_agent.budgets.gate import within_budget
+    from ttc_agent.policy import CallLimits
+
+    manager = CallLimits(lambda_tokens=2e-4, lambda_seconds=0.0, max_tokens=900, max_seconds=None)
+    user = CallLimits(lambda_tokens=1e-3, lambda_seconds=0.01, max_tokens=None, max_seconds=30)
+    limits = within_budget(manager, user, 0.8)
+    assert (limits.lambda_tokens, limits.lambda_seconds) == (1e-3, 0.01)  # the user's, dearer here
+    assert (limits.max_tokens, limits.max_seconds, limits.quantile) == (900, 30, 0.8)
+    cheap_user = within_budget(manager, CallLimits(lambda_tokens=1e-6), 0.9)
+    assert cheap_user.lambda_tokens == 2e-4  # the budget raises a cheaper price, never lowers a dearer one
+
+
+def test_a_runs_price_reaches_a_budgeted_decision_in_the_node():
+    from fakes import ScriptedBackend, bundle_for, texts
+    from langchain_core.messages import HumanMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from ttc_agent.budgets import BudgetState
+    from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
+
+    class State(MessagesState, BudgetState):
+        pass
+
+    g = StateGraph(State, context_schema=TTCContext)
+    g.add_node("solve", TTCNode(TTCEngine(ScriptedBackend(texts("= 1023", tokens=8)), bundle_for(None))))
+    g.add_edge(START, "solve")
+    app_ = g.compile()
+    out = app_.invoke({"messages": [HumanMessage("What is 345 + 678?")]},
+                      context=TTCContext(lambda_tokens=1e-3, budget=WorkflowBudget(max_tokens=2000)))  # fmt: skip
+    limits = out["messages"][-1].response_metadata["ttc"]["limits"]
+    assert limits["lambda_tokens"] >= 1e-3  # not dropped under the budget
+    assert out["ttc_ledger"].lambda_tokens <= limits["lambda_tokens"]  # the ledger keeps the manager's own price

@@ -52,13 +52,34 @@ def _min_cap(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _want(decision: Decision, predictions: Predictions) -> Amount:
-    """What a call reserves: its caps, at most `HEADROOM` times its strategy's q90 cost."""
-    i = decision.index
-    return Amount(
-        _min_cap(decision.limits.max_tokens, HEADROOM[0] * decision.tokens_q90[i]),
-        _min_cap(decision.limits.max_seconds, HEADROOM[1] * float(predictions.seconds_q90[0][i])),
+def within_budget(manager: CallLimits, user: CallLimits, quantile: float) -> CallLimits:
+    """A budgeted call's limits, the one place where a user's settings meet a budget's allowance:
+    each price is the dearer of the user's (``lambda_*``, or the one a ``target_mean_*``
+    calibrated) and the manager's, so a price the user set is a floor the budget can only raise;
+    each cap is the tighter of the two; costs are checked at the budget's ``quantile``."""
+    return replace(
+        manager,
+        lambda_tokens=max(manager.lambda_tokens, user.lambda_tokens),
+        lambda_seconds=max(manager.lambda_seconds, user.lambda_seconds),
+        max_tokens=_min_cap(manager.max_tokens, user.max_tokens),
+        max_seconds=_min_cap(manager.max_seconds, user.max_seconds),
+        quantile=quantile,
     )
+
+
+def call_caps(limits: CallLimits, tokens_q90: float, seconds_q90: float) -> Amount:
+    """What a call reserves and runs under: its caps, at most `HEADROOM` times its chosen
+    strategy's q90 tokens and seconds (the gate and the budget simulator both use it)."""
+    return Amount(
+        _min_cap(limits.max_tokens, HEADROOM[0] * tokens_q90),
+        _min_cap(limits.max_seconds, HEADROOM[1] * seconds_q90),
+    )
+
+
+def _want(decision: Decision, predictions: Predictions) -> Amount:
+    """What a call reserves (`call_caps` of its chosen strategy)."""
+    i = decision.index
+    return call_caps(decision.limits, float(decision.tokens_q90[i]), float(predictions.seconds_q90[0][i]))
 
 
 class BudgetGate:
@@ -124,12 +145,7 @@ class BudgetGate:
         balance = balance_for(budget, seen_t, seen_s, granted, calls_done, calls_left, lambdas)
         allowance = self.manager.allowance(balance, predictions, calibration)
         lim = allowance.limits
-        limits = replace(
-            lim,
-            max_tokens=_min_cap(lim.max_tokens, user_limits.max_tokens),
-            max_seconds=_min_cap(lim.max_seconds, user_limits.max_seconds),
-            quantile=budget.quantile,
-        )
+        limits = within_budget(lim, user_limits, budget.quantile)
         decision = decide(limits)
         if decision.feasible:
             chosen = decision.index
@@ -164,7 +180,7 @@ class BudgetGate:
         the ledger increment and the budget part of its record."""
         seconds = time.perf_counter() - plan.started
         self.pool.settle(plan.reservation, tokens, seconds)
-        lim = plan.decision.limits
+        lim = plan.allowance.limits  # the manager's own prices, which it reads back next call
         increment = charge(
             plan.budget.digest,
             plan.run,

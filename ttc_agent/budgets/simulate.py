@@ -36,7 +36,7 @@ import numpy as np
 from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.budgets.managers import balance_for, make_manager
 from ttc_agent.plotting import save_figure
-from ttc_agent.policy import UtilityPolicy, fits
+from ttc_agent.policy import CallLimits, UtilityPolicy, fits
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.validation import POSITIVE_INT, check_param
 
@@ -131,9 +131,10 @@ def run_manager(
 
     ``spend_most``: each call takes the feasible strategy with the most predicted tokens
     instead of the best utility under the manager's prices (the spend ceiling)."""
-    from ttc_agent.budgets.gate import HEADROOM
+    from ttc_agent.budgets import gate  # the shipped rules, so the simulator cannot drift from them
 
     mgr = make_manager(manager)
+    user = CallLimits()  # the simulated workflows set no prices or caps of their own
     W, T, _ = world.correct.shape
     right, spent_t, spent_s = np.zeros((W, T)), np.zeros(W), np.zeros(W)
     policy = UtilityPolicy()
@@ -142,7 +143,8 @@ def run_manager(
         for t in range(T):
             row = _row(pred, world.queries[w, t])
             balance = balance_for(budget, spent_t[w], spent_s[w], Grant(), t, T - t, lambdas)
-            limits = mgr.allowance(balance, row, calibration).limits
+            allowance = mgr.allowance(balance, row, calibration).limits
+            limits = gate.within_budget(allowance, user, budget.quantile)
             ok = fits(row, limits)[0]
             if not ok.any():
                 break  # exhausted: the remaining steps are not answered
@@ -151,10 +153,9 @@ def run_manager(
                 if spend_most
                 else int(policy.choose(row, limits)[0])
             )
-            lambdas = (limits.lambda_tokens, limits.lambda_seconds)
-            cap_t = None if limits.max_tokens is None else min(limits.max_tokens, HEADROOM[0] * row.tokens_q90[0, j])
-            cap_s = None if limits.max_seconds is None else min(limits.max_seconds, HEADROOM[1] * row.seconds_q90[0, j])
-            tok, sec, good = _outcome(world, w, t, j, cap_t, cap_s)
+            lambdas = (allowance.lambda_tokens, allowance.lambda_seconds)  # what the ledger keeps
+            caps = gate.call_caps(limits, float(row.tokens_q90[0, j]), float(row.seconds_q90[0, j]))
+            tok, sec, good = _outcome(world, w, t, j, caps.tokens, caps.seconds)
             spent_t[w] += tok
             spent_s[w] += sec
             right[w, t] = good
