@@ -33,6 +33,7 @@ def test_multistep_agent_makes_one_call_per_step(tmp_path):
     assert [s["question"] for s in out["steps"]] == ["What is 12 + 7?", "What is 19 + 30?", "What is 49 + 4?"]
     assert out["messages"][-1].content.endswith("The answer is 53.")
     assert all(s["choice"] == "greedy" for s in out["steps"]), "a high token price keeps every step greedy"
+    assert all(isinstance(s["out_of_distribution"], bool) for s in out["steps"])  # the demo marks them
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 3
 
 

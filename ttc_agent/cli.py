@@ -237,13 +237,18 @@ def demo(
             str(i),
             step["question"],
             short_label(step["choice"]),
-            f"{step['predicted_accuracy']:.2f}",
+            f"{step['predicted_accuracy']:.2f}" + ("*" if step.get("out_of_distribution") else ""),
             f"{step['predicted_tokens']:.0f}→{step['tokens']}",
             f"{step['predicted_seconds']:.1f}→{step['seconds']:.1f}",
             f"{step['answer']} {'✓' if ok else '✗'}",
         ]
         t.add_row(*cells, *([_left(step["budget"])] if budget else []))
     console.print(t)
+    if any(s.get("out_of_distribution") for s in out.get("steps", [])):
+        console.print(
+            "* out of distribution: the question lies outside the prompts the bundle was fitted on, so "
+            "P(right) is the bundle's average for the strategy, not a reading of the question"
+        )
     last = out["messages"][-1].content.splitlines()[-1]
     right = sum(numbers(question))
     steps = out.get("steps", [])

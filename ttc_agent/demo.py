@@ -105,6 +105,7 @@ def make_graph(node: TTCNode, checkpointer: BaseCheckpointSaver[Any] | None = No
             return {**ledger, "messages": [reply.message]}
         record = reply.record
         chosen = next(c for c in record["candidates"] if c["strategy"] == record["choice"])
+        ood = record.get("ood")
         answer = extract_answer(reply.message.text, "first_result")
         # A step whose reply states no number keeps the running total, so later steps can go on.
         value = answer if answer is not None and _TERM.fullmatch(answer.replace(",", "")) else str(left)
@@ -120,6 +121,7 @@ def make_graph(node: TTCNode, checkpointer: BaseCheckpointSaver[Any] | None = No
                     "predicted_tokens": chosen["tokens"],
                     "predicted_seconds": chosen["seconds"],
                     "budget": record.get("budget"),
+                    "out_of_distribution": bool(ood is not None and ood["novel"]),
                 }
             ],
             **ledger,
