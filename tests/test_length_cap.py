@@ -274,3 +274,15 @@ def test_the_middleware_decides_and_runs_with_the_agent_models_cap():
     assert reply.response_metadata["ttc"]["cap"]["max_tokens"] == traced + 76
     assert reply.usage_metadata["output_tokens"] == 60 > traced
     assert all(params.max_tokens == traced + 76 for _, params in backend.calls)
+
+
+def test_many_replies_cut_by_length_are_warned_about_once(bundle, caplog):
+    backend = ScriptedBackend(texts("First, 3 + 6 = 9 and then", tokens=200))  # never finishes in 24 tokens
+    engine = TTCEngine(backend, bundle)
+    model = TTCChatModel(engine=engine)
+    with caplog.at_level(logging.WARNING, logger="ttc_agent"):
+        for _ in range(12):
+            reply = model.invoke([HumanMessage("What is 3 + 6?")], ttc={"strategy": "greedy"})
+            assert reply.response_metadata["finish_reason"] == "length"
+    warned = [r for r in caplog.records if "ended at the per-sample cap" in r.getMessage()]
+    assert len(warned) == 1 and "max_tokens=24" in warned[0].getMessage()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,8 @@ from ttc_agent.verifiers import VerifierLike, as_verifier
 _MAX_CALIBRATIONS = 256
 _LIMIT_FIELDS = ("lambda_tokens", "lambda_seconds", "max_tokens", "max_seconds", "quantile")
 _log = logging.getLogger("ttc_agent")
+#: Replies an engine looks back over, and the share of them cut by length that it warns about.
+_CUT_WINDOW, _CUT_SHARE = 20, 0.3
 #: (traced cap, asked cap) pairs already warned about in this process.
 _warned_caps: set[tuple[int, int]] = set()
 _warned_lock = threading.Lock()
@@ -226,6 +229,9 @@ class TTCEngine:
         self.gate = BudgetGate(manager, pool, history)
         self._calibrated: dict[tuple[str, float, float], float] = {}
         self.extract = extract
+        #: Whether each of the latest replies ended at the per-sample cap (for one warning).
+        self._cut: deque[bool] = deque(maxlen=_CUT_WINDOW)
+        self._warned_cut = False
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -440,6 +446,7 @@ class TTCEngine:
         c, reason = outcome.cost, finish_reason(outcome)
         record["finish_reason"] = reason
         record["cut_by_length"] = sum(k.finish_reason == "length" for k in outcome.candidates)
+        self._note_cut(reason == "length", ticket.cap)
         if ticket.cap is not None:
             record["cap"] = ticket.cap
         if ticket.ood is not None:
@@ -460,6 +467,21 @@ class TTCEngine:
                 "output_token_details": {},
             },
         )
+
+    def _note_cut(self, cut: bool, cap: CapRecord | None) -> None:
+        """Warn once when many of the latest replies ended at the per-sample cap."""
+        self._cut.append(cut)
+        many = len(self._cut) >= _CUT_WINDOW // 2 and sum(self._cut) >= _CUT_SHARE * len(self._cut)
+        if many and not self._warned_cut:
+            self._warned_cut = True
+            _log.warning(
+                "%d of the latest %d replies of %s ended at the per-sample cap (max_tokens=%s): raise max_tokens "
+                "(max_tokens_per_sample), or they answer with half a sentence",
+                sum(self._cut),
+                len(self._cut),
+                self.name,
+                None if cap is None else cap["max_tokens"],
+            )
 
     def release(self, ticket: Ticket) -> None:
         """Give back a decided call's reservation without booking anything: the call never ran."""
