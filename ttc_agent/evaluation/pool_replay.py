@@ -27,10 +27,20 @@ import numpy as np
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.evaluation.pools import WINDOW_STRIDE
-from ttc_agent.evaluation.records import SCHEMA_VERSION
+from ttc_agent.evaluation.records import trace_record
 from ttc_agent.probes.bundle import ProbeBundle
 from ttc_agent.probes.latency import LatencyModel
-from ttc_agent.strategies import AdaptiveSC, BestOfN, Candidate, DeepConf, Greedy, Strategy, TwoStage, parse_strategy
+from ttc_agent.strategies import (
+    AdaptiveSC,
+    BestOfN,
+    Candidate,
+    Cost,
+    DeepConf,
+    Greedy,
+    Strategy,
+    TwoStage,
+    parse_strategy,
+)
 from ttc_agent.strategies.adaptive import majority_settled
 from ttc_agent.strategies.selection import CONFIDENCE_WINDOW, majority, select
 from ttc_agent.strategies.two_stage import Continuation, StageOne, stage_signals
@@ -249,30 +259,9 @@ def _record(
         }
         for s in used
     ]
-    return {
-        "schema": SCHEMA_VERSION,
-        "dataset": problem.source,
-        "problem_id": problem.id,
-        "level": problem.level,
-        "scope": problem.scope,
-        "messages": greedy["messages"],
-        "strategy": spec,
-        "gold": problem.answer,
-        "answer": chosen.answer,
-        "correct": problem.is_correct(chosen.answer),
-        "pass": any(c["correct"] for c in candidates),
-        "prompt_tokens": prompt * len(rounds),
-        "completion_tokens": completion,
-        "verifier_tokens": 0,
-        "total_tokens": prompt * len(rounds) + completion,
-        "rounds": len(rounds),
-        "seconds": round(seconds, 4),
-        "verifier_seconds": 0.0,
-        **({} if stop is None else {"stop_reason": stop}),
-        "candidates": candidates,
-        "repeat": 0,
-        "replayed": True,
-    }
+    cost = Cost(prompt * len(rounds), completion, 0, len(rounds), seconds).as_dict()
+    return trace_record(problem, greedy["messages"], spec, chosen.answer, {**cost}, stop, candidates,
+                        repeat=0, replayed=True)  # fmt: skip
 
 
 def stage2_rows(

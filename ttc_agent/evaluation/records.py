@@ -30,20 +30,37 @@ def outcome_record(problem: Problem, outcome: Outcome, **extra: Any) -> dict[str
         }
         for k in outcome.candidates
     ]
+    cost = {**outcome.cost.as_dict()}
+    return trace_record(problem, problem.messages(), outcome.strategy, outcome.answer, cost, outcome.stop_reason,
+                        candidates, **extra)  # fmt: skip
+
+
+def trace_record(
+    problem: Problem,
+    messages: Any,
+    strategy: str,
+    answer: str | None,
+    cost: dict[str, Any],
+    stop_reason: str | None,
+    candidates: list[dict[str, Any]],
+    **extra: Any,
+) -> dict[str, Any]:
+    """A trace row from its parts (a run's, or a replay's): the problem, the chosen answer
+    graded, whether any candidate was right, the cost fields, why it stopped, the candidates."""
     return {
         "schema": SCHEMA_VERSION,
         "dataset": problem.source,
         "problem_id": problem.id,
         "level": problem.level,
         "scope": problem.scope,
-        "messages": problem.messages(),
-        "strategy": outcome.strategy,
+        "messages": messages,
+        "strategy": strategy,
         "gold": problem.answer,
-        "answer": outcome.answer,
-        "correct": problem.is_correct(outcome.answer),
+        "answer": answer,
+        "correct": problem.is_correct(answer),
         "pass": any(k["correct"] for k in candidates),
-        **outcome.cost.as_dict(),
-        **({} if outcome.stop_reason is None else {"stop_reason": outcome.stop_reason}),
+        **cost,
+        **({} if stop_reason is None else {"stop_reason": stop_reason}),
         "candidates": candidates,
         **extra,
     }
