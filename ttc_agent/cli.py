@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from ttc_agent.answers import Extractor, Grader
 from ttc_agent.errors import InvalidRequestError, TTCError
+
+if TYPE_CHECKING:
+    from ttc_agent.evaluation.datasets import Problem
 
 app = typer.Typer(help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True)
 console = Console()
@@ -96,6 +99,19 @@ DtypeOpt = Annotated[
         "float32); pass the dtype a trace folder was collected in to resume it on another CPU.",
         show_default=False,
     ),
+]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        callback=_check_dataset, help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer."
+    ),
+]
+LimitOpt = Annotated[int | None, typer.Option(help="Use the first N problems.")]
+DataOpt = Annotated[Path | None, typer.Option(help="Folder holding gsm8k/ and math500/ (default: $TTC_AGENT_DATA).")]
+PerLevelOpt = Annotated[int, typer.Option(help="Arithmetic questions per level.")]
+LevelsOpt = Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")]
+GradingOpt = Annotated[
+    str, typer.Option(help="Arithmetic levels graded for this model: smollm2-135m or qwen2.5-coder-0.5b.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout instead of tables.")]
 ExtractOpt = Annotated[
@@ -330,29 +346,19 @@ def run(
 
 @app.command()
 def collect(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            callback=_check_dataset,
-            help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer.",
-        ),
-    ],
+    dataset: DatasetOpt,
     menu: Annotated[Path, typer.Option(help="Menu YAML: a 'strategies' list and optional 'defaults'.")],
     out: Annotated[Path, typer.Option(help="Trace folder (created, or resumed).")],
     backend: BackendOpt = "transformers",
     model: ModelOpt = None,
     api_key: ApiKeyOpt = None,
     dtype: DtypeOpt = None,
-    limit: Annotated[int | None, typer.Option(help="Use the first N problems.")] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="Folder holding gsm8k/ and math500/ (default: $TTC_AGENT_DATA).")
-    ] = None,
-    per_level: Annotated[int, typer.Option(help="Arithmetic questions per level.")] = 20,
-    levels: Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")] = "1,2,3",
+    limit: LimitOpt = None,
+    data: DataOpt = None,
+    per_level: PerLevelOpt = 20,
+    levels: LevelsOpt = "1,2,3",
     seed: Annotated[int, typer.Option(help="Arithmetic question seed.")] = 0,
-    grading: Annotated[
-        str, typer.Option(help="Arithmetic levels graded for this model: smollm2-135m or qwen2.5-coder-0.5b.")
-    ] = "smollm2-135m",
+    grading: GradingOpt = "smollm2-135m",
     repeats: Annotated[int, typer.Option(help="Runs of each strategy per problem (k).")] = 2,
     concurrency: Annotated[int, typer.Option(help="Runs in flight at once (for server backends).")] = 1,
     rollouts: Annotated[
@@ -366,18 +372,12 @@ def collect(
     with --rollouts N, also label the step prefixes of sampled candidates by N continuations each
     (rollouts.jsonl, for `ttc-agent train-verifier --process`)."""
     from ttc_agent.evaluation.collect import collect as run_collect
-    from ttc_agent.evaluation.datasets import load_dataset, with_workload
     from ttc_agent.evaluation.menu import Menu
     from ttc_agent.evaluation.rollouts import collect_rollouts
 
     try:
         m = Menu.load(menu)
-        kwargs: dict[str, int | str | tuple[int, ...]] = (
-            {"per_level": per_level, "levels": _levels(levels), "seed": seed, "grading": grading}
-            if dataset == "arithmetic"
-            else {}
-        )
-        problems = with_workload(load_dataset(dataset, limit, data, **kwargs), *_workload(extract, grade))
+        problems = _problems(dataset, limit, data, per_level, levels, grading, extract, grade, seed=seed)
         b = _backend(backend, model, api_key, dtype)
         done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
         labelled = collect_rollouts(out, b, n=rollouts, problems={p.id for p in problems}) if rollouts else 0
@@ -390,13 +390,7 @@ def collect(
 
 @app.command()
 def pool(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            callback=_check_dataset,
-            help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer.",
-        ),
-    ],
+    dataset: DatasetOpt,
     out: Annotated[Path, typer.Option(help="Pool folder (created, or resumed).")],
     temperature: Annotated[
         list[str],
@@ -407,15 +401,11 @@ def pool(
     api_key: ApiKeyOpt = None,
     dtype: DtypeOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Every sample's cap on generated tokens.")] = 384,
-    limit: Annotated[int | None, typer.Option(help="Use the first N problems.")] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="Folder holding gsm8k/ and math500/ (default: $TTC_AGENT_DATA).")
-    ] = None,
-    per_level: Annotated[int, typer.Option(help="Arithmetic questions per level.")] = 20,
-    levels: Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")] = "1,2,3",
-    grading: Annotated[
-        str, typer.Option(help="Arithmetic levels graded for this model: smollm2-135m or qwen2.5-coder-0.5b.")
-    ] = "smollm2-135m",
+    limit: LimitOpt = None,
+    data: DataOpt = None,
+    per_level: PerLevelOpt = 20,
+    levels: LevelsOpt = "1,2,3",
+    grading: GradingOpt = "smollm2-135m",
     questions_per_call: Annotated[
         int, typer.Option(help="Questions sharing one backend call (batched backends run them together).")
     ] = 4,
@@ -425,15 +415,11 @@ def pool(
     """Draw a trace pool (resumable): per question one greedy run and SAMPLES samples at each
     temperature, every sample with its answer, tokens, finish reason and confidence, so every
     sample-based strategy can be replayed from it instead of generated separately."""
-    from ttc_agent.evaluation.datasets import load_dataset, with_workload
     from ttc_agent.evaluation.pools import PoolSpec, collect_pool
 
     try:
         spec = PoolSpec.parse(temperature, max_tokens)
-        kwargs: dict[str, int | str | tuple[int, ...]] = (
-            {"per_level": per_level, "levels": _levels(levels), "grading": grading} if dataset == "arithmetic" else {}
-        )
-        problems = with_workload(load_dataset(dataset, limit, data, **kwargs), *_workload(extract, grade))
+        problems = _problems(dataset, limit, data, per_level, levels, grading, extract, grade)
         b = _backend(backend, model, api_key, dtype)
         done = collect_pool(problems, b, out, spec, questions_per_call=questions_per_call, dataset=dataset)
     except TTCError as exc:
@@ -1077,6 +1063,29 @@ def _levels(text: str, option: str = "--levels") -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
         raise InvalidRequestError(f"{option} must be comma-separated integers such as 1,2,3, got {text!r}") from None
+
+
+def _problems(
+    dataset: str,
+    limit: int | None,
+    data: Path | None,
+    per_level: int,
+    levels: str,
+    grading: str,
+    extract: str | None,
+    grade: str | None,
+    seed: int = 0,
+) -> list[Problem]:
+    """The problems a collecting command works on: the dataset (the arithmetic task built from
+    its level options), answered and graded by the workload's functions when given."""
+    from ttc_agent.evaluation.datasets import load_dataset, with_workload
+
+    kwargs: dict[str, int | str | tuple[int, ...]] = (
+        {"per_level": per_level, "levels": _levels(levels), "seed": seed, "grading": grading}
+        if dataset == "arithmetic"
+        else {}
+    )
+    return with_workload(load_dataset(dataset, limit, data, **kwargs), *_workload(extract, grade))
 
 
 def _workload(extract: str | None, grade: str | None) -> tuple[Extractor | None, Grader | None]:
