@@ -200,10 +200,12 @@ def demo(
     trace: Annotated[Path, typer.Option(help="Where to write the decision trace (JSONL).")] = Path("ttc-demo.jsonl"),
 ) -> None:
     """Run the multi-step math agent: one ttc-agent call per step, each choosing its strategy
-    from the probes shipped for the model (fitted on arithmetic questions, at 96 tokens a sample
-    for the reference model and 64 for smollm2-135m), optionally under a workflow budget; print
-    the per-step decisions, the budget left after each, the total cost and whether the answer is
-    right."""
+    from the probes shipped for the model, optionally under a workflow budget; print the
+    per-step decisions, the budget left after each, the total cost and whether the answer is
+    right.
+
+    The shipped bundles were fitted on arithmetic questions, at 96 tokens a sample for the
+    reference model and 64 for smollm2-135m."""
     import time
 
     from ttc_agent.backends import TransformersBackend
