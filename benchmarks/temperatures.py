@@ -21,11 +21,12 @@ import numpy as np
 from _common import REPO, write_doc_block, write_results
 from scipy.stats import bootstrap
 
-from ttc_agent.evaluation.datasets import Problem
-from ttc_agent.evaluation.pool_replay import _candidates
+from ttc_agent.evaluation.pool_replay import replay_pool
 from ttc_agent.evaluation.pools import read_pool, read_pool_meta
-from ttc_agent.strategies.selection import majority
+from ttc_agent.probes.latency import LatencyModel
 
+#: Seconds do not matter here: replays are read for their votes only.
+UNTIMED = LatencyModel((1.0, 0.0, 0.0, 0.0, 0.0))
 DEFAULT = REPO / "benchmarks" / "pools" / "qwen-gsm8k-train-temperatures"
 
 
@@ -51,6 +52,7 @@ def main() -> None:
         "questions": len(ids),
         "max_tokens": meta["pool"]["max_tokens"],
     }
+    pooled = [r for r in records if r["problem_id"] in set(ids)]
     greedy = np.array([by[p][0.0]["samples"][0]["correct"] for p in ids], dtype=float)
     out["greedy"] = {"accuracy": float(greedy.mean()), "accuracy_ci": ci(greedy),
                      "cut": float(np.mean([by[p][0.0]["samples"][0]["finish"] == "length" for p in ids])),
@@ -63,12 +65,11 @@ def main() -> None:
         row["per_sample_right"], row["per_sample_right_ci"] = float(per_sample.mean()), ci(per_sample)
         row["cut"] = float(np.mean([s["finish"] == "length" for ss in samples for s in ss]))
         row["tokens"] = float(np.mean([s["tokens"] for ss in samples for s in ss]))
-        for k in (2, 4, 8):
-            right = []
-            for p, ss in zip(ids, samples, strict=True):
-                gold = Problem(p, "", by[p][0.0]["gold"], "", scope=by[p][0.0].get("scope", "all"))
-                right.append(gold.is_correct(majority(_candidates(ss[:k])).answer))
-            row[f"majority@{k}"], row[f"majority@{k}_ci"] = float(np.mean(right)), ci(np.array(right, dtype=float))
+        for k in (2, 4, 8):  # majority over the first k samples, as the strategy would vote
+            spec = f"best_of_n({k}, select=majority, temperature={t:g})"
+            runs = replay_pool(pooled, [spec], UNTIMED, max_tokens=out["max_tokens"])
+            right = np.array([r["correct"] for r in sorted(runs, key=lambda r: r["problem_id"])], dtype=float)
+            row[f"majority@{k}"], row[f"majority@{k}_ci"] = float(right.mean()), ci(right)
         passed = np.array([any(s["correct"] for s in ss[:8]) for ss in samples], dtype=float)
         row["pass@8"], row["pass@8_ci"] = float(passed.mean()), ci(passed)
         out["temperatures"][f"{t:g}"] = row
