@@ -114,7 +114,7 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
         old_backend = old.get("backend") or {}
-        old_serving, new_serving = _serving(old_backend), _serving(meta["backend"])
+        old_serving, new_serving = serving_settings(old_backend), serving_settings(meta["backend"])
         model_kept = same_model(old_backend, meta["backend"]) is not False
         if not (model_kept and old_serving == new_serving):
             old_dtype = old_serving.get("dtype")
@@ -146,7 +146,7 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def _serving(fingerprint: dict[str, Any]) -> dict[str, Any]:
+def serving_settings(fingerprint: dict[str, Any]) -> dict[str, Any]:
     """What must match, beside the model itself (`same_model`), to resume a collection: how the
     backend serves it (its kind, the model's name, dtype and other settings)."""
     return {k: v for k, v in fingerprint.items() if k not in ("source", "weights")}
@@ -177,7 +177,7 @@ def collect(
     _check_or_write_meta(
         out, {"schema": SCHEMA_VERSION, "menu": menu.to_dict(), "backend": backend.fingerprint(), "dataset": dataset}
     )
-    _drop_partial_line(out / TRACES)
+    drop_partial_line(out / TRACES)
     done = (
         {(r["problem_id"], r["strategy"], r["repeat"]) for r in read_traces(out)} if (out / TRACES).is_file() else set()
     )
@@ -201,7 +201,7 @@ def collect(
         if concurrency == 1:
             for p, spec, k in todo:
                 outcome = menu.strategy(spec, seed=run_seed(p.id, k)).run(p, backend)
-                _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=cpu))
+                _write(sink, outcome_record(p, outcome, repeat=k, finished_at=utc_now(), cpu=cpu))
                 bar.advance(task)
         else:
             asyncio.run(_collect_async(todo, menu, backend, sink, lambda: bar.advance(task), concurrency, cpu))
@@ -214,13 +214,13 @@ async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurre
     async def one(p: Problem, spec: str, k: int) -> None:
         async with gate:
             outcome = await menu.strategy(spec, seed=run_seed(p.id, k)).arun(p, backend)
-        _write(sink, outcome_record(p, outcome, repeat=k, finished_at=_now(), cpu=cpu))
+        _write(sink, outcome_record(p, outcome, repeat=k, finished_at=utc_now(), cpu=cpu))
         advance()
 
     await asyncio.gather(*(one(*t) for t in todo))
 
 
-def _drop_partial_line(path: Path) -> None:
+def drop_partial_line(path: Path) -> None:
     """Cut a half-written last record (a collection killed mid-write) off the trace file, so
     the next record starts on its own line; the cut run is simply run again."""
     if not path.is_file() or path.stat().st_size == 0:
@@ -244,7 +244,7 @@ def cpu_name() -> str:
     return model or platform.processor() or platform.machine()
 
 
-def _now() -> str:
+def utc_now() -> str:
     """UTC now to the second (ISO 8601): when a run finished, to audit what ran beside it."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ttc_agent.backends.base import Backend, Completion, SamplingParams
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.collect import _drop_partial_line, _now, _serving, cpu_name
+from ttc_agent.evaluation.collect import cpu_name, drop_partial_line, serving_settings, utc_now
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.strategies.selection import CONFIDENCE_WINDOW, confidence
 from ttc_agent.validation import POSITIVE_INT, Interval, check_param
@@ -153,7 +153,9 @@ def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
                 f"{out} is not a trace pool folder (a whole-menu trace folder?); use a new folder"
             )
         old_backend = old.get("backend") or {}
-        if same_model(old_backend, meta["backend"]) is False or _serving(old_backend) != _serving(meta["backend"]):
+        if same_model(old_backend, meta["backend"]) is False or serving_settings(old_backend) != serving_settings(
+            meta["backend"]
+        ):
             raise InvalidRequestError(
                 f"{out} holds a pool made with another backend: {old.get('backend')!r}, not {meta['backend']!r}; "
                 "use a new folder"
@@ -196,7 +198,7 @@ def collect_pool(
     meta = {"kind": "pool", "schema": POOL_SCHEMA, "backend": backend.fingerprint(), "pool": spec.to_dict(),
             "dataset": dataset}  # fmt: skip
     _check_or_write_meta(out, meta)
-    _drop_partial_line(out / POOL)
+    drop_partial_line(out / POOL)
     done = {(r["problem_id"], r["temperature"]) for r in read_pool(out)} if (out / POOL).is_file() else set()
     temperatures = [0.0, *spec.samples]
     todo = [(t, [p for p in problems if (p.id, t) not in done]) for t in temperatures]
@@ -228,7 +230,7 @@ def _draw(
     seed = None if temperature == 0 else sample_seed(batch[0].id, temperature)
     params = SamplingParams(n=n, temperature=temperature, max_tokens=spec.max_tokens, logprobs=True, seed=seed)
     gen = backend.generate([p.messages() for p in batch], params)
-    finished = _now()
+    finished = utc_now()
     for problem, result in zip(batch, gen.results, strict=True):
         record = {
             "schema": POOL_SCHEMA,
