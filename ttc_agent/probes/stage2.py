@@ -72,7 +72,3 @@ class Stage2Policy:
     def choose(self, stage: StageOne) -> int:
         accuracy, tokens, seconds = self.predict(stage)
         return int(np.argmax(accuracy - self.lambda_tokens * tokens - self.lambda_seconds * seconds))
-
-    def priced(self, lambda_tokens: float, lambda_seconds: float) -> Stage2Policy:
-        """The same model at other prices."""
-        return Stage2Policy(self.model, lambda_tokens, lambda_seconds, self.latency)

@@ -16,6 +16,7 @@ draws the cap, the fixed rule adaptive self-consistency applies round after roun
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -137,8 +138,7 @@ class TwoStage(Strategy):
 
     def with_continuation(self, continuation: Continuation) -> TwoStage:
         """A copy of this strategy deciding its second stage with ``continuation``."""
-        twin = TwoStage.__new__(TwoStage)
-        twin.__dict__.update(self.__dict__)
+        twin = copy.copy(self)
         twin.continuation = continuation
         return twin
 
