@@ -47,18 +47,23 @@ def run_seed(problem_id: str, repeat: int) -> int:
 
 def read_traces(folder: str | Path) -> list[dict[str, Any]]:
     """All trace records of a collection folder (a half-written last line is skipped)."""
-    path = Path(folder) / TRACES
+    return read_records(Path(folder) / TRACES, SCHEMA_VERSION, "traces", "ttc-agent collect")
+
+
+def read_records(path: Path, schema: int | str, what: str, command: str) -> list[dict[str, Any]]:
+    """The JSON records of an appended file (``traces.jsonl``, ``pool.jsonl``), each checked for
+    ``schema``; a line cut by a kill (the record in flight) is skipped."""
     if not path.is_file():
-        raise InvalidRequestError(f"no traces at {str(path)!r}; run `ttc-agent collect` first")
+        raise InvalidRequestError(f"no {what} at {str(path)!r}; run `{command}` first")
     records = []
     for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            continue  # the run in flight when a previous collection crashed
-        if rec.get("schema") != SCHEMA_VERSION:
+            continue  # the record in flight when a previous collection was killed
+        if rec.get("schema") != schema:
             raise InvalidRequestError(
-                f"{path} has trace schema {rec.get('schema')!r}; this ttc-agent reads schema {SCHEMA_VERSION}"
+                f"{path} has schema {rec.get('schema')!r}; this ttc-agent reads {what} schema {schema}"
             )
         records.append(rec)
     return records

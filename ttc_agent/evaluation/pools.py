@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ttc_agent.backends.base import Backend, Completion, SamplingParams
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.collect import cpu_name, drop_partial_line, serving_settings, utc_now
+from ttc_agent.evaluation.collect import cpu_name, drop_partial_line, read_records, serving_settings, utc_now
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.strategies.selection import CONFIDENCE_WINDOW, confidence
 from ttc_agent.validation import POSITIVE_INT, Interval, check_param
@@ -119,21 +119,7 @@ def sample_record(problem: Problem, c: Completion) -> dict[str, Any]:
 
 def read_pool(folder: str | Path) -> list[dict[str, Any]]:
     """Every record of a pool folder (a line cut by a kill is skipped)."""
-    path = Path(folder) / POOL
-    if not path.is_file():
-        raise InvalidRequestError(f"no trace pool at {str(path)!r}; run `ttc-agent pool` first")
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("schema") != POOL_SCHEMA:
-            raise InvalidRequestError(
-                f"{path} has pool schema {rec.get('schema')!r}; this ttc-agent reads {POOL_SCHEMA}"
-            )
-        records.append(rec)
-    return records
+    return read_records(Path(folder) / POOL, POOL_SCHEMA, "trace pool", "ttc-agent pool")
 
 
 def read_pool_meta(folder: str | Path) -> dict[str, Any]:
