@@ -138,4 +138,5 @@ def load_callable(spec: str, what: str = "function") -> Callable[..., Any]:
     fn = getattr(module, name, None)
     if fn is None or not callable(fn):
         raise InvalidRequestError(f"the {what} {spec!r} names nothing callable in {module_name}")
-    return fn
+    loaded: Callable[..., Any] = fn
+    return loaded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,7 +14,11 @@ from ttc_agent.answers import Extractor, Grader
 from ttc_agent.errors import InvalidRequestError, TTCError
 
 if TYPE_CHECKING:
+    from ttc_agent.backends.base import Backend
+    from ttc_agent.budgets import BudgetStore
     from ttc_agent.evaluation.datasets import Problem
+    from ttc_agent.probes import ProbeBundle, TraceTable
+    from ttc_agent.strategies import Outcome
 
 app = typer.Typer(help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True)
 console = Console()
@@ -133,7 +137,9 @@ ApiKeyOpt = Annotated[
 ]
 
 
-def _backend(backend: str, model: str | None, api_key: str | None = None, dtype: Dtype | None = None, **options: str):
+def _backend(
+    backend: str, model: str | None, api_key: str | None = None, dtype: Dtype | None = None, **options: str
+) -> Backend:
     from ttc_agent.backends import LOCAL_BACKENDS, load_backend
 
     if api_key is not None and backend in LOCAL_BACKENDS:
@@ -149,15 +155,15 @@ def _backend(backend: str, model: str | None, api_key: str | None = None, dtype:
 
 def _quiet_model_loading() -> None:
     """Keep transformers' and the hub's progress bars out of the command's output."""
-    import huggingface_hub.utils
     import transformers
+    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
 
     transformers.logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()
-    huggingface_hub.utils.disable_progress_bars()
+    disable_progress_bars()
 
 
-def _cost_row(table: Table, name: str, outcome) -> None:
+def _cost_row(table: Table, name: str, outcome: Outcome) -> None:
     c = outcome.cost
     table.add_row(
         name,
@@ -597,7 +603,7 @@ def evaluate(
     console.print(f"plots: {', '.join(result['plots'])}")
 
 
-def _report_json(records: list[dict], plot: Path, html: Path | None) -> dict:
+def _report_json(records: list[dict[str, Any]], plot: Path, html: Path | None) -> dict[str, Any]:
     """`ttc-agent report --json`: totals, per-strategy counts and the records themselves."""
     from dataclasses import asdict
 
@@ -628,7 +634,7 @@ def _emit(document: object) -> None:
     print(json.dumps(document, indent=2, default=float))
 
 
-def _left(budget: dict | None) -> str:
+def _left(budget: dict[str, Any] | None) -> str:
     """What a workflow budget had left after a step: "1200 tok, 31.0 s"."""
     if not budget:
         return ""
@@ -638,7 +644,7 @@ def _left(budget: dict | None) -> str:
     return ", ".join(parts)
 
 
-def _held_out(traces: Path, probes: Path):
+def _held_out(traces: Path, probes: Path) -> tuple[ProbeBundle, TraceTable]:
     """The probe bundle and the traces of the problems it was not trained on."""
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.probes import ProbeBundle, TraceTable
@@ -861,7 +867,7 @@ def train_verifier(
     console.print(f"verifier written to {out}; use it as best_of_n(8, select=verifier:{out})")
 
 
-def _store(spec: str):
+def _store(spec: str) -> BudgetStore:
     """A budget store from ``--store``: ``memory``, ``sqlite:PATH`` or a ``postgresql://`` URL."""
     from ttc_agent.budgets import PostgresStore, ReservationPool, SQLiteStore
 

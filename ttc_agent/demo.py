@@ -19,9 +19,10 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
 from ttc_agent.answers import extract_answer
@@ -78,8 +79,8 @@ class MathState(BudgetState, TypedDict, total=False):
 
     question: str
     terms: list[int]
-    steps: Annotated[list[dict], operator.add]
-    messages: Annotated[list, operator.add]
+    steps: Annotated[list[dict[str, Any]], operator.add]
+    messages: Annotated[list[AnyMessage], operator.add]
 
 
 def decompose(state: MathState) -> MathState:
@@ -90,7 +91,9 @@ def decompose(state: MathState) -> MathState:
     return {"terms": terms}
 
 
-def make_graph(node: TTCNode, checkpointer: BaseCheckpointSaver[Any] | None = None):
+def make_graph(
+    node: TTCNode, checkpointer: BaseCheckpointSaver[Any] | None = None
+) -> CompiledStateGraph[MathState, TTCContext, MathState, MathState]:
     """The compiled graph: decompose, then one ttc-agent call per addition, then combine
     (checkpointed by ``checkpointer`` when given, so a killed run resumes where it stopped)."""
 

@@ -70,11 +70,17 @@ def load_backend(spec: str = "transformers", model: str | None = None, **kwargs:
     model); ``"http://host:port/v1"`` connects to an OpenAI-compatible server.
     """
     if spec == "transformers":
-        return __getattr__("TransformersBackend")(model, **kwargs)
+        from ttc_agent.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(model, **kwargs)
     if spec == "vllm":
-        return __getattr__("VLLMBackend")(model, **kwargs)
+        from ttc_agent.backends.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, **kwargs)
     if spec.startswith(("http://", "https://")):
-        return __getattr__("OpenAIBackend")(spec, model, **kwargs)
+        from ttc_agent.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(spec, model, **kwargs)
     from ttc_agent.errors import InvalidRequestError
 
     raise InvalidRequestError(

@@ -31,12 +31,13 @@ class ChatTemplate:
         if not prompt.is_chat:
             return prompt.text  # type: ignore[return-value]
         cont = prompt.continues_assistant
-        return self.tokenizer.apply_chat_template(
+        text: str = self.tokenizer.apply_chat_template(
             list(prompt.messages),
             tokenize=False,
             add_generation_prompt=not cont,
             continue_final_message=cont,
         )
+        return text
 
     def encode(self, prompt: NormalizedPrompt) -> list[int]:
         """Token ids of the rendered prompt: the exact tokens the model reads."""

@@ -27,7 +27,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -168,7 +168,8 @@ def model_provenance(folder: str | Path) -> dict[str, object] | None:
     path = Path(folder) / PROVENANCE_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    provenance: dict[str, object] = json.loads(path.read_text())
+    return provenance
 
 
 def model_dir(name: str, *, progress: bool = True) -> Path:
@@ -339,7 +340,7 @@ class _bytes_progress:
         )
         self._task = self._progress.add_task(label, total=total)
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int], None]:
         self._progress.__enter__()
         return lambda n: self._progress.advance(self._task, n)
 

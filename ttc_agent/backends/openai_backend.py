@@ -145,7 +145,8 @@ class OpenAIBackend:
             raise BackendError(f"the server at {root!r} has no {path} endpoint (vLLM's); token counts need it")
         try:
             response.raise_for_status()
-            return response.json()
+            body: dict[str, Any] = response.json()
+            return body
         except (httpx.HTTPStatusError, json.JSONDecodeError) as exc:
             raise BackendResponseError(
                 f"{root + path} answered {response.status_code}: {response.text[:200]!r}"

@@ -13,22 +13,24 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.text import Text
 
+from ttc_agent.backends.base import Backend
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
@@ -83,7 +85,8 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / META
     if not path.is_file():
         raise InvalidRequestError(f"no {META} in {str(folder)!r}: not a trace folder")
-    return json.loads(path.read_text())
+    meta: dict[str, Any] = json.loads(path.read_text())
+    return meta
 
 
 def write_trace_folder(folder: str | Path, meta: dict[str, Any], records: Sequence[dict[str, Any]]) -> Path:
@@ -213,7 +216,15 @@ def collect(
     return len(todo)
 
 
-async def _collect_async(todo, menu: Menu, backend: Any, sink, advance, concurrency: int, cpu: str) -> None:
+async def _collect_async(
+    todo: Sequence[tuple[Problem, str, int]],
+    menu: Menu,
+    backend: Backend,
+    sink: TextIO,
+    advance: Callable[[], None],
+    concurrency: int,
+    cpu: str,
+) -> None:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(p: Problem, spec: str, k: int) -> None:
@@ -254,7 +265,7 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write(sink, record: dict[str, Any]) -> None:
+def _write(sink: TextIO, record: dict[str, Any]) -> None:
     sink.write(json.dumps(record) + "\n")
     sink.flush()
 
@@ -262,5 +273,5 @@ def _write(sink, record: dict[str, Any]) -> None:
 class _RateColumn(ProgressColumn):
     """Runs per minute."""
 
-    def render(self, task) -> Text:
+    def render(self, task: Task) -> Text:
         return Text("" if task.speed is None else f"{task.speed * 60:.1f} runs/min")

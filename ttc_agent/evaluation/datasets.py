@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ttc_agent.answers import Extractor, Grader, Scope, answers_equal, extract_answer
 from ttc_agent.errors import InvalidRequestError
@@ -59,7 +60,7 @@ class Problem:
         return answers_equal(answer, self.answer)
 
     @classmethod
-    def from_record(cls, record: dict) -> Problem:
+    def from_record(cls, record: dict[str, Any]) -> Problem:
         """The problem a trace record was made from (its prompt, gold answer and answer scope)."""
         users = [m["content"] for m in record["messages"] if m["role"] == "user"]
         source = record.get("dataset", "")
@@ -102,7 +103,7 @@ def data_dir(data: str | Path | None = None) -> Path:
     return folder.resolve()
 
 
-def _read_jsonl(path: Path) -> Iterator[dict]:
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     if not path.is_file():
         raise InvalidRequestError(f"no such data file: {path}")
     with path.open() as f:

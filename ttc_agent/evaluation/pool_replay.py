@@ -84,7 +84,9 @@ class _Round:
         self.n, self.tokens = n, list(tokens)
 
 
-def _take(pool: Mapping[float, list[Mapping[str, Any]]], t: float, k: int, spec: str, pid: str) -> list:
+def _take(
+    pool: Mapping[float, list[Mapping[str, Any]]], t: float, k: int, spec: str, pid: str
+) -> list[Mapping[str, Any]]:
     samples = pool.get(t, [])
     if len(samples) < k:
         raise PoolTooSmallError(

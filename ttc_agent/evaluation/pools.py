@@ -127,7 +127,8 @@ def read_pool_meta(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / META
     if not path.is_file():
         raise InvalidRequestError(f"no {META} in {str(folder)!r}: not a trace pool folder")
-    return json.loads(path.read_text())
+    meta: dict[str, Any] = json.loads(path.read_text())
+    return meta
 
 
 def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:

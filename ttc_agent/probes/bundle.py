@@ -122,12 +122,12 @@ class Predictions:
         if q == TOKENS_QUANTILE:
             return self.tokens_q90
         median, high = np.log1p(self.tokens), np.log1p(self.tokens_q90)
-        return np.expm1(median + (high - median) * _spread_ratio(q)).clip(min=0)
+        return np.asarray(np.expm1(median + (high - median) * _spread_ratio(q)).clip(min=0))
 
     def seconds_quantile(self, q: float = TOKENS_QUANTILE) -> np.ndarray:
         """The ``q`` quantile of the seconds: seconds scaled by the tokens' quantile-to-median
         ratio (latency grows with the tokens generated)."""
-        return self.seconds * np.maximum(self.tokens_quantile(q) / np.maximum(self.tokens, 1.0), 1.0)
+        return np.asarray(self.seconds * np.maximum(self.tokens_quantile(q) / np.maximum(self.tokens, 1.0), 1.0))
 
     @property
     def seconds_q90(self) -> np.ndarray:
@@ -149,7 +149,7 @@ class TraceTable:
         """Group the runs of ``specs`` by problem, keeping the problems that have runs of every
         strategy; runs from several machines get their seconds on the clock of the machine that
         traced the most (`seconds_on_one_machine`)."""
-        by_problem: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        by_problem: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
         prompts: dict[str, Prompt] = {}
         for r in seconds_on_one_machine([r for r in records if r["strategy"] in specs]):
             by_problem[r["problem_id"]][r["strategy"]].append(r)
@@ -363,7 +363,7 @@ class ProbeBundle:
         return table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
 
     def predict(
-        self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int], *, max_tokens: int | None = None
+        self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int] | np.ndarray, *, max_tokens: int | None = None
     ) -> Predictions:
         """Predictions for each prompt (``prompt_tokens``: their exact token counts; ``max_tokens``:
         the per-sample cap the call runs with, when not the traced one)."""

@@ -188,7 +188,7 @@ class SentenceEmbedding:
 
     def transform(self, prompts: Sequence[Prompt]) -> np.ndarray:
         vectors = self._load().hidden([prompt_text(p) for p in prompts], None, True, "mean")
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12))
 
 
 class PromptHiddenState:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.linear_model import LinearRegression
 
 from ttc_agent.errors import InvalidRequestError
@@ -25,7 +26,7 @@ from ttc_agent.errors import InvalidRequestError
 COLUMNS = ("const", "prompt_tokens", "n", "tokens_per_sample", "n_x_tokens_per_sample")
 
 
-def _design(prompt_tokens, n, tokens_per_sample) -> np.ndarray:
+def _design(prompt_tokens: ArrayLike, n: ArrayLike, tokens_per_sample: ArrayLike) -> np.ndarray:
     """The regressors along a new last axis; the inputs broadcast against each other."""
     p, n, t = np.broadcast_arrays(
         *(np.atleast_1d(np.asarray(x, dtype=float)) for x in (prompt_tokens, n, tokens_per_sample))
@@ -50,15 +51,17 @@ class LatencyModel:
         reg = LinearRegression(fit_intercept=False, positive=True).fit(X, y)
         return cls(tuple(float(w) for w in reg.coef_), backend)
 
-    def round_seconds(self, prompt_tokens, n, tokens_per_sample) -> np.ndarray:
+    def round_seconds(self, prompt_tokens: ArrayLike, n: ArrayLike, tokens_per_sample: ArrayLike) -> np.ndarray:
         """Predicted seconds of one batched request."""
-        return _design(prompt_tokens, n, tokens_per_sample) @ np.array(self.weights)
+        return np.asarray(_design(prompt_tokens, n, tokens_per_sample) @ np.array(self.weights))
 
-    def seconds(self, prompt_tokens, n, completion_tokens, rounds) -> np.ndarray:
+    def seconds(
+        self, prompt_tokens: ArrayLike, n: ArrayLike, completion_tokens: ArrayLike, rounds: ArrayLike
+    ) -> np.ndarray:
         """Predicted seconds of a strategy: ``rounds`` requests of ``n`` samples sharing ``completion_tokens``."""
         rounds = np.maximum(np.asarray(rounds, dtype=float), 1)
         per_sample = np.asarray(completion_tokens, dtype=float) / (rounds * np.asarray(n, dtype=float))
-        return rounds * self.round_seconds(prompt_tokens, n, per_sample)
+        return np.asarray(rounds * self.round_seconds(prompt_tokens, n, per_sample))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(

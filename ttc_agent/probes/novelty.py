@@ -50,7 +50,7 @@ class FeatureNovelty:
         d = np.sqrt(((Z[:, None, :] - self.train_[None, :, :]) ** 2).sum(axis=-1))
         if leave_one_out:
             np.fill_diagonal(d, np.inf)
-        return np.sort(d, axis=1)[:, : self.k].mean(axis=1)
+        return np.asarray(np.sort(d, axis=1)[:, : self.k].mean(axis=1))
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """Each prompt's mean distance to its ``k`` nearest training prompts (standardised)."""

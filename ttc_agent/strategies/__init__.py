@@ -5,11 +5,11 @@ Each has ``run(query, backend, verifier=None)`` and ``arun(...)`` returning an `
 the chosen text and answer, every candidate with its score, and the exact `Cost`.
 """
 
+from ttc_agent.costs import Cost
+from ttc_agent.errors import LogprobsUnavailableError
 from ttc_agent.strategies.adaptive import AdaptiveSC
 from ttc_agent.strategies.base import (
     Candidate,
-    Cost,
-    LogprobsUnavailableError,
     Outcome,
     Query,
     Strategy,

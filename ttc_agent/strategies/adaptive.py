@@ -15,11 +15,13 @@ from typing import Any
 
 from scipy.stats import beta
 
+from ttc_agent.backends.base import SamplingParams
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, Strategy
 from ttc_agent.strategies.best_of_n import sampled_candidates
 from ttc_agent.strategies.selection import answer_groups, majority
 from ttc_agent.validation import POSITIVE_INT, Interval, check_param
+from ttc_agent.verifiers import Verifier
 
 #: Seed offset between rounds, so each round draws fresh samples when a seed is set.
 _ROUND_SEED_STEP = 7919
@@ -66,7 +68,7 @@ class AdaptiveSC(Strategy):
             f"adaptive_sc(max_n={self.max_n}, batch={self.batch}, threshold={self.threshold:g}{self.temperature_spec})"
         )
 
-    def _algorithm(self, query: Query, verifier, params) -> Algorithm:
+    def _algorithm(self, query: Query, verifier: Verifier | None, params: SamplingParams) -> Algorithm:
         candidates: list[Candidate] = []
         stop = "max_n"
         round_no = 0

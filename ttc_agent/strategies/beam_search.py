@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ttc_agent.backends.base import SamplingParams
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, ScoreCall, Strategy
 from ttc_agent.validation import POSITIVE_INT, check_param
+from ttc_agent.verifiers import Verifier
 
 _STEP_TOKENS = 96  # the default cap on one step's tokens
 
@@ -69,12 +71,12 @@ class BeamSearch(Strategy):
             f"beam(width={self.width}, expand={self.expand}, max_steps={self.max_steps}{extra}{self.temperature_spec})"
         )
 
-    def _algorithm(self, query: Query, verifier, params) -> Algorithm:
+    def _algorithm(self, query: Query, verifier: Verifier | None, params: SamplingParams) -> Algorithm:
         budget = params.max_tokens
         step = params.with_(
             stop=(*params.stop, self.step_delimiter),
             max_tokens=min(self.max_step_tokens, budget),
-            logprobs=verifier.needs_logprobs,
+            logprobs=verifier is not None and verifier.needs_logprobs,
         )
         active = [_Beam("", (), 0, False, "stop")]
         finished: list[_Beam] = []

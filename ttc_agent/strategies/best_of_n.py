@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from ttc_agent.backends.base import Completion
+from ttc_agent.backends.base import Completion, SamplingParams
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, ScoreCall, Strategy
 from ttc_agent.strategies.selection import SELECTIONS, confidence, select
@@ -49,7 +49,7 @@ class BestOfN(Strategy):
         extra += f", verifier={self.verifier.name}" if self.verifier else ""
         return f"best_of_n({self.n}, select={self.select}{extra}{self.temperature_spec})"
 
-    def _algorithm(self, query: Query, verifier, params) -> Algorithm:
+    def _algorithm(self, query: Query, verifier: Verifier | None, params: SamplingParams) -> Algorithm:
         confident = self.select == "confident_majority"
         wants_logprobs = confident or bool(verifier and verifier.needs_logprobs)
         gen = yield GenerateCall(

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ttc_agent.backends.base import SamplingParams
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, Strategy
 from ttc_agent.strategies.best_of_n import sampled_candidates
 from ttc_agent.strategies.selection import CONFIDENCE_WINDOW, majority
 from ttc_agent.validation import POSITIVE_INT, Interval, check_param
+from ttc_agent.verifiers import Verifier
 
 #: Seed offset of the second round, so it draws fresh samples when a seed is set.
 _SECOND_ROUND_SEED = 7919
@@ -59,7 +61,7 @@ class DeepConf(Strategy):
     def spec(self) -> str:
         return f"deepconf(n={self.n}, warmup={self.warmup}, keep={self.keep:g}{self.temperature_spec})"
 
-    def _algorithm(self, query: Query, verifier, params) -> Algorithm:
+    def _algorithm(self, query: Query, verifier: Verifier | None, params: SamplingParams) -> Algorithm:
         first = params.with_(n=self.warmup, logprobs=True)
         gen = yield GenerateCall([query.prompt], first, require_logprobs=True)
         warm = yield from sampled_candidates(query, gen.completions, None)

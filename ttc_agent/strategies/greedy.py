@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ttc_agent.backends.base import SamplingParams
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, Strategy
+from ttc_agent.verifiers import Verifier
 
 
 class Greedy(Strategy):
@@ -19,7 +21,7 @@ class Greedy(Strategy):
     def spec(self) -> str:
         return "greedy"
 
-    def _algorithm(self, query: Query, verifier, params) -> Algorithm:
+    def _algorithm(self, query: Query, verifier: Verifier | None, params: SamplingParams) -> Algorithm:
         gen = yield GenerateCall([query.prompt], params.with_(n=1, temperature=0.0))
         c = gen.completions[0]
         chosen = Candidate(c.text, query.extract(c.text), None, c.num_tokens, c.finish_reason)

@@ -23,11 +23,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ttc_agent.backends.base import SamplingParams
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.strategies.base import Algorithm, Candidate, Choice, GenerateCall, Query, Strategy
 from ttc_agent.strategies.best_of_n import sampled_candidates
 from ttc_agent.strategies.selection import answer_groups, majority
 from ttc_agent.validation import Interval, check_param
+from ttc_agent.verifiers import Verifier
 
 #: The stage-1 signals, in `stage_signals` order.
 SIGNALS = (
@@ -142,7 +144,7 @@ class TwoStage(Strategy):
         twin.continuation = continuation
         return twin
 
-    def _algorithm(self, query: Query, verifier, params) -> Algorithm:
+    def _algorithm(self, query: Query, verifier: Verifier | None, params: SamplingParams) -> Algorithm:
         gen = yield GenerateCall([query.prompt], params.with_(n=self.k, logprobs=True))
         first = yield from sampled_candidates(query, gen.completions, None)
         if len(first) < self.k or any(c.finish_reason == "deadline" for c in first):

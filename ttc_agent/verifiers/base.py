@@ -14,7 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from ttc_agent.backends.base import Backend
 from ttc_agent.errors import TTCError
+
+#: Per solution, the log-probabilities of its generated tokens (None where the backend returned
+#: none); None when logprobs were not asked for.
+TokenLogprobs = Sequence[Sequence[float] | None] | None
 
 
 class VerifierError(TTCError):
@@ -47,8 +52,8 @@ class Verifier(Protocol):
         question: str,
         solutions: Sequence[str],
         *,
-        logprobs: Sequence[Sequence[float] | None] | None = None,
-        backend: Any = None,
+        logprobs: TokenLogprobs = None,
+        backend: Backend | None = None,
     ) -> Scores: ...
 
     async def ascore(
@@ -56,8 +61,8 @@ class Verifier(Protocol):
         question: str,
         solutions: Sequence[str],
         *,
-        logprobs: Sequence[Sequence[float] | None] | None = None,
-        backend: Any = None,
+        logprobs: TokenLogprobs = None,
+        backend: Backend | None = None,
     ) -> Scores: ...
 
 
@@ -70,10 +75,14 @@ class BaseVerifier:
     #: strategy under a token cap reserves room for it.
     reads_tokens = True
 
-    def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    def score(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         raise NotImplementedError
 
-    async def ascore(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    async def ascore(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         """Runs ``score`` in a worker thread."""
         return await asyncio.to_thread(self.score, question, solutions, logprobs=logprobs, backend=backend)
 
@@ -112,7 +121,9 @@ class CallableVerifier(BaseVerifier):
         self.fn = fn
         self.name = name or str(getattr(fn, "__name__", "callable"))
 
-    def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    def score(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         started = time.perf_counter()
         values = []
         for i, s in enumerate(solutions):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from ttc_agent.verifiers.base import BaseVerifier, Scores, VerifierError
+from ttc_agent.backends.base import Backend
+from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 PASS, FAIL = 1.0, 0.0
 
@@ -42,7 +43,9 @@ class CheckVerifier(BaseVerifier):
         self.check, self.on_error, self.unknown_score = check, on_error, float(unknown_score)
         self.name = name or f"check:{getattr(check, '__name__', 'check')}"
 
-    def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    def score(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         started = time.perf_counter()
         values = []
         for i, s in enumerate(solutions):

@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ttc_agent.backends.base import Generation, SamplingParams
-from ttc_agent.verifiers.base import BaseVerifier, Scores, VerifierError
+from ttc_agent.backends.base import Backend, Generation, SamplingParams
+from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 DEFAULT_TEMPLATE = (
     "Here is a question and a proposed solution.\n\nQuestion: {question}\n\nProposed solution: {solution}\n\n"
@@ -48,12 +48,16 @@ class JudgeVerifier(BaseVerifier):
             raise VerifierError("JudgeVerifier has no backend: give it one, or use it inside a strategy")
         return judge
 
-    def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    def score(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         started = time.perf_counter()
         gen = self._backend(backend).generate(self._prompts(question, solutions), _PARAMS)
         return self._scores(gen, time.perf_counter() - started)
 
-    async def ascore(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    async def ascore(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         started = time.perf_counter()
         gen = await self._backend(backend).agenerate(self._prompts(question, solutions), _PARAMS)
         return self._scores(gen, time.perf_counter() - started)

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from ttc_agent.backends.base import Backend
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.probes.features import TextStats
 from ttc_agent.probes.predictors import AccuracyProbe
-from ttc_agent.verifiers.base import BaseVerifier, Scores, VerifierError
+from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 _SCHEMA = 1
 _TRUSTED = [
@@ -166,7 +167,9 @@ class LearnedVerifier(BaseVerifier):
         self.probe = AccuracyProbe(C=0.01).fit(X, y)
         return self
 
-    def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    def score(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         if self.probe is None:
             raise VerifierError(f"verifier {self.name!r} is not trained: call fit() or LearnedVerifier.load()")
         started = time.perf_counter()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ttc_agent.verifiers.base import BaseVerifier, Scores, VerifierError
+from ttc_agent.backends.base import Backend
+from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 _MODES = ("mean", "min")
 
@@ -27,7 +28,9 @@ class LogprobVerifier(BaseVerifier):
         self.mode = mode
         self.name = "logprob" if mode == "mean" else f"logprob:{mode}"
 
-    def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    def score(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         if logprobs is None or len(logprobs) != len(solutions):
             raise VerifierError(
                 f"verifier {self.name!r} needs the token logprobs of every solution; the backend returned none"

@@ -20,8 +20,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ttc_agent.backends.base import Backend
 from ttc_agent.errors import ModelLoadError
-from ttc_agent.verifiers.base import BaseVerifier, Scores, VerifierError
+from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 CONVENTIONS = {
     "qwen": {"tag": "<extra_0>", "system": "Please reason step by step, and put your final answer within \\boxed{}."},
@@ -91,7 +92,7 @@ class PRMVerifier(BaseVerifier):
             raise ModelLoadError(
                 f"the PRM's tokenizer splits {text!r} into {len(ids)} tokens; the {self.convention!r} convention needs one"
             )
-        return ids[0]
+        return int(ids[0])
 
     def steps(self, solution: str) -> list[str]:
         """The non-empty steps of a solution."""
@@ -136,7 +137,9 @@ class PRMVerifier(BaseVerifier):
             out.append(probs[i][at].tolist())
         return out, int(batch["attention_mask"].sum())
 
-    def score(self, question: str, solutions: Sequence[str], *, logprobs=None, backend=None) -> Scores:
+    def score(
+        self, question: str, solutions: Sequence[str], *, logprobs: TokenLogprobs = None, backend: Backend | None = None
+    ) -> Scores:
         started = time.perf_counter()
         per_step, tokens = self.step_scores(question, solutions)
         values = []
