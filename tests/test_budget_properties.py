@@ -99,7 +99,7 @@ def test_a_manager_never_admits_a_strategy_costing_more_than_is_left(
     balance = Balance(left_t, left_s, total_tokens, total_seconds, calls_done, calls_left, quantile=quantile)
     limits = manager().allowance(balance, pred, pred).limits
     admitted = fits(pred, limits)[0]
-    assert limits.max_tokens is not None and limits.max_tokens <= max(left_t, 1e-9) * (1 + 1e-9)
+    assert limits.max_call_tokens is not None and limits.max_call_tokens <= max(left_t, 1e-9) * (1 + 1e-9)
     for j in np.flatnonzero(admitted):
         assert pred.tokens_quantile(quantile)[0, j] <= left_t * (1 + 1e-6)
         if left_s is not None:

@@ -146,12 +146,12 @@ def test_equal_split_gives_each_call_its_share_and_keeps_the_reserve():
     budget = WorkflowBudget(max_tokens=1000)
     p = preds()
     allowance = EqualSplit().allowance(balance_for(budget, 0, 0.0, (0, 0.0), 0, 4), p)
-    assert allowance.limits.max_tokens == pytest.approx(250)
+    assert allowance.limits.max_call_tokens == pytest.approx(250)
     cheapest = float(p.tokens_q90[0].min())
     assert allowance.reserve_tokens == pytest.approx(3 * cheapest)
     # Little left: the reserve leaves this call only what the cheapest strategy needs.
     tight = EqualSplit().allowance(balance_for(budget, 1000 - 2 * cheapest, 0.0, (0, 0.0), 2, 3), p)
-    assert tight.limits.max_tokens == pytest.approx(cheapest)
+    assert tight.limits.max_call_tokens == pytest.approx(cheapest)
 
 
 def test_the_reserve_and_feasibility_follow_the_budgets_quantile():

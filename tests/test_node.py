@@ -64,8 +64,8 @@ def test_target_mean_cost_calibrates_lambda():
     cheap = node.limits({"configurable": {"ttc": {"target_mean_tokens": 60}}})
     rich = node.limits({"configurable": {"ttc": {"target_mean_tokens": 140}}})
     assert cheap.lambda_tokens > rich.lambda_tokens >= 0
-    kept = node.limits({"configurable": {"ttc": {"target_mean_tokens": 60, "quantile": 0.75, "max_tokens": 300}}})
-    assert (kept.lambda_tokens, kept.quantile, kept.max_tokens) == (cheap.lambda_tokens, 0.75, 300)
+    kept = node.limits({"configurable": {"ttc": {"target_mean_tokens": 60, "quantile": 0.75, "max_call_tokens": 300}}})
+    assert (kept.lambda_tokens, kept.quantile, kept.max_call_tokens) == (cheap.lambda_tokens, 0.75, 300)
     with pytest.raises(InvalidRequestError, match="not both"):
         node.limits({"configurable": {"ttc": {"target_mean_tokens": 60, "target_mean_seconds": 1}}})
 

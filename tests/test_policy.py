@@ -36,12 +36,12 @@ def test_latency_price_flips_beam_search_to_best_of_n():
 
 
 def test_hard_caps_use_the_token_quantile_and_fall_back_to_the_cheapest():
-    decisions = UtilityPolicy(max_tokens=400).decide(P)
+    decisions = UtilityPolicy(max_call_tokens=400).decide(P)
     # best_of_n's q90 (400 * 1.3 = 520) does not fit 400 tokens; beam's (325) does.
     assert decisions[0].spec == SPECS[2] and decisions[0].fits == (True, False, True) and decisions[0].feasible
-    nothing = UtilityPolicy(max_tokens=10).decide(P)
+    nothing = UtilityPolicy(max_call_tokens=10).decide(P)
     assert all(d.spec == "greedy" and not d.feasible for d in nothing)
-    assert UtilityPolicy(max_seconds=1.1).decide(P)[1].spec == "greedy"
+    assert UtilityPolicy(max_call_seconds=1.1).decide(P)[1].spec == "greedy"
 
 
 def test_a_lower_quantile_admits_what_the_q90_refuses():
@@ -49,8 +49,8 @@ def test_a_lower_quantile_admits_what_the_q90_refuses():
     assert (P.tokens < P.tokens_quantile(0.75)).all() and (P.tokens_quantile(0.75) < P.tokens_q90).all()
     assert np.allclose(P.seconds_quantile(0.5), P.seconds) and (P.seconds_quantile(0.9) > P.seconds).all()
     # best_of_n on the hard query: median 480, q90 624. A 500-token cap refuses it at q90 only.
-    strict = UtilityPolicy(max_tokens=500).decide(P)[1]
-    loose = UtilityPolicy(max_tokens=500, quantile=0.5).decide(P)[1]
+    strict = UtilityPolicy(max_call_tokens=500).decide(P)[1]
+    loose = UtilityPolicy(max_call_tokens=500, quantile=0.5).decide(P)[1]
     assert strict.fits == (True, False, True) and loose.fits == (True, True, True)
     assert loose.as_dict()["limits"]["quantile"] == 0.5
 
@@ -58,7 +58,7 @@ def test_a_lower_quantile_admits_what_the_q90_refuses():
 def test_allowed_mask_excludes_strategies():
     no_beam = [True, True, False]
     assert UtilityPolicy().choose(P, allowed=no_beam).tolist() == [1, 1]
-    d = UtilityPolicy(max_tokens=10).decide(P, allowed=[False, True, False])[0]
+    d = UtilityPolicy(max_call_tokens=10).decide(P, allowed=[False, True, False])[0]
     assert d.spec == SPECS[1] and not d.feasible, "nothing fits: the cheapest allowed one"
 
 
@@ -100,8 +100,8 @@ def test_static_and_oracle():
     [
         ({"lambda_tokens": -1}, "lambda_tokens"),
         ({"lambda_seconds": math.nan}, "lambda_seconds"),
-        ({"max_tokens": 0}, "max_tokens"),
-        ({"max_seconds": math.inf}, "max_seconds"),
+        ({"max_call_tokens": 0}, "max_call_tokens"),
+        ({"max_call_seconds": math.inf}, "max_call_seconds"),
         ({"quantile": 0.4}, "quantile must be a finite number in \\[0.5, 1\\), got 0.4"),
         ({"quantile": 1.0}, "quantile"),
         ({"quantile": "high"}, "quantile"),

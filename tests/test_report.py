@@ -12,7 +12,7 @@ def record(choice, tokens, seconds):
         "node": "solve",
         "choice": choice,
         "feasible": True,
-        "limits": {"lambda_tokens": 0.001, "lambda_seconds": 0.0, "max_tokens": None, "max_seconds": None},
+        "limits": {"lambda_tokens": 0.001, "lambda_seconds": 0.0, "max_call_tokens": None, "max_call_seconds": None},
         "candidates": [
             {
                 "strategy": "greedy",

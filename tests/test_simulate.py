@@ -129,16 +129,17 @@ def test_a_users_price_is_a_floor_under_a_budget_and_caps_take_the_tighter():
     from ttc_agent.budgets.gate import within_budget
     from ttc_agent.policy import CallLimits
 
-    manager = CallLimits(lambda_tokens=2e-4, lambda_seconds=0.0, max_tokens=900, max_seconds=None)
-    user = CallLimits(lambda_tokens=1e-3, lambda_seconds=0.01, max_tokens=None, max_seconds=30)
+    manager = CallLimits(lambda_tokens=2e-4, lambda_seconds=0.0, max_call_tokens=900, max_call_seconds=None)
+    user = CallLimits(lambda_tokens=1e-3, lambda_seconds=0.01, max_call_tokens=None, max_call_seconds=30)
     limits = within_budget(manager, user, 0.8)
     assert (limits.lambda_tokens, limits.lambda_seconds) == (1e-3, 0.01)  # the user's, dearer here
-    assert (limits.max_tokens, limits.max_seconds, limits.quantile) == (900, 30, 0.8)
+    assert (limits.max_call_tokens, limits.max_call_seconds, limits.quantile) == (900, 30, 0.8)
     cheap_user = within_budget(manager, CallLimits(lambda_tokens=1e-6), 0.9)
     assert cheap_user.lambda_tokens == 2e-4  # the budget raises a cheaper price, never lowers a dearer one
 
 
-def test_a_runs_price_reaches_a_budgeted_decision_in_the_node():
+def _budgeted_limits(**settings):
+    """The limits one budgeted node call ran under, with ``settings`` in the run's context."""
     from fakes import ScriptedBackend, bundle_for, texts
     from langchain_core.messages import HumanMessage
     from langgraph.graph import START, MessagesState, StateGraph
@@ -154,7 +155,52 @@ def test_a_runs_price_reaches_a_budgeted_decision_in_the_node():
     g.add_edge(START, "solve")
     app_ = g.compile()
     out = app_.invoke({"messages": [HumanMessage("What is 345 + 678?")]},
-                      context=TTCContext(lambda_tokens=1e-3, budget=WorkflowBudget(max_tokens=2000)))  # fmt: skip
-    limits = out["messages"][-1].response_metadata["ttc"]["limits"]
+                      context=TTCContext(budget=WorkflowBudget(max_tokens=2000), **settings))  # fmt: skip
+    return out, out["messages"][-1].response_metadata["ttc"]["limits"]
+
+
+def test_a_runs_settings_under_a_budget_follow_the_documented_rule():
+    """docs/budgets.md's table, row by row: nothing set, a per-call cap, a target."""
+    _, plain = _budgeted_limits()
+    assert plain["max_call_tokens"] is not None  # the budget's own allowance for this call
+    _, capped = _budgeted_limits(max_call_tokens=400)
+    assert capped["max_call_tokens"] == 400 < plain["max_call_tokens"]  # the tighter of the run's cap and the allowance
+    _, loose = _budgeted_limits(max_call_tokens=10**6)
+    assert loose["max_call_tokens"] == plain["max_call_tokens"]
+    _, targeted = _budgeted_limits(target_mean_tokens=1)  # a tiny target calibrates to a dear price
+    assert targeted["lambda_tokens"] > plain["lambda_tokens"]
+
+
+def test_deprecated_limit_names_still_work_and_warn():
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from ttc_agent.budgets import Ledger
+    from ttc_agent.errors import InvalidRequestError
+    from ttc_agent.nodes import TTCContext
+    from ttc_agent.policy import CallLimits, UtilityPolicy
+
+    with pytest.warns(DeprecationWarning, match="'max_(tokens|seconds)' is deprecated, use 'max_call_"):
+        limits = CallLimits(max_tokens=400, max_seconds=5.0)
+    assert (limits.max_call_tokens, limits.max_call_seconds) == (400, 5.0)
+    with pytest.warns(DeprecationWarning, match="max_call_seconds"):
+        assert limits.max_seconds == 5.0
+    with pytest.warns(DeprecationWarning, match="max_call_tokens"):
+        assert UtilityPolicy(max_tokens=300).limits.max_call_tokens == 300
+    with pytest.warns(DeprecationWarning, match="TTCContext: 'max_seconds'"):
+        context = TTCContext(max_seconds=30, budget=WorkflowBudget(max_tokens=2000))
+    assert context.max_call_seconds == 30 and context.budget.max_tokens == 2000
+    with pytest.raises(InvalidRequestError, match="max_call_tokens"), pytest.warns(DeprecationWarning):
+        TTCContext(max_tokens=0)  # a bad value is named by the field's new name
+    with pytest.raises(TypeError, match="not both"):
+        CallLimits(max_tokens=1, max_call_tokens=2)
+    with pytest.warns(DeprecationWarning, match="pacer_lambda_tokens"):
+        old = Ledger(tokens=5, lambda_tokens=0.01)  # a ledger as an older checkpoint stored it
+    assert old.pacer_lambda_tokens == 0.01
+    serde = JsonPlusSerializer()
+    assert serde.loads_typed(serde.dumps_typed(old)) == old
+
+
+def test_a_runs_price_reaches_a_budgeted_decision_in_the_node():
+    out, limits = _budgeted_limits(lambda_tokens=1e-3)
     assert limits["lambda_tokens"] >= 1e-3  # not dropped under the budget
-    assert out["ttc_ledger"].lambda_tokens <= limits["lambda_tokens"]  # the ledger keeps the manager's own price
+    assert out["ttc_ledger"].pacer_lambda_tokens <= limits["lambda_tokens"]  # the ledger keeps the manager's own price

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ttc_agent.deprecation import renamed_fields, renamed_keys
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
@@ -46,6 +47,11 @@ def _check_cap(name: str, value: Any) -> float | None:
     return None if checked is None else float(checked)
 
 
+#: The per-call caps' old names (deprecated): ``max_tokens`` meant five things.
+CAP_RENAMES = {"max_tokens": "max_call_tokens", "max_seconds": "max_call_seconds"}
+
+
+@renamed_fields(CAP_RENAMES)
 @dataclass(frozen=True)
 class CallLimits:
     """What one call may spend: prices per token and per second, optional hard caps, and the
@@ -54,15 +60,15 @@ class CallLimits:
 
     lambda_tokens: float = 0.0
     lambda_seconds: float = 0.0
-    max_tokens: float | None = None
-    max_seconds: float | None = None
+    max_call_tokens: float | None = None
+    max_call_seconds: float | None = None
     quantile: float = TOKENS_QUANTILE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lambda_tokens", _check_price("lambda_tokens", self.lambda_tokens))
         object.__setattr__(self, "lambda_seconds", _check_price("lambda_seconds", self.lambda_seconds))
-        object.__setattr__(self, "max_tokens", _check_cap("max_tokens", self.max_tokens))
-        object.__setattr__(self, "max_seconds", _check_cap("max_seconds", self.max_seconds))
+        object.__setattr__(self, "max_call_tokens", _check_cap("max_call_tokens", self.max_call_tokens))
+        object.__setattr__(self, "max_call_seconds", _check_cap("max_call_seconds", self.max_call_seconds))
         object.__setattr__(self, "quantile", check_quantile(self.quantile))
 
 
@@ -90,8 +96,8 @@ class Decision:
             "limits": LimitsRecord(
                 lambda_tokens=self.limits.lambda_tokens,
                 lambda_seconds=self.limits.lambda_seconds,
-                max_tokens=self.limits.max_tokens,
-                max_seconds=self.limits.max_seconds,
+                max_call_tokens=self.limits.max_call_tokens,
+                max_call_seconds=self.limits.max_call_seconds,
                 quantile=self.limits.quantile,
             ),
             "candidates": [
@@ -126,10 +132,10 @@ def fits(pred: Predictions, limits: CallLimits, allowed: Sequence[bool] | None =
     ok = np.ones_like(pred.accuracy, dtype=bool)
     if allowed is not None:
         ok &= np.asarray(allowed, dtype=bool)[None, :]
-    if limits.max_tokens is not None:
-        ok &= pred.tokens_quantile(limits.quantile) <= limits.max_tokens * (1 + _ROUNDING)
-    if limits.max_seconds is not None:
-        ok &= pred.seconds_quantile(limits.quantile) <= limits.max_seconds * (1 + _ROUNDING)
+    if limits.max_call_tokens is not None:
+        ok &= pred.tokens_quantile(limits.quantile) <= limits.max_call_tokens * (1 + _ROUNDING)
+    if limits.max_call_seconds is not None:
+        ok &= pred.seconds_quantile(limits.quantile) <= limits.max_call_seconds * (1 + _ROUNDING)
     return ok
 
 
@@ -147,11 +153,19 @@ class UtilityPolicy:
         lambda_tokens: float = 0.0,
         lambda_seconds: float = 0.0,
         *,
-        max_tokens: float | None = None,
-        max_seconds: float | None = None,
+        max_call_tokens: float | None = None,
+        max_call_seconds: float | None = None,
         quantile: float = TOKENS_QUANTILE,
+        **deprecated: float | None,
     ) -> None:
-        self.limits = CallLimits(lambda_tokens, lambda_seconds, max_tokens, max_seconds, quantile)
+        caps = {"max_call_tokens": max_call_tokens, "max_call_seconds": max_call_seconds}
+        old = renamed_keys("UtilityPolicy", CAP_RENAMES, deprecated)
+        if unknown := set(old) - set(caps):
+            raise TypeError(f"UtilityPolicy got unexpected keyword arguments {sorted(unknown)}")
+        caps.update(old)
+        self.limits = CallLimits(
+            lambda_tokens, lambda_seconds, caps["max_call_tokens"], caps["max_call_seconds"], quantile
+        )
 
     def __repr__(self) -> str:
         lim = self.limits

@@ -39,8 +39,8 @@ class LimitsRecord(TypedDict):
 
     lambda_tokens: float
     lambda_seconds: float
-    max_tokens: float | None
-    max_seconds: float | None
+    max_call_tokens: float | None
+    max_call_seconds: float | None
     quantile: float
 
 

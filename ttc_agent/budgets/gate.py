@@ -61,8 +61,8 @@ def within_budget(manager: CallLimits, user: CallLimits, quantile: float) -> Cal
         manager,
         lambda_tokens=max(manager.lambda_tokens, user.lambda_tokens),
         lambda_seconds=max(manager.lambda_seconds, user.lambda_seconds),
-        max_tokens=_min_cap(manager.max_tokens, user.max_tokens),
-        max_seconds=_min_cap(manager.max_seconds, user.max_seconds),
+        max_call_tokens=_min_cap(manager.max_call_tokens, user.max_call_tokens),
+        max_call_seconds=_min_cap(manager.max_call_seconds, user.max_call_seconds),
         quantile=quantile,
     )
 
@@ -71,8 +71,8 @@ def call_caps(limits: CallLimits, tokens_q90: float, seconds_q90: float) -> Amou
     """What a call reserves and runs under: its caps, at most `HEADROOM` times its chosen
     strategy's q90 tokens and seconds (the gate and the budget simulator both use it)."""
     return Amount(
-        _min_cap(limits.max_tokens, HEADROOM[0] * tokens_q90),
-        _min_cap(limits.max_seconds, HEADROOM[1] * seconds_q90),
+        _min_cap(limits.max_call_tokens, HEADROOM[0] * tokens_q90),
+        _min_cap(limits.max_call_seconds, HEADROOM[1] * seconds_q90),
     )
 
 
@@ -141,7 +141,7 @@ class BudgetGate:
         if remaining_steps is not None:
             calls_left = max(min(calls_left, int(remaining_steps)), 1)
         same_run = ledger.run == run
-        lambdas = (ledger.lambda_tokens, ledger.lambda_seconds) if same_run else (None, None)
+        lambdas = (ledger.pacer_lambda_tokens, ledger.pacer_lambda_seconds) if same_run else (None, None)
         balance = balance_for(budget, seen_t, seen_s, granted, calls_done, calls_left, lambdas)
         allowance = self.manager.allowance(balance, predictions, calibration)
         lim = allowance.limits
@@ -154,8 +154,8 @@ class BudgetGate:
             # Calls that reserved in the meantime may have shrunk what is left: re-check.
             reserved = replace(
                 limits,
-                max_tokens=None if reservation.tokens is None else max(reservation.tokens, 1e-9),
-                max_seconds=None if reservation.seconds is None else max(reservation.seconds, 1e-9),
+                max_call_tokens=None if reservation.tokens is None else max(reservation.tokens, 1e-9),
+                max_call_seconds=None if reservation.seconds is None else max(reservation.seconds, 1e-9),
             )
             if not fits(predictions, reserved)[0][chosen]:
                 self.pool.release(reservation)
@@ -170,7 +170,7 @@ class BudgetGate:
     def _exhausted(decision: Decision, predictions: Predictions, balance: Balance, node: str) -> BudgetExhausted:
         lim = decision.limits
         cheapest_t, cheapest_s = cheapest_cost(balance, predictions)
-        if lim.max_tokens is not None and cheapest_t > lim.max_tokens:
+        if lim.max_call_tokens is not None and cheapest_t > lim.max_call_tokens:
             return BudgetExhausted("tokens", cheapest_t, float(balance.tokens_left or 0.0), node)
         return BudgetExhausted("seconds", cheapest_s, float(balance.seconds_left or 0.0), node)
 

@@ -19,12 +19,18 @@ from langgraph.channels.untracked_value import UntrackedValue
 from typing_extensions import TypedDict
 
 from ttc_agent.budgets.budget import BudgetError
+from ttc_agent.deprecation import renamed_fields
 from ttc_agent.validation import NON_NEGATIVE, NON_NEGATIVE_INT, check_param
 
 #: The state key the ledger lives under.
 LEDGER_KEY = "ttc_ledger"
 
 
+#: The pacer's stored prices' old names (deprecated; still read from old checkpoints).
+PACER_RENAMES = {"lambda_tokens": "pacer_lambda_tokens", "lambda_seconds": "pacer_lambda_seconds"}
+
+
+@renamed_fields(PACER_RENAMES)
 @dataclass(frozen=True)
 class Ledger:
     """Spend so far (or one call's increment).
@@ -36,7 +42,9 @@ class Ledger:
         run_granted_tokens, run_granted_seconds, granted_tokens, granted_seconds: extra
             allowance a person granted after ``on_exhausted="ask"`` (for the run, the thread).
         node_calls: calls per node in the current run (for learning calls still expected).
-        lambda_tokens, lambda_seconds: the `Paced` manager's prices, carried between calls.
+        pacer_lambda_tokens, pacer_lambda_seconds: the `Paced` manager's prices, carried between
+            calls (formerly ``lambda_tokens``/``lambda_seconds``, deprecated names: a user's
+            ``lambda_*`` setting is another thing).
         exhausted: the limit that stopped the workflow (``"tokens"`` or ``"seconds"``), if any.
     """
 
@@ -53,8 +61,8 @@ class Ledger:
     granted_tokens: int = 0
     granted_seconds: float = 0.0
     node_calls: dict[str, int] = field(default_factory=dict)
-    lambda_tokens: float | None = None
-    lambda_seconds: float | None = None
+    pacer_lambda_tokens: float | None = None
+    pacer_lambda_seconds: float | None = None
     exhausted: str | None = None
 
     def spent(self, scope: str, run: str) -> tuple[int, float, int]:
@@ -114,8 +122,8 @@ def charge(
         granted_tokens=granted_tokens,
         granted_seconds=granted_seconds,
         node_calls={node: calls} if calls else {},
-        lambda_tokens=lambdas[0],
-        lambda_seconds=lambdas[1],
+        pacer_lambda_tokens=lambdas[0],
+        pacer_lambda_seconds=lambdas[1],
         exhausted=exhausted,
     )
 
@@ -152,10 +160,14 @@ def merge_ledgers(current: Ledger | None, update: Ledger | None) -> Ledger:
         granted_tokens=base.granted_tokens + update.granted_tokens,
         granted_seconds=base.granted_seconds + update.granted_seconds,
         node_calls=nodes,
-        lambda_tokens=update.lambda_tokens if update.lambda_tokens is not None else base.lambda_tokens,
-        lambda_seconds=update.lambda_seconds if update.lambda_seconds is not None else base.lambda_seconds,
+        pacer_lambda_tokens=_latest(update.pacer_lambda_tokens, base.pacer_lambda_tokens),
+        pacer_lambda_seconds=_latest(update.pacer_lambda_seconds, base.pacer_lambda_seconds),
         exhausted=update.exhausted or (base.exhausted if same_run else None),
     )
+
+
+def _latest(update: float | None, base: float | None) -> float | None:
+    return update if update is not None else base
 
 
 def _fresh_run(run: str) -> dict[str, Any]:
@@ -167,8 +179,8 @@ def _fresh_run(run: str) -> dict[str, Any]:
         "run_granted_tokens": 0,
         "run_granted_seconds": 0.0,
         "node_calls": {},
-        "lambda_tokens": None,
-        "lambda_seconds": None,
+        "pacer_lambda_tokens": None,
+        "pacer_lambda_seconds": None,
         "exhausted": None,
     }
 

@@ -23,12 +23,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
+from ttc_agent.budgets.ledger import PACER_RENAMES
+from ttc_agent.deprecation import renamed_fields
 from ttc_agent.policy import CallLimits, UtilityPolicy
 from ttc_agent.probes.bundle import Predictions
 from ttc_agent.probes.predictors import TOKENS_QUANTILE
 from ttc_agent.validation import NON_NEGATIVE, POSITIVE, check_param
 
 
+@renamed_fields(PACER_RENAMES)
 @dataclass(frozen=True)
 class Balance:
     """Where a workflow stands before a call (``None`` where a limit is not budgeted)."""
@@ -39,8 +42,8 @@ class Balance:
     seconds_total: float | None
     calls_done: int
     calls_left: int  # including this one, >= 1
-    lambda_tokens: float | None = None  # the prices the manager set at the previous call
-    lambda_seconds: float | None = None
+    pacer_lambda_tokens: float | None = None  # the prices the manager set at the previous call
+    pacer_lambda_seconds: float | None = None
     quantile: float = TOKENS_QUANTILE  # the budget's feasibility quantile (`WorkflowBudget.quantile`)
 
     def as_dict(self) -> dict[str, Any]:
@@ -201,7 +204,7 @@ class Paced:
         self, balance: Balance, predictions: Predictions, calibration: Predictions | None = None
     ) -> Allowance:
         start_t, start_s = self._initial(balance, calibration)
-        lam_t, lam_s = balance.lambda_tokens, balance.lambda_seconds
+        lam_t, lam_s = balance.pacer_lambda_tokens, balance.pacer_lambda_seconds
         # No price yet, or the zero a call expected to be the last one set: start over.
         lam_t = lam_t or start_t
         lam_s = lam_s or start_s
@@ -250,7 +253,7 @@ def balance_for(
         seconds_total=total_s,
         calls_done=calls_done,
         calls_left=max(int(calls_left), 1),
-        lambda_tokens=lambdas[0],
-        lambda_seconds=lambdas[1],
+        pacer_lambda_tokens=lambdas[0],
+        pacer_lambda_seconds=lambdas[1],
         quantile=budget.quantile,
     )

@@ -205,8 +205,8 @@ class TTCChatModel(BaseChatModel):
             raise InvalidRequestError(f"this TTCChatModel serves {self.model_name!r}, not {model!r}")
         configured, _ = run_settings(ensure_config(), current_context())
         settings = merge(configured, parse_settings(kwargs.get("ttc"), "the call's ttc="))
-        if self.timeout is not None and settings.max_seconds is None:
-            settings = settings.model_copy(update={"max_seconds": self.timeout})
+        if self.timeout is not None and settings.max_call_seconds is None:
+            settings = settings.model_copy(update={"max_call_seconds": self.timeout})
         return Call(
             messages,
             tools=kwargs.get("tools") or (),

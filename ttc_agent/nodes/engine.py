@@ -48,7 +48,7 @@ from ttc_agent.verifiers import VerifierLike, as_verifier
 
 #: Calibrated prices an engine remembers (one per target and other price in use).
 _MAX_CALIBRATIONS = 256
-_LIMIT_FIELDS = ("lambda_tokens", "lambda_seconds", "max_tokens", "max_seconds", "quantile")
+_LIMIT_FIELDS = ("lambda_tokens", "lambda_seconds", "max_call_tokens", "max_call_seconds", "quantile")
 _log = logging.getLogger("ttc_agent")
 #: Replies an engine looks back over, and the share of them cut by length that it warns about.
 _CUT_WINDOW, _CUT_SHARE = 20, 0.3
@@ -106,7 +106,7 @@ class Ticket:
             TokenBudgetError: earlier runs spent the whole cap.
         """
         if self.plan is None:
-            return self.decision.limits.max_seconds, None
+            return self.decision.limits.max_call_seconds, None
         cap = self.plan.max_total_tokens
         if cap is not None and self.runs:
             cap -= sum(run.total_tokens() for run in self.runs)

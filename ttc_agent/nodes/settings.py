@@ -16,8 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ttc_agent.budgets.budget import WorkflowBudget
+from ttc_agent.deprecation import renamed_keys, warn_renamed
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.policy import check_quantile
+from ttc_agent.policy import CAP_RENAMES, check_quantile
 from ttc_agent.validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_param
 
 _CONSTRAINTS = {
@@ -25,9 +26,9 @@ _CONSTRAINTS = {
     "lambda_seconds": NON_NEGATIVE,
     "target_mean_tokens": POSITIVE,
     "target_mean_seconds": POSITIVE,
-    "max_tokens": POSITIVE_INT,
+    "max_call_tokens": POSITIVE_INT,
     "max_tokens_per_sample": POSITIVE_INT,
-    "max_seconds": POSITIVE,
+    "max_call_seconds": POSITIVE,
 }
 
 
@@ -35,7 +36,7 @@ class TTCSettings(BaseModel):
     """One call's settings. Every field is optional; unset fields keep the layer below.
 
     Example:
-        >>> TTCSettings(target_mean_tokens=120, max_seconds=30)
+        >>> TTCSettings(target_mean_tokens=120, max_call_seconds=30)
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,9 +49,13 @@ class TTCSettings(BaseModel):
     target_mean_seconds: float | None = Field(
         default=None, description="Set lambda_seconds so the mean predicted seconds hit this."
     )
-    max_tokens: int | None = Field(default=None, description="Per-call cap on predicted total tokens (at `quantile`).")
-    max_seconds: float | None = Field(
-        default=None, description="Per-call cap on predicted seconds, and the call's deadline."
+    max_call_tokens: int | None = Field(
+        default=None,
+        description="Per-call cap on predicted total tokens (at `quantile`); formerly `max_tokens` (deprecated).",
+    )
+    max_call_seconds: float | None = Field(
+        default=None,
+        description="Per-call cap on predicted seconds, and the call's deadline; formerly `max_seconds` (deprecated).",
     )
     max_tokens_per_sample: int | None = Field(
         default=None,
@@ -78,6 +83,7 @@ class TTCSettings(BaseModel):
     )
 
     def __init__(self, **fields: Any) -> None:
+        fields = renamed_keys(type(self).__name__, CAP_RENAMES, fields)
         try:
             super().__init__(**fields)
         except ValidationError as exc:
@@ -90,6 +96,18 @@ class TTCSettings(BaseModel):
         if self.quantile is not None:
             check_quantile(self.quantile)
         return self
+
+    @property
+    def max_tokens(self) -> int | None:
+        """Deprecated name of ``max_call_tokens``."""
+        warn_renamed(type(self).__name__, "max_tokens", "max_call_tokens")
+        return self.max_call_tokens
+
+    @property
+    def max_seconds(self) -> float | None:
+        """Deprecated name of ``max_call_seconds``."""
+        warn_renamed(type(self).__name__, "max_seconds", "max_call_seconds")
+        return self.max_call_seconds
 
 
 class TTCContext(TTCSettings):
@@ -126,9 +144,10 @@ def parse_context(value: object) -> tuple[TTCSettings, WorkflowBudget | None]:
     if isinstance(value, TTCContext):
         return value, value.budget
     if isinstance(value, Mapping):
-        fields = {k: v for k, v in value.items() if k in TTCContext.model_fields}
+        fields = {k: v for k, v in value.items() if k in TTCContext.model_fields or k in CAP_RENAMES}
     else:  # another context schema that carries some of the fields
-        fields = {k: getattr(value, k) for k in TTCContext.model_fields if getattr(value, k, None) is not None}
+        names = (*TTCContext.model_fields, *CAP_RENAMES)
+        fields = {k: getattr(value, k) for k in names if getattr(value, k, None) is not None}
     budget = WorkflowBudget.coerce(fields.pop("budget", None))
     return parse_settings(fields, "the run's context"), budget
 
