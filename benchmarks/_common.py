@@ -116,8 +116,8 @@ def fitted_bundle(traces: Path, test_fraction: float = 0.3, features: str = DEFA
     fits it (the latency model when `latency_for` finds one); saved beside the traces as
     ``<traces>-probes`` and reloaded while the traces and the features are unchanged."""
     from ttc_agent.evaluation.collect import read_meta, traced_model_name
+    from ttc_agent.evaluation.probe_training import train_from_traces
     from ttc_agent.probes import FeatureSet, ProbeBundle
-    from ttc_agent.probes.training import train_from_traces
 
     out = traces.with_name(traces.name + "-probes")
     saved = out / "bundle.json"

@@ -7,7 +7,7 @@ ranges, aiming at about 90%, 60%, 30% and 10%. Greedy runs are independent of ea
 they go through the engine concurrently (only accuracy is measured here, not seconds).
 Prints a table with bootstrap intervals and writes benchmarks/results/arithmetic_levels.json.
 
-    .venv/bin/python benchmarks/arithmetic_levels.py [--model qwen2.5-coder-0.5b] [--per-level 30]
+    .venv/bin/python -m benchmarks.arithmetic_levels [--model qwen2.5-coder-0.5b] [--per-level 30]
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sys
-from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import saved_results, write_results  # noqa: E402
+from benchmarks._common import saved_results, write_results  # noqa: E402
 
 #: Candidate levels: a name and (operation, range of a, range of b).
 CANDIDATES = {

@@ -6,24 +6,20 @@ backend (transformers, in-process vLLM, and a `vllm serve` process through OpenA
 a table and writes benchmarks/results/backends.json (the embedded model) or
 backends-<model>.json (any other, e.g. backends-qwen2.5-coder-0.5b.json).
 
-    .venv/bin/python benchmarks/backends.py [--model smollm2-135m] [--dtype float32] [--max-tokens 64]
+    .venv/bin/python -m benchmarks.backends [--model smollm2-135m] [--dtype float32] [--max-tokens 64]
         [--skip vllm,server]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
-
+from benchmarks._common import write_results  # noqa: E402
 from ttc_agent.backends.models import MODELS, TEST_MODEL, model_dir, named_model  # noqa: E402
 
 PROMPTS = [

@@ -1,6 +1,6 @@
 """Workflow budgets: the simulator on held-out traces, and a real run on the embedded model.
 
-1. Simulator (`ttc_agent.budgets.simulate`), per trace folder (``--datasets``: arithmetic from
+1. Simulator (`ttc_agent.evaluation.simulate`), per trace folder (``--datasets``: arithmetic from
    benchmarks/probes.py, gsm8k from benchmarks/strategies.py): 10,000 synthetic workflows of
    ``--steps`` calls drawn from every problem, each predicted by probes cross-fitted over
    ``--folds`` folds (fitted without it; ``--folds 0``: only the held-out split), at several
@@ -17,10 +17,10 @@
 Writes benchmarks/results/budgets.json (a part, dataset or real budget not run this time is
 kept from the file) and docs/img/budgets-success-<dataset>-*.png.
 
-    .venv/bin/python benchmarks/budgets.py [--parts simulator,real] [--datasets arithmetic,gsm8k]
+    .venv/bin/python -m benchmarks.budgets [--parts simulator,real] [--datasets arithmetic,gsm8k]
         [--workflows 10000] [--steps 4] [--real 20] [--real-budget 700:20 --real-budget 350:8]
-    .venv/bin/python benchmarks/budgets.py --parts simulator --datasets qwen-arithmetic --features text_stats
-    .venv/bin/python benchmarks/budgets.py --parts real --model qwen2.5-coder-0.5b --real 10 \
+    .venv/bin/python -m benchmarks.budgets --parts simulator --datasets qwen-arithmetic --features text_stats
+    .venv/bin/python -m benchmarks.budgets --parts real --model qwen2.5-coder-0.5b --real 10 \
         --real-budget 400:30 --real-budget 200:12 --real-modes adaptive,greedy
 """
 
@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks._common import (  # noqa: E402
     DEFAULT_FEATURES,
     fitted_bundle,
     latency_for,
@@ -65,10 +63,10 @@ def label_multiples(rows: list[dict], multiples: tuple[float, ...]) -> None:
 
 def simulator(dataset: str, workflows: int, steps: int, folds: int, features: str = DEFAULT_FEATURES) -> dict:
     from ttc_agent.budgets import WorkflowBudget
-    from ttc_agent.budgets.simulate import plot_simulation, simulate, simulation_table
     from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.evaluation.probe_training import cross_fit
+    from ttc_agent.evaluation.simulate import plot_simulation, simulate, simulation_table
     from ttc_agent.probes import TraceTable
-    from ttc_agent.probes.training import cross_fit
 
     # The bundle's calibration sets the Paced manager's starting prices.
     bundle = fitted_bundle(TRACES / dataset, features=features)

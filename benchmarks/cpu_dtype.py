@@ -2,20 +2,17 @@
 seconds, greedy and best-of-8 tokens per second, and whether the greedy answers agree and are
 right (GSM8K test questions). `VLLMBackend` defaults to the faster one where it keeps accuracy.
 
-    .venv/bin/python benchmarks/cpu_dtype.py [--questions 3] [--model qwen2.5-coder-0.5b]
+    .venv/bin/python -m benchmarks.cpu_dtype [--questions 3] [--model qwen2.5-coder-0.5b]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from benchmarks._common import write_results  # noqa: E402
 
 
 def measure(model: str, dtype: str, questions: list, max_tokens: int, n8_tokens: int) -> dict:

@@ -11,7 +11,7 @@ every static strategy on the traces of the questions asked (95% bootstrap interv
 
 Writes benchmarks/results/ood.json and the doc block ``ood`` in docs/benchmarks.md:
 
-    .venv/bin/python benchmarks/ood.py
+    .venv/bin/python -m benchmarks.ood
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, write_doc_block, write_results
 from scipy.stats import bootstrap
 
+from benchmarks._common import REPO, write_doc_block, write_results
 from ttc_agent.evaluation.collect import read_meta, read_traces, write_trace_folder
 from ttc_agent.evaluation.pool_replay import replay_pool
 from ttc_agent.evaluation.pools import pool_from_traces
+from ttc_agent.evaluation.probe_training import train_from_traces
 from ttc_agent.policy import CallLimits, UtilityPolicy
 from ttc_agent.probes import ProbeBundle
-from ttc_agent.probes.bundle import TraceTable
 from ttc_agent.probes.latency import LatencyModel
-from ttc_agent.probes.training import train_from_traces
+from ttc_agent.probes.table import TraceTable
 
 SAFE_TWO_STAGE = "two_stage(k=4, more=12)"
 TRACES = {"arithmetic": REPO / "benchmarks/traces/qwen-arithmetic", "gsm8k": REPO / "benchmarks/traces/qwen-gsm8k"}
@@ -140,7 +140,7 @@ def main() -> None:
 
 def doc(results: dict) -> str:
     lines = [
-        "`python benchmarks/ood.py`: flagged share and the policy at lambda 0, trusting its probes and with the fallback "
+        "`python -m benchmarks.ood`: flagged share and the policy at lambda 0, trusting its probes and with the fallback "
         "for flagged prompts (each strategy's accuracy taken as its training average), against the best static strategy on the questions asked.",
         "",
         "| bundle, questions | n | flagged | trusting the probes | with the fallback | two_stage(k=4, more=12), agreement rule | best static |",

@@ -20,7 +20,7 @@ time. The peers run in a virtual environment of their own, outside the repositor
 first time from ``benchmarks/requirements-peers.txt`` (``--venv``). Prints a table and writes
 benchmarks/results/peers.json.
 
-    .venv/bin/python benchmarks/peers.py [--per-level 6] [--n 8] [--prices 0,3e-4,1e-3]
+    .venv/bin/python -m benchmarks.peers [--per-level 6] [--n 8] [--prices 0,3e-4,1e-3]
 """
 
 from __future__ import annotations
@@ -46,9 +46,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, interleave, write_doc_block, write_results  # noqa: E402
-
+from benchmarks._common import REPO, interleave, write_doc_block, write_results  # noqa: E402
 from ttc_agent.answers import answer_key, answers_equal, extract_answer  # noqa: E402
 from ttc_agent.backends import VLLMServer  # noqa: E402
 from ttc_agent.backends.models import named_model  # noqa: E402

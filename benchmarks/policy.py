@@ -16,22 +16,20 @@ strategy's tokens and at its seconds (`ttc_agent.evaluation.replay.menu_ablation
 
 Writes benchmarks/results/policy.json (a dataset not run is kept from the file) and docs/img/policy-<dataset>-{tokens,seconds}.png.
 
-    .venv/bin/python benchmarks/policy.py [--datasets arithmetic]
-    .venv/bin/python benchmarks/policy.py --datasets qwen-arithmetic --no-collect --features text_stats
+    .venv/bin/python -m benchmarks.policy [--datasets arithmetic]
+    .venv/bin/python -m benchmarks.policy --datasets qwen-arithmetic --no-collect --features text_stats
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks._common import (  # noqa: E402
     DEFAULT_FEATURES,
     arithmetic_by_level,
     fitted_bundle,
@@ -147,9 +145,9 @@ def report(name: str, result: dict, title: str) -> None:
 
 def run(name: str, bootstrap: int, folds: int, features: str = DEFAULT_FEATURES) -> dict:
     from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.evaluation.probe_training import cross_fit
     from ttc_agent.evaluation.replay import plot, replay
     from ttc_agent.probes import TraceTable
-    from ttc_agent.probes.training import cross_fit
 
     traces = HERE / "traces" / name
     bundle = fitted_bundle(traces, features=features)
@@ -208,7 +206,7 @@ def main() -> None:
     if not args.no_collect:
         from ttc_agent.backends import TransformersBackend
         from ttc_agent.evaluation.collect import collect
-        from ttc_agent.evaluation.menu import Menu
+        from ttc_agent.strategies.menu import Menu
 
         menu = Menu.load(HERE / "menus" / "arithmetic.yaml")
         problems = arithmetic_by_level(args.per_level)

@@ -17,8 +17,8 @@ Steps (each resumable; traces live in benchmarks/traces/):
    level can beat, and how the seconds follow the longest sample of a run (`seconds_floor`).
 Writes benchmarks/results/probes.json and plots into docs/img/.
 
-    .venv/bin/python benchmarks/probes.py [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
-    .venv/bin/python benchmarks/probes.py --datasets qwen-arithmetic --no-collect --features text_stats
+    .venv/bin/python -m benchmarks.probes [--datasets arithmetic,gsm8k] [--per-level 20] [--repeats 2]
+    .venv/bin/python -m benchmarks.probes --datasets qwen-arithmetic --no-collect --features text_stats
 
 A trace folder of another model than the profiled one gets its latency regressed from the
 traced seconds (`latency_for`); results for datasets not run this time are kept from the file.
@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from benchmarks._common import (  # noqa: E402
     DEFAULT_FEATURES,
     arithmetic_by_level,
     latency_for,
@@ -82,7 +80,7 @@ def timing(bundle, prompts, tokens, model: str | None) -> dict[str, float]:
 def cross_fitted(traces: Path, feature_sets: list[str], folds: int = 5) -> dict:
     """Per feature set, the trace table and the predictions of probes cross-fitted over
     ``folds`` folds (every question held out once)."""
-    from ttc_agent.probes.training import cross_fit
+    from ttc_agent.evaluation.probe_training import cross_fit
 
     return {fs: cross_fit(traces, features=fs, latency=latency_for(traces), folds=folds) for fs in feature_sets}
 
@@ -150,8 +148,8 @@ def greedy_lookahead(table, X, model: str | None = None, folds: int = 5) -> dict
     from transformers import AutoTokenizer
 
     from ttc_agent.backends.models import TEST_MODEL, model_dir
-    from ttc_agent.probes.bundle import fold_of
     from ttc_agent.probes.predictors import TokenRegressor
+    from ttc_agent.probes.table import fold_of
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir(model or TEST_MODEL))
     replies = [runs[0]["candidates"][0]["text"] for runs in table.runs["greedy"]]
@@ -235,10 +233,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     from ttc_agent.evaluation.collect import collect, read_meta, read_traces, traced_model_name
-    from ttc_agent.evaluation.machines import seconds_clock, seconds_on_one_machine
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
     from ttc_agent.probes.evaluate import evaluate, metrics_table, runs_within_q90
+    from ttc_agent.probes.machines import seconds_clock, seconds_on_one_machine
+    from ttc_agent.strategies.menu import Menu
 
     console = Console()
     names = [n for n in args.datasets.split(",") if n]

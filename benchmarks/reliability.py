@@ -1,7 +1,7 @@
 """Reliability under faults and load, against a real `vllm serve` of the embedded model.
 
 **Faults.** Multi-step math workflows (the demo graph, checkpointed in memory, each under its
-own workflow budget) run through `ttc_agent.faults.FaultProxy`, which injects every fault kind
+own workflow budget) run through `benchmarks.faults.FaultProxy`, which injects every fault kind
 (429 with Retry-After, 500, connection resets, bodies cut off, stalls past the timeout,
 malformed JSON) into a share of the generation requests. A workflow that raises is resumed
 from its checkpoint (``invoke(None, config)``), at most three times. Counted: faults per kind,
@@ -16,34 +16,30 @@ ledger equals the sum of its own calls) and overrun.
 
 Prints a table and writes benchmarks/results/reliability.json.
 
-    .venv/bin/python benchmarks/reliability.py [--workflows 32] [--rate 0.3] [--threads 32]
+    .venv/bin/python -m benchmarks.reliability [--workflows 32] [--rate 0.3] [--threads 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_doc_block, write_results  # noqa: E402
-
+from benchmarks._common import write_doc_block, write_results  # noqa: E402
+from benchmarks.faults import FAULTS, FaultProxy  # noqa: E402
 from ttc_agent.backends import Generation, OpenAIBackend, VLLMServer  # noqa: E402
 from ttc_agent.budgets import WorkflowBudget  # noqa: E402
 from ttc_agent.budgets.pool import POOL  # noqa: E402
 from ttc_agent.demo import SHIPPED_PROBES, make_graph  # noqa: E402
 from ttc_agent.errors import TTCError  # noqa: E402
-from ttc_agent.faults import FAULTS, FaultProxy  # noqa: E402
 from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode  # noqa: E402
 from ttc_agent.probes import ProbeBundle  # noqa: E402
 

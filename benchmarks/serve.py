@@ -12,7 +12,7 @@ spend the clients saw against the store's.
 
 Prints a table and writes benchmarks/results/serve.json.
 
-    .venv/bin/python benchmarks/serve.py [--model qwen2.5-coder-0.5b] [--requests 32] [--rounds 2]
+    .venv/bin/python -m benchmarks.serve [--model qwen2.5-coder-0.5b] [--requests 32] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import openai
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _common import write_doc_block, write_results  # noqa: E402
 from postgres_server import LocalPostgres  # noqa: E402
 
+from benchmarks._common import write_doc_block, write_results  # noqa: E402
 from ttc_agent.backends import VLLMServer  # noqa: E402
 from ttc_agent.backends.vllm_server import free_port, wait_until_ready  # noqa: E402
 from ttc_agent.demo import SHIPPED_PROBES  # noqa: E402

@@ -13,7 +13,7 @@ written to benchmarks/traces/gsm8k in `ttc-agent collect`'s format (this menu, o
 strategy and question), since collecting a separate k-run trace set costs about 5 minutes a
 question on this CPU.
 
-    .venv/bin/python benchmarks/strategies.py [--per-level 20] [--gsm8k 30] [--report-only]
+    .venv/bin/python -m benchmarks.strategies [--per-level 20] [--gsm8k 30] [--report-only]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -30,8 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_doc_block, write_results  # noqa: E402
+from benchmarks._common import RESULTS, write_doc_block, write_results  # noqa: E402
 
 RUNS = RESULTS / "strategies-runs.jsonl"
 TRACES = Path(__file__).resolve().parent / "traces"
@@ -58,7 +56,7 @@ def menu(dataset: str, seed: int):
 
 def menu_of(dataset: str):
     """The strategies of `menu` as a `Menu` (specs plus their shared ``max_tokens``)."""
-    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.strategies.menu import Menu
 
     strategies = menu(dataset, seed=0)
     return Menu(tuple(s.spec for s in strategies), {"max_tokens": strategies[0].sampling.max_tokens})
@@ -313,7 +311,7 @@ def summarise_traces(folders: list[Path]) -> None:
     first repeat of each run), written to benchmarks/results/strategies-<model>.json and the
     ``strategies-<model>`` block of docs/benchmarks.md."""
     from ttc_agent.evaluation.collect import read_meta, read_traces
-    from ttc_agent.evaluation.machines import seconds_on_one_machine
+    from ttc_agent.probes.machines import seconds_on_one_machine
 
     runs, source = [], {}
     for folder in folders:

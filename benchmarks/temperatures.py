@@ -9,7 +9,7 @@ intervals over questions, beside greedy. Only questions with every temperature d
 Writes benchmarks/results/temperatures.json and the doc block ``temperatures`` in
 docs/benchmarks.md:
 
-    .venv/bin/python benchmarks/temperatures.py [--pool benchmarks/pools/NAME]
+    .venv/bin/python -m benchmarks.temperatures [--pool benchmarks/pools/NAME]
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from _common import REPO, write_doc_block, write_results
 from scipy.stats import bootstrap
 
+from benchmarks._common import REPO, write_doc_block, write_results
 from ttc_agent.evaluation.pool_replay import replay_pool
 from ttc_agent.evaluation.pools import read_pool, read_pool_meta
 from ttc_agent.probes.latency import LatencyModel
@@ -79,7 +79,7 @@ def main() -> None:
         print(f"  T={t}: per-sample {row['per_sample_right']:.3f}, cut {row['cut']:.0%}, tokens {row['tokens']:.0f}, "
               f"majority@2/4/8 {row['majority@2']:.3f}/{row['majority@4']:.3f}/{row['majority@8']:.3f}, pass@8 {row['pass@8']:.3f}")  # fmt: skip
     write_results("temperatures", out)
-    lines = [f"`python benchmarks/temperatures.py` on `{out['pool']}`: {out['questions']} GSM8K train questions with "
+    lines = [f"`python -m benchmarks.temperatures` on `{out['pool']}`: {out['questions']} GSM8K train questions with "
              f"every temperature drawn, {out['max_tokens']} tokens a sample. Greedy: {g['accuracy']:.3f} "
              f"[{g['accuracy_ci'][0]:.2f}, {g['accuracy_ci'][1]:.2f}], {g['cut']:.0%} cut by the cap, {g['tokens']:.0f} tokens.", "",
              "| temperature | samples right [95%] | cut by the cap | tokens a sample | majority@2 | majority@4 | majority@8 [95%] | pass@8 |",

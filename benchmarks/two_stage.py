@@ -18,7 +18,7 @@ Writes benchmarks/results/two_stage.json, docs/img/two-stage.png/svg, the README
 docs/img/readme-gsm8k.png/svg and the doc block
 ``two-stage`` in docs/benchmarks.md. Runs in about a minute:
 
-    .venv/bin/python benchmarks/two_stage.py
+    .venv/bin/python -m benchmarks.two_stage
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from _common import DOC, REPO, write_doc_block, write_results
 from scipy.stats import bootstrap
 from sklearn.metrics import roc_auc_score
 
+from benchmarks._common import DOC, REPO, write_doc_block, write_results
 from ttc_agent.evaluation.collect import read_traces
 from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
 from ttc_agent.evaluation.pools import pool_from_traces
 from ttc_agent.plotting import plain_log_axis, save_figure
-from ttc_agent.probes.bundle import fold_of
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.stage2 import Stage2Policy, stage2_model
+from ttc_agent.probes.table import fold_of
 from ttc_agent.strategies import TwoStage, parse_strategy
 
 K, MORE, FOLDS = 4, 12, 5
@@ -269,7 +269,7 @@ def doc(results: dict, figures: list[str]) -> str:
     lines = ["Cross-fitted over 5 folds of questions on the reference model's traces converted to pools "
              "(greedy + 16 samples at temperature 0.7; seconds from a latency model fitted on the traced "
              "single-round runs, \"measured\", and the same backend as if a round's samples ran fully in "
-             "parallel, \"parallel\"): `python benchmarks/two_stage.py`.", ""]  # fmt: skip
+             "parallel, \"parallel\"): `python -m benchmarks.two_stage`.", ""]  # fmt: skip
     for name, res in results.items():
         m = res["measured"]
         ad = m["static"][ADAPTIVE]

@@ -27,15 +27,14 @@ model's hidden states and that model judging.
 
 Writes benchmarks/results/verifiers.json, one entry per dataset (a dataset not run is kept).
 
-    .venv/bin/python benchmarks/verifiers.py [--datasets arithmetic,gsm8k] [--rollouts 4]
+    .venv/bin/python -m benchmarks.verifiers [--datasets arithmetic,gsm8k] [--rollouts 4]
         [--rollout-questions 30] [--train-on bo8] [--folds 3]
-    .venv/bin/python benchmarks/verifiers.py --datasets qwen-arithmetic,qwen-gsm8k --folds 5 --train-on bo8 [--no-judge]
+    .venv/bin/python -m benchmarks.verifiers --datasets qwen-arithmetic,qwen-gsm8k --folds 5 --train-on bo8 [--no-judge]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -44,8 +43,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, interleave, saved_results, traced_model, write_results  # noqa: E402
+from benchmarks._common import REPO, interleave, saved_results, traced_model, write_results  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces" / "arithmetic"
@@ -228,7 +226,7 @@ def cross_fitted(name: str, folds: int, backend, judge: bool = True, train_on: s
     runs' candidates only (reading every sampled candidate of a 0.5B model is most of an hour
     on 2 cores). No process verifier: rollouts of 192-token GSM8K steps are hours of this CPU."""
     from ttc_agent.evaluation.collect import read_traces
-    from ttc_agent.probes.bundle import fold_of
+    from ttc_agent.probes.table import fold_of
     from ttc_agent.verifiers import JudgeVerifier
     from ttc_agent.verifiers.learned import CandidateEncoder, LearnedVerifier, examples_from_traces
 
@@ -388,7 +386,7 @@ def collect_process_beams(records, backend) -> list[dict]:
     (resumable: `collect` appends to benchmarks/traces/arithmetic-process-beam)."""
     from ttc_agent.evaluation.collect import collect, read_meta, read_traces
     from ttc_agent.evaluation.datasets import Problem
-    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.strategies.menu import Menu
 
     problems = {r["problem_id"]: Problem.from_record(r) for r in records}
     menu = Menu((PROCESS_BEAM,), read_meta(TRACES)["menu"]["defaults"])

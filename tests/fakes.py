@@ -10,8 +10,8 @@ import random
 from collections.abc import Callable
 
 from ttc_agent.backends.base import Completion, Generation, PromptResult, normalize_prompts, resolve_params
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
+from ttc_agent.strategies.menu import Menu
 
 #: The two-strategy menu of the synthetic traces.
 MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 64})

@@ -14,9 +14,9 @@ from ttc_agent.budgets import BudgetError, WorkflowBudget
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.collect import read_traces
 from ttc_agent.evaluation.datasets import load_dataset
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import TTCEngine, TTCNode
 from ttc_agent.strategies import parse_strategy
+from ttc_agent.strategies.menu import Menu
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_seconds"])

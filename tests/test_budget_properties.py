@@ -14,7 +14,7 @@ from ttc_agent.budgets import BudgetError, EqualSplit, Paced
 from ttc_agent.budgets.ledger import Ledger, charge, merge_ledgers
 from ttc_agent.budgets.managers import Balance
 from ttc_agent.policy import fits
-from ttc_agent.probes.bundle import Predictions
+from ttc_agent.probes.predictions import Predictions
 
 spends = st.lists(
     st.tuples(st.integers(0, 10_000), st.floats(0, 600, allow_nan=False), st.sampled_from(["a", "b", "c"])),

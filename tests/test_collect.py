@@ -10,7 +10,7 @@ from fakes import ScriptedBackend, texts
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.collect import collect, read_meta, read_traces, write_trace_folder
 from ttc_agent.evaluation.datasets import arithmetic
-from ttc_agent.evaluation.menu import Menu
+from ttc_agent.strategies.menu import Menu
 
 MENU = Menu(("greedy", "best_of_n(2, select=majority)"), {"max_tokens": 32})
 

@@ -112,7 +112,7 @@ def test_a_half_written_trace_line_is_cut_before_appending(tmp_path):
     from fakes import ScriptedBackend, texts
 
     from ttc_agent.evaluation.datasets import arithmetic
-    from ttc_agent.evaluation.menu import Menu
+    from ttc_agent.strategies.menu import Menu
 
     problems = arithmetic(per_level=2, levels=(1,), seed=0)
     menu = Menu(("greedy",), {"max_tokens": 8})

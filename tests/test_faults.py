@@ -10,9 +10,9 @@ import pytest
 from conftest import CHAT
 from langchain_core.messages import HumanMessage
 
+from benchmarks.faults import FAULTS, FaultProxy
 from ttc_agent.backends import OpenAIBackend
 from ttc_agent.errors import BackendError, BackendResponseError, InvalidRequestError
-from ttc_agent.faults import FAULTS, FaultProxy
 
 
 def test_the_proxy_checks_its_settings():

@@ -98,8 +98,8 @@ def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
     from ttc_agent.cli import app
     from ttc_agent.evaluation.collect import collect
     from ttc_agent.evaluation.datasets import arithmetic
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.evaluation.rollouts import collect_rollouts, read_rollouts
+    from ttc_agent.strategies.menu import Menu
 
     problems = arithmetic(per_level=3, levels=(1, 2), seed=4)
     collect(
@@ -137,8 +137,8 @@ def test_train_verifier_command_on_real_traces(tf_backend, tmp_path):
 def test_step_prefixes_and_rollout_labels(tmp_path):
     from ttc_agent.evaluation.collect import collect
     from ttc_agent.evaluation.datasets import Problem, arithmetic
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.evaluation.rollouts import collect_rollouts, read_rollouts, rollout_values, step_prefixes
+    from ttc_agent.strategies.menu import Menu
 
     assert step_prefixes("First.\n\nSecond.\n\nSo 5.") == ["First.\n\n", "First.\n\nSecond.\n\n"]
     assert step_prefixes("2 + 3 = 5. The answer is 5.") == ["2 + 3 = 5. "]

@@ -17,13 +17,13 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from ttc_agent.budgets import BudgetState, WorkflowBudget
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import TTCChatModel, TTCContext, TTCEngine, TTCNode
 from ttc_agent.nodes.engine import Call
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
 from ttc_agent.probes.length_cap import length_cuts, under_cap
 from ttc_agent.report import length_cuts_by_strategy
 from ttc_agent.strategies import parse_strategy
+from ttc_agent.strategies.menu import Menu
 
 MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 24})
 

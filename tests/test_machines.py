@@ -3,12 +3,12 @@
 import pytest
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.machines import (
+from ttc_agent.probes import TraceTable
+from ttc_agent.probes.machines import (
     seconds_clock,
     seconds_factors,
     seconds_on_one_machine,
 )
-from ttc_agent.probes import TraceTable
 
 MESSAGES = [{"role": "user", "content": "q"}]
 

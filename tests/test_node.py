@@ -10,9 +10,9 @@ from langchain_core.tracers.context import collect_runs
 from langgraph.graph import START, MessagesState, StateGraph
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import TTCEngine, TTCNode
 from ttc_agent.probes import ProbeMismatchError
+from ttc_agent.strategies.menu import Menu
 
 MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 24})
 HARD = [HumanMessage("What is 345 + 678?")]

@@ -7,7 +7,6 @@ import pytest
 from fakes import MENU, synthetic_traces
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.probes import (
     AccuracyProbe,
     FeatureSet,
@@ -21,6 +20,7 @@ from ttc_agent.probes import (
 )
 from ttc_agent.probes.evaluate import evaluate
 from ttc_agent.probes.metrics import auroc, ece, mape, mape_floor
+from ttc_agent.strategies.menu import Menu
 
 
 def test_text_stats_are_cheap_and_informative():

@@ -8,10 +8,10 @@ import pytest
 from fakes import MENU, synthetic_traces
 
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.evaluation.probe_training import cross_fit
 from ttc_agent.evaluation.replay import Outcomes, menu_ablation, plot, replay
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats, TraceTable, split_ids
-from ttc_agent.probes.bundle import id_bucket
-from ttc_agent.probes.training import cross_fit
+from ttc_agent.probes.table import id_bucket
 
 
 @functools.cache

@@ -8,8 +8,8 @@ from fakes import MENU, synthetic_traces
 from typer.testing import CliRunner
 
 from ttc_agent.budgets import BudgetError, WorkflowBudget
-from ttc_agent.budgets.simulate import draw_world, simulate
 from ttc_agent.cli import app
+from ttc_agent.evaluation.simulate import draw_world, simulate
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats, TraceTable
 
 RECORDS = synthetic_traces(n=160, gain_easy=0.0, gain_hard=0.4)

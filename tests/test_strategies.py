@@ -208,8 +208,8 @@ def test_beam_search_continues_partial_turns_on_the_real_model(tf_backend):
 
 
 def test_a_spec_carries_its_temperature_and_a_menu_may_set_one_for_its_sampling_strategies():
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.strategies import parse_strategy
+    from ttc_agent.strategies.menu import Menu
 
     spec = parse_strategy("best_of_n(8, select=majority, temperature=0.4)")
     assert spec.spec == "best_of_n(8, select=majority, temperature=0.4)" and spec.sampling.temperature == 0.4

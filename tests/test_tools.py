@@ -84,8 +84,8 @@ def scripted_tool_backend():
 
 
 def test_best_of_n_votes_over_normalised_tool_calls_and_never_beams():
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
+    from ttc_agent.strategies.menu import Menu
 
     menu = Menu(("greedy", "best_of_n(4, select=majority)", "beam(width=2, expand=2, max_steps=2)"), {"max_tokens": 24})
     from fakes import synthetic_traces

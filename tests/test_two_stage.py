@@ -9,13 +9,13 @@ from langchain_core.messages import HumanMessage
 
 from ttc_agent.budgets import WorkflowBudget
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.evaluation.pool_replay import PoolTooSmallError, fit_stage2, replay_pool, stage2_rows
 from ttc_agent.nodes import TTCChatModel, TTCEngine
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.stage2 import Stage2Policy, stage2_design, stage2_model
 from ttc_agent.strategies import AgreementRule, StageOne, parse_strategy
+from ttc_agent.strategies.menu import Menu
 from ttc_agent.strategies.two_stage import SIGNALS, stage_signals
 
 LATENCY = LatencyModel((1.0, 0.0, 0.1, 0.01, 0.0))

@@ -16,9 +16,9 @@ from ttc_agent.cli import app
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.collect import collect, read_traces
 from ttc_agent.evaluation.datasets import Problem, load_dataset, with_workload
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes import TTCChatModel, TTCEngine
 from ttc_agent.probes import FeatureSet, ProbeBundle, TextStats
+from ttc_agent.strategies.menu import Menu
 
 MENU = Menu(("greedy", "best_of_n(4, select=majority)"), {"max_tokens": 32})
 COLOURS = ["red", "blue", "green", "black"]

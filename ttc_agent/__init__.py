@@ -42,11 +42,11 @@ if TYPE_CHECKING:
         WorkflowBudget,
         budget_exhausted,
     )
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.nodes import TTCChatModel, TTCContext, TTCEngine, TTCMiddleware, TTCNode, TTCSettings
     from ttc_agent.policy import CallLimits, StaticPolicy, UtilityPolicy
     from ttc_agent.probes import ProbeBundle
     from ttc_agent.strategies import AdaptiveSC, BeamSearch, BestOfN, DeepConf, Greedy, Outcome, parse_strategy
+    from ttc_agent.strategies.menu import Menu
 
 #: Public name -> the module that defines it (imported on first use).
 _LAZY = {
@@ -63,7 +63,7 @@ _LAZY = {
     "Paced": "ttc_agent.budgets",
     "WorkflowBudget": "ttc_agent.budgets",
     "budget_exhausted": "ttc_agent.budgets",
-    "Menu": "ttc_agent.evaluation.menu",
+    "Menu": "ttc_agent.strategies.menu",
     "TTCChatModel": "ttc_agent.nodes",
     "TTCContext": "ttc_agent.nodes",
     "TTCEngine": "ttc_agent.nodes",

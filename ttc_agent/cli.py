@@ -380,8 +380,8 @@ def collect(
     with --rollouts N, also label the step prefixes of sampled candidates by N continuations each
     (rollouts.jsonl, for `ttc-agent train-verifier --process`)."""
     from ttc_agent.evaluation.collect import collect as run_collect
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.evaluation.rollouts import collect_rollouts
+    from ttc_agent.strategies.menu import Menu
 
     try:
         m = Menu.load(menu)
@@ -451,10 +451,10 @@ def replay(
     them, with tokens from the samples each strategy used and seconds from a latency model, for
     `ttc-agent train` and `evaluate`."""
     from ttc_agent.evaluation.collect import write_trace_folder
-    from ttc_agent.evaluation.menu import Menu
     from ttc_agent.evaluation.pool_replay import pool_latency, replay_pool
     from ttc_agent.evaluation.pools import read_pool, read_pool_meta
     from ttc_agent.probes.latency import LatencyModel
+    from ttc_agent.strategies.menu import Menu
 
     try:
         m, meta, records = Menu.load(menu), read_pool_meta(pool_folder), read_pool(pool_folder)
@@ -521,8 +521,8 @@ def train(
     """Fit the probes on a train split of TRACES, print metrics on the held-out rest, and save
     the bundle (it records its training problems, so `ttc-agent evaluate` replays only the others);
     with --pool, also fit each two-stage strategy's stage-2 decision on the pool's training questions."""
+    from ttc_agent.evaluation.probe_training import train_from_traces
     from ttc_agent.probes.evaluate import metrics_table
-    from ttc_agent.probes.training import train_from_traces
 
     try:
         with console.status(f"featurising and fitting {traces}..."):
@@ -684,8 +684,8 @@ def simulate(
     import json
 
     from ttc_agent.budgets import WorkflowBudget
-    from ttc_agent.budgets.simulate import plot_simulation, simulation_table
-    from ttc_agent.budgets.simulate import simulate as run_simulation
+    from ttc_agent.evaluation.simulate import plot_simulation, simulation_table
+    from ttc_agent.evaluation.simulate import simulate as run_simulation
 
     try:
         tok = [int(x) for x in budget_tokens.split(",") if x.strip()]
@@ -840,7 +840,7 @@ def train_verifier(
     """Train a LearnedVerifier on the labelled candidates of TRACES (with --process, also on
     rollout-labelled partial solutions: a process reward model for beam search); print held-out
     AUROC and selection accuracy."""
-    from ttc_agent.verifiers.training import train_verifier_from_traces
+    from ttc_agent.evaluation.verifier_training import train_verifier_from_traces
 
     try:
         with console.status("encoding and fitting the candidates, then scoring the held-out ones..."):

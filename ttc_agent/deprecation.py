@@ -7,6 +7,7 @@ such as a ledger in a LangGraph checkpoint, load) and still readable as an attri
 from __future__ import annotations
 
 import functools
+import importlib
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -57,3 +58,16 @@ def _alias(owner: str, old: str, new: str) -> property:
         return getattr(self, new)
 
     return property(get, doc=f"Deprecated name of ``{new}``.")
+
+
+def moved(old_module: str, new_module: str, names: tuple[str, ...]) -> Callable[[str], object]:
+    """A module ``__getattr__`` for a module whose contents moved: ``names`` still import from
+    ``old_module``, with a `DeprecationWarning` naming ``new_module``."""
+
+    def __getattr__(name: str) -> object:
+        if name not in names:
+            raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
+        warn_renamed(old_module, name, f"{new_module}.{name}")
+        return getattr(importlib.import_module(new_module), name)
+
+    return __getattr__

@@ -24,8 +24,8 @@ import numpy as np
 
 from ttc_agent.deprecation import renamed_fields, renamed_keys
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.probes.bundle import Predictions
-from ttc_agent.probes.predictors import TOKENS_QUANTILE
+from ttc_agent.estimators.predictors import TOKENS_QUANTILE
+from ttc_agent.probes.predictions import Predictions
 from ttc_agent.records import CandidateRecord, DecisionRecord, LimitsRecord
 from ttc_agent.validation import NON_NEGATIVE, POSITIVE, Interval, check_param
 

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from ttc_agent.errors import InvalidRequestError, TTCError
+from ttc_agent.estimators.predictors import TOKENS_QUANTILE
 from ttc_agent.policy import check_quantile
-from ttc_agent.probes.predictors import TOKENS_QUANTILE
 from ttc_agent.records import ExhaustedRecord
 from ttc_agent.validation import POSITIVE, POSITIVE_INT, Interval, check_param
 

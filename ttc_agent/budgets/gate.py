@@ -13,7 +13,7 @@ from ttc_agent.budgets.managers import Allowance, Balance, BudgetManager, balanc
 from ttc_agent.budgets.pool import POOL, AccountKey, Amount, Reservation
 from ttc_agent.budgets.store import BudgetStore
 from ttc_agent.policy import CallLimits, Decision, fits
-from ttc_agent.probes.bundle import Predictions
+from ttc_agent.probes.predictions import Predictions
 from ttc_agent.records import BudgetRecord
 
 

@@ -25,9 +25,9 @@ import numpy as np
 from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.budgets.ledger import PACER_RENAMES
 from ttc_agent.deprecation import renamed_fields
+from ttc_agent.estimators.predictors import TOKENS_QUANTILE
 from ttc_agent.policy import CallLimits, UtilityPolicy
-from ttc_agent.probes.bundle import Predictions
-from ttc_agent.probes.predictors import TOKENS_QUANTILE
+from ttc_agent.probes.predictions import Predictions
 from ttc_agent.validation import NON_NEGATIVE, POSITIVE, check_param
 
 

@@ -34,8 +34,8 @@ from ttc_agent.backends.base import Backend
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import Problem
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.evaluation.records import SCHEMA_VERSION, outcome_record
+from ttc_agent.strategies.menu import Menu
 from ttc_agent.validation import POSITIVE_INT, check_param
 
 TRACES = "traces.jsonl"

@@ -16,7 +16,8 @@ import numpy as np
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.plotting import plain_log_axis, save_figure, wilson_interval
 from ttc_agent.policy import CallLimits, OraclePolicy, UtilityPolicy
-from ttc_agent.probes.bundle import Predictions, TraceTable
+from ttc_agent.probes.predictions import Predictions
+from ttc_agent.probes.table import TraceTable
 
 COSTS = ("tokens", "seconds")
 

@@ -35,13 +35,13 @@ from ttc_agent.budgets.ledger import LEDGER_KEY, RUN_KEY, charge, current_run, l
 from ttc_agent.budgets.managers import BudgetManager
 from ttc_agent.budgets.store import BudgetStore
 from ttc_agent.errors import InvalidRequestError, TTCError
-from ttc_agent.evaluation.menu import Menu
 from ttc_agent.nodes.messages import ChatPrompt, MessageLike, ToolChoice, chat_prompt
 from ttc_agent.nodes.settings import TTCSettings
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
 from ttc_agent.records import CapRecord, DecisionRecord, FeaturesRecord, NoveltyRecord
 from ttc_agent.strategies import Cost, Outcome, Query, Strategy, TokenBudgetError, TwoStage
+from ttc_agent.strategies.menu import Menu
 from ttc_agent.tracing import JsonlTraceSink, decision_record, features_digest, publish
 from ttc_agent.validation import NON_NEGATIVE, check_param
 from ttc_agent.verifiers import VerifierLike, as_verifier

@@ -5,10 +5,12 @@
 - `ProbeBundle`: all of them for one menu, fitted from traces, saved without pickles.
 """
 
-from ttc_agent.probes.bundle import Predictions, ProbeBundle, ProbeMismatchError, TraceTable, split_ids
-from ttc_agent.probes.features import FeatureSet, PromptHiddenState, SentenceEmbedding, TextStats
+from ttc_agent.estimators import AccuracyProbe, TextStats, TokenRegressor
+from ttc_agent.probes.bundle import ProbeBundle, ProbeMismatchError
+from ttc_agent.probes.features import FeatureSet, PromptHiddenState, SentenceEmbedding
 from ttc_agent.probes.latency import LatencyModel, profile
-from ttc_agent.probes.predictors import AccuracyProbe, TokenRegressor
+from ttc_agent.probes.predictions import Predictions
+from ttc_agent.probes.table import TraceTable, split_ids
 
 __all__ = [
     "AccuracyProbe",

@@ -13,34 +13,32 @@ feature set or model raises `ProbeMismatchError` naming the difference.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import zipfile
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from functools import cached_property, lru_cache
+from dataclasses import replace
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.stats import norm
 
 from ttc_agent.backends.base import Prompt
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError, TTCError
-from ttc_agent.evaluation.machines import seconds_on_one_machine
-from ttc_agent.evaluation.menu import Menu
+from ttc_agent.estimators.predictors import TOKENS_QUANTILE, AccuracyProbe, TokenRegressor
 from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.length_cap import length_cuts, under_cap
 from ttc_agent.probes.linear import LinearHeads
 from ttc_agent.probes.novelty import FeatureNovelty
-from ttc_agent.probes.predictors import TOKENS_QUANTILE, AccuracyProbe, TokenRegressor
+from ttc_agent.probes.predictions import Predictions
 from ttc_agent.probes.stage2 import Stage2Policy
+from ttc_agent.probes.table import TraceTable
 from ttc_agent.records import NoveltyRecord
+from ttc_agent.strategies.menu import Menu
 from ttc_agent.validation import POSITIVE_INT, check_param
 
 if TYPE_CHECKING:
@@ -49,6 +47,9 @@ if TYPE_CHECKING:
 
 BUNDLE_SCHEMA = 1
 _TRUSTED = [
+    "ttc_agent.estimators.predictors.AccuracyProbe",
+    "ttc_agent.estimators.predictors.TokenRegressor",
+    # Where they lived when the shipped bundles were saved (that module re-exports them).
     "ttc_agent.probes.predictors.AccuracyProbe",
     "ttc_agent.probes.predictors.TokenRegressor",
     "sklearn.calibration._CalibratedClassifier",
@@ -77,133 +78,6 @@ def batch_size(spec: str) -> int:
     if m := re.match(r"beam\(width=(\d+), expand=(\d+)", spec):
         return int(m.group(1)) * int(m.group(2))
     return 1
-
-
-@lru_cache(maxsize=64)
-def _spread_ratio(q: float) -> float:
-    """How many ``tokens_q90``-to-median log spreads the ``q`` quantile lies above the median
-    (cached: budget checks ask for the same few quantiles on every call)."""
-    return float(norm.ppf(q) / norm.ppf(TOKENS_QUANTILE))
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """Per query (rows) and strategy (columns): predicted accuracy, tokens, seconds, rounds.
-
-    ``tokens`` counts prompt, completion and verifier tokens (median prediction);
-    ``tokens_q90`` is a high quantile of the same, for hard budget checks
-    (``tokens_quantile(q)`` gives another).
-    """
-
-    specs: tuple[str, ...]
-    accuracy: np.ndarray
-    tokens: np.ndarray
-    tokens_q90: np.ndarray
-    completion_tokens: np.ndarray
-    seconds: np.ndarray
-    rounds: np.ndarray
-
-    FIELDS: ClassVar[tuple[str, ...]] = ("accuracy", "tokens", "tokens_q90", "completion_tokens", "seconds", "rounds")
-
-    def take(self, rows: Any) -> Predictions:
-        """The predictions of some queries (``rows``: indices or a slice)."""
-        return Predictions(self.specs, **{f: getattr(self, f)[rows] for f in self.FIELDS})
-
-    def take_strategies(self, columns: Sequence[int]) -> Predictions:
-        """The predictions of some strategies (``columns``: indices into ``specs``), as for a
-        menu without the others."""
-        cols = list(columns)
-        return Predictions(tuple(self.specs[j] for j in cols), **{f: getattr(self, f)[:, cols] for f in self.FIELDS})
-
-    def tokens_quantile(self, q: float = TOKENS_QUANTILE) -> np.ndarray:
-        """The ``q`` quantile of the tokens (``0.5 <= q < 1``): the token regressors model log
-        tokens as normal around the median with one spread per strategy, which the median and
-        ``tokens_q90`` pin down."""
-        if q == TOKENS_QUANTILE:
-            return self.tokens_q90
-        median, high = np.log1p(self.tokens), np.log1p(self.tokens_q90)
-        return np.asarray(np.expm1(median + (high - median) * _spread_ratio(q)).clip(min=0))
-
-    def seconds_quantile(self, q: float = TOKENS_QUANTILE) -> np.ndarray:
-        """The ``q`` quantile of the seconds: seconds scaled by the tokens' quantile-to-median
-        ratio (latency grows with the tokens generated)."""
-        return np.asarray(self.seconds * np.maximum(self.tokens_quantile(q) / np.maximum(self.tokens, 1.0), 1.0))
-
-    @property
-    def seconds_q90(self) -> np.ndarray:
-        """The seconds at the tokens' default quantile (`seconds_quantile`)."""
-        return self.seconds_quantile(TOKENS_QUANTILE)
-
-
-@dataclass
-class TraceTable:
-    """Traces grouped by problem: each problem's prompt and, per strategy, its runs."""
-
-    ids: list[str]
-    prompts: list[Prompt]
-    prompt_tokens: np.ndarray
-    runs: dict[str, list[list[dict[str, Any]]]]
-
-    @classmethod
-    def from_records(cls, records: Sequence[dict[str, Any]], specs: Sequence[str]) -> TraceTable:
-        """Group the runs of ``specs`` by problem, keeping the problems that have runs of every
-        strategy; runs from several machines get their seconds on the clock of the machine that
-        traced the most (`seconds_on_one_machine`)."""
-        by_problem: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-        prompts: dict[str, Prompt] = {}
-        for r in seconds_on_one_machine([r for r in records if r["strategy"] in specs]):
-            by_problem[r["problem_id"]][r["strategy"]].append(r)
-            prompts[r["problem_id"]] = r["messages"]
-        ids = sorted(pid for pid, runs in by_problem.items() if all(runs.get(s) for s in specs))
-        if not ids:
-            raise InvalidRequestError(f"no problem in the traces has runs of every menu strategy {list(specs)}")
-        # Every strategy reads the query prompt once in its first request (beam search reads
-        # more in later rounds), so the smallest count over a problem's runs is the prompt's.
-        prompt_tokens = np.array(
-            [min(r["prompt_tokens"] for s in specs for r in by_problem[pid][s]) for pid in ids], dtype=float
-        )
-        return cls(
-            ids, [prompts[i] for i in ids], prompt_tokens, {s: [by_problem[pid][s] for pid in ids] for s in specs}
-        )
-
-    def subset(self, keep: Sequence[int]) -> TraceTable:
-        return TraceTable(
-            [self.ids[i] for i in keep],
-            [self.prompts[i] for i in keep],
-            self.prompt_tokens[list(keep)],
-            {s: [runs[i] for i in keep] for s, runs in self.runs.items()},
-        )
-
-    def values(self, spec: str, field: str) -> list[list[float]]:
-        """Per problem, ``field`` of each of its runs of ``spec``."""
-        return [[float(r[field]) for r in runs] for runs in self.runs[spec]]
-
-    def mean(self, spec: str, field: str) -> np.ndarray:
-        return np.array([np.mean([r[field] for r in runs]) for runs in self.runs[spec]], dtype=float)
-
-    def run_rows(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
-        """For run-level fitting: the problem index of each run and its 0/1 correctness."""
-        idx = [i for i, runs in enumerate(self.runs[spec]) for _ in runs]
-        y = [int(r["correct"]) for runs in self.runs[spec] for r in runs]
-        return np.array(idx, dtype=int), np.array(y, dtype=int)
-
-
-def id_bucket(pid: str, seed: int = 0) -> float:
-    """A stable pseudo-random number in [0, 1] for a problem id (what splits and folds use)."""
-    return int(hashlib.sha256(f"{seed}/{pid}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
-def fold_of(pid: str, folds: int) -> int:
-    """The cross-fitting fold (``0 .. folds - 1``) of a problem id, from its stable hash."""
-    return min(int(id_bucket(pid) * folds), folds - 1)
-
-
-def split_ids(ids: Sequence[str], test_fraction: float = 0.25, seed: int = 0) -> tuple[list[int], list[int]]:
-    """A deterministic split of problem ids into train and test indices (by hash)."""
-    test = [i for i, pid in enumerate(ids) if id_bucket(pid, seed) < test_fraction]
-    held = set(test)
-    train = [i for i in range(len(ids)) if i not in held]
-    return train, test
 
 
 def _inside(root: Path, name: str) -> Path:

@@ -7,8 +7,10 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from ttc_agent.probes.bundle import Predictions, ProbeBundle, TraceTable
+from ttc_agent.probes.bundle import ProbeBundle
 from ttc_agent.probes.metrics import auroc, brier, ece, mape
+from ttc_agent.probes.predictions import Predictions
+from ttc_agent.probes.table import TraceTable
 
 
 def runs_within_q90(table: TraceTable, preds: Predictions) -> dict[str, float]:

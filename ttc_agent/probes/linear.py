@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ttc_agent.probes.predictors import TOKENS_QUANTILE
+from ttc_agent.estimators.predictors import TOKENS_QUANTILE
 
 REGRESSION_HEADS = ("tokens", "completion_tokens", "rounds", "seconds")
 

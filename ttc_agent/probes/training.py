@@ -1,93 +1,13 @@
-"""Fit a probe bundle on the train split of a trace folder (what `ttc-agent train` does)."""
+"""Deprecated module: its contents moved to `ttc_agent.evaluation.probe_training`."""
 
-from __future__ import annotations
+from ttc_agent.deprecation import moved
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
-
-from ttc_agent.errors import InvalidRequestError
-from ttc_agent.probes.bundle import Predictions, ProbeBundle, TraceTable, fold_of, split_ids
-
-
-@dataclass
-class Trained:
-    """A fitted bundle with its traces, features and split (``test`` indexes held-out problems)."""
-
-    bundle: ProbeBundle
-    table: TraceTable
-    X: np.ndarray
-    train: list[int]
-    test: list[int]
-    metrics: dict[str, Any]
-
-
-def train_from_traces(
-    traces: str | Path,
-    features: str = "text_stats,sentence_embedding",
-    latency: str | Path | None = None,
-    test_fraction: float = 0.25,
-) -> Trained:
-    """Fit every probe of the traces' menu on a hash split of the problems and measure the
-    held-out rest (`ttc_agent.probes.evaluate.evaluate`)."""
-    from ttc_agent.probes.evaluate import evaluate
-
-    bundle, table, X = _unfitted(traces, features, latency)
-    train, test = split_ids(table.ids, test_fraction)
-    if not train or not test:
-        raise InvalidRequestError(
-            f"{len(table.ids)} problems are too few to hold {test_fraction:.0%} out; collect more"
-        )
-    bundle.fit_features(X[train], table.subset(train))
-    metrics = evaluate(bundle, table.subset(test), X[test])
-    return Trained(bundle, table, X, train, test, metrics)
-
-
-def cross_fit(
-    traces: str | Path,
-    features: str = "text_stats,sentence_embedding",
-    latency: str | Path | None = None,
-    folds: int = 5,
-) -> tuple[TraceTable, Predictions]:
-    """Out-of-fold predictions for every problem of a trace folder: the problems fall into
-    ``folds`` groups by a hash of their id, and each group is predicted by a bundle fitted on
-    the other groups. Every problem is then held out once, so a policy or a budget manager can
-    be evaluated on all of them instead of one test split."""
-    if not isinstance(folds, int) or folds < 2:
-        raise InvalidRequestError(f"cross-fitting needs folds >= 2, got {folds!r}")
-    template, table, X = _unfitted(traces, features, latency)
-    fold = np.array([fold_of(pid, folds) for pid in table.ids])
-    parts: dict[str, np.ndarray] = {}
-    for k in range(folds):
-        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        if not len(test):
-            continue
-        if len(train) < 2:
-            raise InvalidRequestError(f"{len(table.ids)} problems are too few for {folds} folds; collect more")
-        bundle = ProbeBundle(template.menu, template.features, latency=template.latency)
-        pred = bundle.fit_features(X[train], table.subset(list(train))).predict_features(
-            X[test], table.prompt_tokens[test]
-        )
-        for name in Predictions.FIELDS:
-            parts.setdefault(name, np.zeros((len(table.ids), len(template.specs))))[test] = getattr(pred, name)
-    return table, Predictions(template.specs, **parts)
-
-
-def _unfitted(
-    traces: str | Path, features: str, latency: str | Path | None
-) -> tuple[ProbeBundle, TraceTable, np.ndarray]:
-    """An unfitted bundle for a trace folder's menu and model, its trace table and features."""
-    from ttc_agent.evaluation.collect import read_meta, read_traces, traced_model_name
-    from ttc_agent.evaluation.menu import Menu
-    from ttc_agent.probes.features import FeatureSet
-    from ttc_agent.probes.latency import LatencyModel
-
-    meta = read_meta(traces)
-    menu = Menu.from_dict(meta["menu"])
-    table = TraceTable.from_records(read_traces(traces), menu.specs)
-    fs = FeatureSet.from_names(features, model=traced_model_name(meta))  # hidden states of the traced model
-    lat = LatencyModel.load(latency) if latency else None
-    bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"])
-    return bundle, table, fs.transform(table.prompts)
+__getattr__ = moved(
+    __name__,
+    "ttc_agent.evaluation.probe_training",
+    (
+        "Trained",
+        "train_from_traces",
+        "cross_fit",
+    ),
+)

@@ -24,13 +24,13 @@ import numpy as np
 
 from ttc_agent.backends.base import Backend
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.probes.features import TextStats
-from ttc_agent.probes.predictors import AccuracyProbe
+from ttc_agent.estimators import AccuracyProbe, TextStats
 from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 _SCHEMA = 1
 _TRUSTED = [
-    "ttc_agent.probes.predictors.AccuracyProbe",
+    "ttc_agent.estimators.predictors.AccuracyProbe",
+    "ttc_agent.probes.predictors.AccuracyProbe",  # where it lived when older verifiers were saved
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.model_selection._split.StratifiedKFold",
