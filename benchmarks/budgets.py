@@ -63,9 +63,10 @@ def label_multiples(rows: list[dict], multiples: tuple[float, ...]) -> None:
 
 def simulator(dataset: str, workflows: int, steps: int, folds: int, features: str = DEFAULT_FEATURES) -> dict:
     from ttc_agent.budgets import WorkflowBudget
+    from ttc_agent.cli.tables import simulation_table
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.evaluation.probe_training import cross_fit
-    from ttc_agent.evaluation.simulate import plot_simulation, simulate, simulation_table
+    from ttc_agent.evaluation.simulate import plot_simulation, simulate
     from ttc_agent.probes import TraceTable
 
     # The bundle's calibration sets the Paced manager's starting prices.

@@ -232,9 +232,10 @@ def main() -> None:
         help="feature sets, ';'-separated, whose cross-fitted accuracy AUROC is compared (the hidden state is the traced model's)",
     )
     args = parser.parse_args()
+    from ttc_agent.cli.tables import metrics_table
     from ttc_agent.evaluation.collect import collect, read_meta, read_traces, traced_model_name
     from ttc_agent.probes import FeatureSet, LatencyModel, ProbeBundle, TraceTable, profile, split_ids
-    from ttc_agent.probes.evaluate import evaluate, metrics_table, runs_within_q90
+    from ttc_agent.probes.evaluate import evaluate, runs_within_q90
     from ttc_agent.probes.machines import seconds_clock, seconds_on_one_machine
     from ttc_agent.strategies.menu import Menu
 

@@ -15,6 +15,5 @@ __getattr__ = moved(
         "run_oracle",
         "simulate",
         "plot_simulation",
-        "simulation_table",
     ),
 )

@@ -323,29 +323,3 @@ def plot_simulation(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def simulation_table(rows: Sequence[dict[str, Any]], title: str) -> Any:
-    """The simulation rows as a rich table: budget, allocation, success, spend, utilisation,
-    violations and the share of the adaptive-to-oracle gap a manager closes."""
-    from rich.table import Table
-
-    key = "max_tokens" if rows[0].get("max_tokens") is not None else "max_seconds"
-    t = Table(title=title)
-    for col in ("budget", "allocation", "success", "tokens", "seconds", "utilisation", "violations", "gap closed"):
-        t.add_column(col)
-    for r in rows:
-        util = r.get("utilisation_tokens", r.get("utilisation_seconds"))
-        gap = r.get("gap_closed_vs_adaptive")
-        budget = f"{r[key]:g}" + (f" ({r['budget_vs_greedy']:g}x greedy)" if "budget_vs_greedy" in r else "")
-        t.add_row(
-            budget,
-            r["allocation"],
-            f"{r['success']:.3f}",
-            f"{r['tokens']:.0f}",
-            f"{r['seconds']:.1f}",
-            f"{util:.0%}",
-            str(r["violations"]),
-            "-" if gap is None else f"{gap:.0%}",
-        )
-    return t

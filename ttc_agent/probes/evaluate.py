@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 from ttc_agent.probes.bundle import ProbeBundle
 from ttc_agent.probes.metrics import auroc, brier, ece, mape
@@ -52,23 +51,3 @@ def evaluate(bundle: ProbeBundle, table: TraceTable, X: np.ndarray | None = None
             "runs": int(len(y)),
         }
     return out
-
-
-def metrics_table(metrics: dict[str, dict[str, Any]], title: str) -> Table:
-    """The metrics of `evaluate` as a table, one row per strategy."""
-    table = Table(title=title)
-    for col in ("strategy", "acc", "pred acc", "AUROC", "Brier", "ECE", "tokens MAPE", "seconds MAPE", "q90 covers"):
-        table.add_column(col)
-    for spec, m in metrics.items():
-        table.add_row(
-            spec,
-            f"{m['accuracy']:.2f}",
-            f"{m['predicted_accuracy']:.2f}",
-            "-" if m["auroc"] is None else f"{m['auroc']:.3f}",
-            f"{m['brier']:.3f}",
-            f"{m['ece']:.3f}",
-            f"{m['tokens_mape']:.1%}",
-            f"{m['seconds_mape']:.1%}",
-            f"{m['tokens_q90_coverage']:.0%}",
-        )
-    return table
