@@ -9,7 +9,7 @@ import pytest
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.evaluation.datasets import arithmetic, load_dataset, load_gsm8k, load_math500
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "data"
 full_sets = pytest.mark.skipif(
     not (Path(os.environ.get("TTC_AGENT_DATA", "")) / "gsm8k").is_dir(),
     reason="the full GSM8K and MATH-500 sets are read from the folder TTC_AGENT_DATA names; none is here",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from conftest import run_doc_code
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

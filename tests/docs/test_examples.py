@@ -9,7 +9,7 @@ from fakes import ScriptedBackend, bundle_for
 from ttc_agent.backends.base import Completion
 from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 import multistep_math  # noqa: E402
 import react_calculator  # noqa: E402
 

@@ -15,7 +15,7 @@ import pytest
 
 from ttc_agent.evaluation.collect import collect, read_traces
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 QUESTION = "What is 1 + 2 + 3 + 4 + 5 + 6?"
 
 WORKER = """

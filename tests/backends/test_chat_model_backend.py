@@ -60,7 +60,7 @@ def test_chat_openai_on_a_real_vllm_serve(vllm_server, embedded_dir):
 
 @pytest.mark.slow
 def test_example_runs_a_budgeted_workflow_through_chat_openai(vllm_server):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
     import chat_openai_budget
 
     from ttc_agent.budgets import WorkflowBudget

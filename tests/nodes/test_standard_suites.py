@@ -73,7 +73,7 @@ class TestTTCChatModelIntegration(ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         # Greedy decoding and short replies keep the suite to minutes on two cores; the unit
-        # tests and tests/test_node.py cover the choice among strategies.
+        # tests and tests/nodes/test_node.py cover the choice among strategies.
         return {"engine": type(self).engine, "temperature": 0, "max_tokens": 32}
 
     @property

@@ -44,7 +44,7 @@ def test_react_example_calculator_check():
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
     from react_calculator import calculator_check
 
     assert calculator_check("What is 345 + 678?", "345 + 678 = 1023") is True

@@ -14,7 +14,7 @@ from conftest import stop
 
 from ttc_agent.backends.vllm_server import free_port, wait_until_ready
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
