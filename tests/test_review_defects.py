@@ -49,7 +49,9 @@ def test_run_says_that_greedy_ignores_the_seed(monkeypatch):
 
     from ttc_agent import cli
 
-    monkeypatch.setattr(cli.run, "cli_backend", lambda backend, model, api_key=None, dtype=None: ScriptedBackend(texts("= 5")))
+    monkeypatch.setattr(
+        cli.run, "cli_backend", lambda backend, model, api_key=None, dtype=None: ScriptedBackend(texts("= 5"))
+    )
     result = CliRunner().invoke(cli.app, ["run", "--seed", "3", "What is 2 + 3?"])
     assert result.exit_code == 0 and "--seed 3 has no effect" in result.output
     sampled = CliRunner().invoke(cli.app, ["run", "--strategy", "best_of_n(2, select=majority)", "--seed", "3", "q?"])

