@@ -56,19 +56,6 @@ def saved_results(name: str) -> dict:
     return data
 
 
-def write_doc_block(name: str, text: str) -> None:
-    """Put ``text`` between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` in
-    docs/benchmarks.md (appended at the end the first time)."""
-    import re
-
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    doc = DOC.read_text()
-    block = f"{begin}\n{text}\n{end}"
-    pattern = re.escape(begin) + ".*?" + re.escape(end)
-    doc = re.sub(pattern, lambda _: block, doc, flags=re.DOTALL) if begin in doc else doc + "\n" + block + "\n"
-    DOC.write_text(doc)
-
-
 def interleave(groups: list[list]) -> list:
     """The items of several lists taken in turn (a1, b1, c1, a2, b2, ...), shorter lists dropping out."""
     from itertools import chain, zip_longest

@@ -39,9 +39,9 @@ from benchmarks._common import (  # noqa: E402
     latency_for,
     saved_results,
     traced_model,
-    write_doc_block,
     write_results,
 )
+from benchmarks.docs import figure_list, refresh
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -142,21 +142,25 @@ def markdown(sim: dict) -> str:
         rows = sim[name]["rows"]
         by = {(r["budget_vs_greedy"], r["allocation"]): r for r in rows}
         bo8 = next(a for _, a in by if a.startswith("static:best_of_n(8"))
+        # Simulations saved before the spend ceiling existed have no such rows: their tables end earlier.
+        ceiling = any(a == "spend_ceiling" for _, a in by)
         lines += [
             f"Success = {label}:",
             "",
-            "| budget (tokens) | paced | equal split | always greedy | always best-of-8 | adaptive, fixed prices | its overruns | oracle | paced - adaptive | paced utilisation | gap closed (paced) | spend ceiling: utilisation | its success |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
+            "| budget (tokens) | paced | equal split | always greedy | always best-of-8 | adaptive, fixed prices | its overruns | oracle | paced - adaptive | paced utilisation | gap closed (paced) |"
+            + (" spend ceiling: utilisation | its success |" if ceiling else ""),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ceiling else ""),
+        ]  # fmt: skip
         for m in sorted({r["budget_vs_greedy"] for r in rows}):
-            p, a, c = by[(m, "paced")], by[(m, "adaptive")], by[(m, "spend_ceiling")]
+            p, a = by[(m, "paced")], by[(m, "adaptive")]
             gap = p.get("gap_closed_vs_adaptive")
+            c = by[(m, "spend_ceiling")] if ceiling else None
             lines.append(
                 f"| {p['max_tokens']} ({m:g}x) | {p['success']:.3f} | {by[(m, 'equal')]['success']:.3f} | "
                 f"{by[(m, 'static:greedy')]['success']:.3f} | {by[(m, bo8)]['success']:.3f} | {a['success']:.3f} | "
                 f"{a['violations']:,} | {by[(m, 'oracle')]['success']:.3f} | {100 * (p['success'] - a['success']):+.1f} pts | "
-                f"{p['utilisation_tokens']:.0%} | {'-' if gap is None else f'{gap:.0%}'} | "
-                f"{c['utilisation_tokens']:.0%} | {c['success']:.3f} |"
+                f"{p['utilisation_tokens']:.0%} | {'-' if gap is None else f'{gap:.0%}'} |"
+                + ("" if c is None else f" {c['utilisation_tokens']:.0%} | {c['success']:.3f} |")
             )
         lines.append("")
     if "quantiles" in sim:
@@ -335,7 +339,7 @@ def main() -> None:
         simulated = data.setdefault("simulator", {})
         for name in (n for n in args.datasets.split(",") if n):
             simulated[name] = simulator(name, args.workflows, args.steps, args.folds, args.features)
-            write_doc_block(f"budgets-{name}", markdown(simulated[name]))
+
     if "real" in parts:
         real = data.setdefault("real", {})
         for tokens, seconds in args.real_budget or [(700, 20.0), (350, 8.0)]:
@@ -349,6 +353,23 @@ def main() -> None:
                 real[key] = real_run(args.real, tokens, seconds, args.model, mode)
     path = write_results("budgets", data)
     console.print(f"wrote {path}")
+    refresh("budgets")
+
+
+def doc_blocks(results: dict) -> dict[str, str]:
+    """The docs' blocks of saved budget results: one simulation table per dataset and the
+    success figures' lists (the reference model's ``qwen-*`` apart from the embedded model's)."""
+    simulated = results.get("simulator", {})
+    blocks = {f"budgets-{name}": markdown(sim) for name, sim in simulated.items()}
+    for suffix, names in (("-qwen", [n for n in simulated if n.startswith("qwen-")]),
+                          ("", [n for n in simulated if not n.startswith("qwen-")])):  # fmt: skip
+        stems = sorted(f"budgets-success-{n}-{part}" for n in names for part in ("all", "share0.75"))
+        blocks[f"figures-budgets-success{suffix}"] = figure_list(
+            "Every figure of this section, redrawn by `python -m benchmarks.budgets --parts simulator --datasets NAME` "
+            "(the trace folder in the name):",
+            stems,
+        )
+    return blocks
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import bootstrap
 
-from benchmarks._common import REPO, write_doc_block, write_results
+from benchmarks._common import REPO, write_results
+from benchmarks.docs import refresh
 from ttc_agent.evaluation.collect import read_meta, read_traces, write_trace_folder
 from ttc_agent.evaluation.pool_replay import replay_pool
 from ttc_agent.evaluation.pools import pool_from_traces
@@ -135,7 +136,7 @@ def main() -> None:
     for r in results.values():
         r.pop("ids")
     write_results("ood", {"results": results})
-    write_doc_block("ood", doc(results))
+    refresh("ood")
 
 
 def doc(results: dict) -> str:
@@ -155,6 +156,11 @@ def doc(results: dict) -> str:
             f"| {ts['accuracy']:.3f} [{ts['accuracy_ci'][0]:.2f}, {ts['accuracy_ci'][1]:.2f}], {ts['tokens']:.0f} tok | {r['best_static']} {b['accuracy']:.3f}, {b['tokens']:.0f} tok |"
         )  # fmt: skip
     return "\n".join(lines)
+
+
+def doc_blocks(results: dict) -> dict[str, str]:
+    """The docs' block of saved out-of-distribution results."""
+    return {"ood": doc(results["results"])}
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks._common import REPO, interleave, write_doc_block, write_results  # noqa: E402
+from benchmarks._common import REPO, interleave, write_results  # noqa: E402
+from benchmarks.docs import refresh  # noqa: E402
 from ttc_agent.answers import answer_key, answers_equal, extract_answer  # noqa: E402
 from ttc_agent.backends import VLLMServer  # noqa: E402
 from ttc_agent.backends.models import named_model  # noqa: E402
@@ -365,7 +366,7 @@ def _publish(console: Console, data: dict[str, Any]) -> None:
     """Print the table, write benchmarks/results/peers.json and the doc block."""
     _print(console, data["model"], data, data["questions"])
     console.print(f"wrote {write_results('peers', data)}")
-    write_doc_block("peers", _markdown(data))
+    refresh("peers")
 
 
 def _peer_versions(venv: Path) -> dict[str, str]:
@@ -430,6 +431,11 @@ def _markdown(data: dict[str, Any]) -> str:
         f"{data['accuracy_difference_interval']}.",
     ]
     return "\n".join(lines)
+
+
+def doc_blocks(results: dict[str, Any]) -> dict[str, str]:
+    """The docs' block of saved peer results."""
+    return {"peers": _markdown(results)}
 
 
 if __name__ == "__main__":

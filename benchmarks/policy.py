@@ -38,6 +38,7 @@ from benchmarks._common import (  # noqa: E402
     traced_model,
     write_results,
 )
+from benchmarks.docs import figure_list, refresh  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 IMG = HERE.parent / "docs" / "img"
@@ -224,6 +225,26 @@ def main() -> None:
     )
     path = write_results("policy", {"datasets": data})
     console.print(f"wrote {path}")
+    refresh("policy")
+
+
+def doc_blocks(results: dict) -> dict[str, str]:
+    """The docs' figure lists of saved policy results (the reference model's ``qwen-*`` apart)."""
+    names = list(results["datasets"])
+    intro = (
+        "Every figure of this section, redrawn by `python -m benchmarks.policy --datasets NAME --no-collect` (the "
+        "`-crossfit` figures by its cross-fitting over `--folds 5`; NAME is the trace folder"
+    )
+    blocks = {}
+    for suffix, group, where in (
+        ("-qwen", [n for n in names if n.startswith("qwen-")], "):"),
+        ("", [n for n in names if not n.startswith("qwen-")], "; `gsm8k`'s traces are not in the repository):"),
+    ):
+        stems = sorted(s for n in group for s in (f"policy-{n}", f"policy-{n}-crossfit"))
+        blocks[f"figures-policy{suffix}"] = figure_list(
+            intro + where, [s for s in stems if (IMG / f"{s}.png").is_file()]
+        )
+    return blocks
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from benchmarks._common import (  # noqa: E402
     traced_model,
     write_results,
 )
+from benchmarks.docs import figure_list, refresh  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE / "traces"
@@ -323,6 +324,18 @@ def main() -> None:
         )
     path = write_results("probes", {"datasets": results})
     console.print(f"wrote {path}; the plots are in {IMG}")
+    refresh("probes")
+
+
+def doc_blocks(results: dict) -> dict[str, str]:
+    """The docs' figure lists of saved probe results (the reference model's ``qwen-*`` apart)."""
+    names = list(results["datasets"])
+    intro = "Every figure of this section, redrawn by `python -m benchmarks.probes --datasets NAME --no-collect`:"
+    return {
+        f"figures-probes{suffix}": figure_list(intro, sorted(f"probes-{n}" for n in group), kinds=("png",))
+        for suffix, group in (("-qwen", [n for n in names if n.startswith("qwen-")]),
+                              ("", [n for n in names if not n.startswith("qwen-")]))
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import write_doc_block, write_results  # noqa: E402
+from benchmarks._common import write_results  # noqa: E402
+from benchmarks.docs import refresh  # noqa: E402
 from benchmarks.faults import FAULTS, FaultProxy  # noqa: E402
 from ttc_agent.backends import Generation, OpenAIBackend, VLLMServer  # noqa: E402
 from ttc_agent.budgets import WorkflowBudget  # noqa: E402
@@ -237,7 +238,7 @@ def main() -> None:
     console.print(table)
     data = {"model": "SmolLM2-135M-Instruct via vllm serve (float32)", "faults": f, "load": ld}
     console.print(f"wrote {write_results('reliability', data)}")
-    write_doc_block("reliability", _markdown(f, ld))
+    refresh("reliability")
 
 
 def _markdown(f: dict[str, Any], ld: dict[str, Any]) -> str:
@@ -265,6 +266,11 @@ def _markdown(f: dict[str, Any], ld: dict[str, Any]) -> str:
             f"| threads with crosstalk / over budget | {ld['threads_with_crosstalk']} / {ld['threads_over_budget']} |",
         ]
     )
+
+
+def doc_blocks(results: dict[str, Any]) -> dict[str, str]:
+    """The docs' block of saved reliability results."""
+    return {"reliability": _markdown(results["faults"], results["load"])}
 
 
 if __name__ == "__main__":

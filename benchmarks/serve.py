@@ -36,7 +36,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from postgres_server import LocalPostgres  # noqa: E402
 
-from benchmarks._common import write_doc_block, write_results  # noqa: E402
+from benchmarks._common import write_results  # noqa: E402
+from benchmarks.docs import refresh  # noqa: E402
 from ttc_agent.backends import VLLMServer  # noqa: E402
 from ttc_agent.backends.vllm_server import free_port, wait_until_ready  # noqa: E402
 from ttc_agent.demo import SHIPPED_PROBES  # noqa: E402
@@ -209,7 +210,7 @@ def main() -> None:
     console.print(table)
     data = {"model": args.model, "overhead": over, "budgets": shared}
     console.print(f"wrote {write_results('serve', data)}")
-    write_doc_block("serve", _markdown(args.model, over, shared))
+    refresh("serve")
 
 
 def _markdown(model: str, over: dict[str, Any], shared: dict[str, Any]) -> str:
@@ -234,6 +235,11 @@ def _markdown(model: str, over: dict[str, Any], shared: dict[str, Any]) -> str:
             f"| reservations left in the store | {shared['reservations_left']} |",
         ]
     )
+
+
+def doc_blocks(results: dict[str, Any]) -> dict[str, str]:
+    """The docs' block of saved serve results."""
+    return {"serve": _markdown(results["model"], results["overhead"], results["budgets"])}
 
 
 if __name__ == "__main__":

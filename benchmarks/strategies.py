@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks._common import RESULTS, write_doc_block, write_results  # noqa: E402
+from benchmarks._common import RESULTS, write_results
+from benchmarks.docs import refresh  # noqa: E402
 
 RUNS = RESULTS / "strategies-runs.jsonl"
 TRACES = Path(__file__).resolve().parent / "traces"
@@ -206,8 +207,9 @@ def targets(rows: list[dict]) -> dict:
 
 
 def markdown(summary: dict) -> str:
+    ci = " [95% CI]" if any("interval" in r for r in summary["rows"]) else ""
     lines = [
-        "| group | strategy | questions | accuracy [95% CI] | pass@N | completion tokens | seconds | rounds |",
+        f"| group | strategy | questions | accuracy{ci} | pass@N | completion tokens | seconds | rounds |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in summary["rows"]:
@@ -261,7 +263,7 @@ def main() -> None:
     write_results(
         "strategies", {"model": "SmolLM2-135M-Instruct", "per_level": args.per_level, "gsm8k": args.gsm8k, **summary}
     )
-    write_doc_block("strategies", markdown(summary))
+    refresh("strategies")
     if args.gsm8k:
         n = export_traces(runs, "gsm8k", TRACES / "gsm8k")
         console.print(f"wrote {n} GSM8K questions as traces to {TRACES / 'gsm8k'}")
@@ -346,6 +348,14 @@ def summarise_traces(folders: list[Path]) -> None:
         )
     data = {"model": model, "model_sha256": source.get("gguf_sha256"), "traces": [f.name for f in folders], **summary}
     console.print(f"wrote {write_results(f'strategies-{model}', data)}")
+    refresh(f"strategies-{model}")
+
+
+def doc_blocks(results: dict) -> dict[str, str]:
+    """The docs' strategies block of saved results: the embedded model's (`strategies`), or a
+    traced model's with adaptive self-consistency replayed on its samples (`strategies-MODEL`)."""
+    if "adaptive_replayed" not in results:
+        return {"strategies": markdown(results)}
     replayed = [
         "",
         "Adaptive self-consistency replayed on majority@16's samples in the order they were drawn "
@@ -356,9 +366,9 @@ def summarise_traces(folders: list[Path]) -> None:
     ] + [
         f"| {r['group']} | {r['threshold']} | {r['n']} | {r['accuracy']:.2f} [{r['interval'][0]:.2f}, "
         f"{r['interval'][1]:.2f}] | {r['completion_tokens']:.0f} | {r['rounds']:.1f} |"
-        for r in summary["adaptive_replayed"]
+        for r in results["adaptive_replayed"]
     ]
-    write_doc_block(f"strategies-{model}", markdown(summary) + "\n".join(replayed))
+    return {f"strategies-{results['model']}": markdown(results) + "\n".join(replayed)}
 
 
 if __name__ == "__main__":

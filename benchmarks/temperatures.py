@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import bootstrap
 
-from benchmarks._common import REPO, write_doc_block, write_results
+from benchmarks._common import REPO, write_results
+from benchmarks.docs import refresh
 from ttc_agent.evaluation.pool_replay import replay_pool
 from ttc_agent.evaluation.pools import read_pool, read_pool_meta
 from ttc_agent.probes.latency import LatencyModel
@@ -79,6 +80,12 @@ def main() -> None:
         print(f"  T={t}: per-sample {row['per_sample_right']:.3f}, cut {row['cut']:.0%}, tokens {row['tokens']:.0f}, "
               f"majority@2/4/8 {row['majority@2']:.3f}/{row['majority@4']:.3f}/{row['majority@8']:.3f}, pass@8 {row['pass@8']:.3f}")  # fmt: skip
     write_results("temperatures", out)
+    refresh("temperatures")
+
+
+def doc_blocks(out: dict) -> dict[str, str]:
+    """The docs' block of saved temperature results."""
+    g = out["greedy"]
     lines = [f"`python -m benchmarks.temperatures` on `{out['pool']}`: {out['questions']} GSM8K train questions with "
              f"every temperature drawn, {out['max_tokens']} tokens a sample. Greedy: {g['accuracy']:.3f} "
              f"[{g['accuracy_ci'][0]:.2f}, {g['accuracy_ci'][1]:.2f}], {g['cut']:.0%} cut by the cap, {g['tokens']:.0f} tokens.", "",
@@ -88,7 +95,7 @@ def main() -> None:
         lines.append(f"| {t} | {r['per_sample_right']:.3f} [{r['per_sample_right_ci'][0]:.2f}, {r['per_sample_right_ci'][1]:.2f}] | "
                      f"{r['cut']:.0%} | {r['tokens']:.0f} | {r['majority@2']:.3f} | {r['majority@4']:.3f} | {r['majority@8']:.3f} "
                      f"[{r['majority@8_ci'][0]:.2f}, {r['majority@8_ci'][1]:.2f}] | {r['pass@8']:.3f} |")  # fmt: skip
-    write_doc_block("temperatures", "\n".join(lines))
+    return {"temperatures": "\n".join(lines)}
 
 
 if __name__ == "__main__":

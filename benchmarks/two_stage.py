@@ -30,7 +30,8 @@ import numpy as np
 from scipy.stats import bootstrap
 from sklearn.metrics import roc_auc_score
 
-from benchmarks._common import DOC, REPO, write_doc_block, write_results
+from benchmarks._common import DOC, REPO, write_results
+from benchmarks.docs import figure_list, refresh
 from ttc_agent.evaluation.collect import read_traces
 from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
 from ttc_agent.evaluation.pools import pool_from_traces
@@ -332,8 +333,22 @@ def main() -> None:
     figures += plot_readme(results["gsm8k"], REPO / "docs" / "img" / "readme-gsm8k")
     write_results("two_stage", {"k": K, "more": MORE, "folds": FOLDS, "results": results,
                                 "figures": [str(Path(f).relative_to(REPO)) for f in figures]})  # fmt: skip
-    write_doc_block("two-stage", doc(results, figures))
+    refresh("two_stage")
     print(f"results: benchmarks/results/two_stage.json; doc block in {DOC.relative_to(REPO)}")
+
+
+def doc_blocks(results: dict) -> dict[str, str]:
+    """The docs' blocks of saved two-stage results: the tables and the figure list."""
+    stems = sorted({Path(f).stem for f in results["figures"]}, key=lambda s: s.startswith("readme"))
+    figures = figure_list(
+        "Every figure of this section, redrawn by `python -m benchmarks.two_stage`:",
+        [s for s in stems if not s.startswith("readme")],
+    ) + "".join(
+        f"\n- {s} (the README's figure): [png](img/{s}.png), [svg](img/{s}.svg)"
+        for s in stems
+        if s.startswith("readme")
+    )
+    return {"two-stage": doc(results["results"], results["figures"]), "figures-two-stage": figures}
 
 
 if __name__ == "__main__":
