@@ -82,6 +82,37 @@ def _want(decision: Decision, predictions: Predictions) -> Amount:
     return call_caps(decision.limits, float(decision.tokens_q90[i]), float(predictions.seconds_q90[0][i]))
 
 
+@dataclass(frozen=True)
+class PlannedCall:
+    """The pure part of planning a budgeted call: the manager's allowance, the limits the call
+    runs under, the decision they give, and what the call would reserve (``None`` when nothing
+    fits)."""
+
+    allowance: Allowance
+    limits: CallLimits
+    decision: Decision
+    want: Amount | None
+
+
+def plan_call(
+    manager: BudgetManager,
+    balance: Balance,
+    predictions: Predictions,
+    decide: Callable[[CallLimits], Decision],
+    *,
+    user_limits: CallLimits,
+    quantile: float,
+    calibration: Predictions | None = None,
+) -> PlannedCall:
+    """Balance -> allowance -> limits (`within_budget`) -> decision -> reservation wanted
+    (`call_caps`): what `BudgetGate.plan` does before it touches a store, and what the budget
+    simulator does for every simulated call, so the two cannot drift apart."""
+    allowance = manager.allowance(balance, predictions, calibration)
+    limits = within_budget(allowance.limits, user_limits, quantile)
+    decision = decide(limits)
+    return PlannedCall(allowance, limits, decision, _want(decision, predictions) if decision.feasible else None)
+
+
 class BudgetGate:
     """Plans and settles budgeted calls for a node (shared by all its threads).
 
@@ -143,14 +174,13 @@ class BudgetGate:
         same_run = ledger.run == run
         lambdas = (ledger.pacer_lambda_tokens, ledger.pacer_lambda_seconds) if same_run else (None, None)
         balance = balance_for(budget, seen_t, seen_s, granted, calls_done, calls_left, lambdas)
-        allowance = self.manager.allowance(balance, predictions, calibration)
-        lim = allowance.limits
-        limits = within_budget(lim, user_limits, budget.quantile)
-        decision = decide(limits)
-        if decision.feasible:
+        planned = plan_call(self.manager, balance, predictions, decide, user_limits=user_limits,
+                            quantile=budget.quantile, calibration=calibration)  # fmt: skip
+        allowance, limits, decision = planned.allowance, planned.limits, planned.decision
+        if planned.want is not None:
             chosen = decision.index
             totals = Amount(balance.tokens_total, balance.seconds_total)
-            reservation = self.pool.reserve(key, (spent_t, spent_s), totals, _want(decision, predictions))
+            reservation = self.pool.reserve(key, (spent_t, spent_s), totals, planned.want)
             # Calls that reserved in the meantime may have shrunk what is left: re-check.
             reserved = replace(
                 limits,

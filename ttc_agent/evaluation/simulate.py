@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ import numpy as np
 from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.budgets.managers import balance_for, make_manager
 from ttc_agent.plotting import save_figure
-from ttc_agent.policy import CallLimits, UtilityPolicy, fits
+from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.predictions import Predictions
 from ttc_agent.validation import POSITIVE_INT, check_param
 
@@ -138,24 +139,27 @@ def run_manager(
     W, T, _ = world.correct.shape
     right, spent_t, spent_s = np.zeros((W, T)), np.zeros(W), np.zeros(W)
     policy = UtilityPolicy()
+
+    def decide(row: Predictions, limits: CallLimits) -> Decision:
+        decision = policy.decide(row, limits)[0]
+        if spend_most and decision.feasible:
+            j = int(np.argmax(np.where(decision.fits, row.tokens[0], -np.inf)))
+            decision = replace(decision, spec=row.specs[j], index=j)
+        return decision
+
     for w in range(W):
         lambdas: tuple[float | None, float | None] = (None, None)
         for t in range(T):
             row = _row(pred, world.queries[w, t])
             balance = balance_for(budget, spent_t[w], spent_s[w], Grant(), t, T - t, lambdas)
-            allowance = mgr.allowance(balance, row, calibration).limits
-            limits = gate.within_budget(allowance, user, budget.quantile)
-            ok = fits(row, limits)[0]
-            if not ok.any():
+            planned = gate.plan_call(mgr, balance, row, partial(decide, row), user_limits=user,
+                                     quantile=budget.quantile, calibration=calibration)  # fmt: skip
+            if planned.want is None:
                 break  # exhausted: the remaining steps are not answered
-            j = (
-                int(np.argmax(np.where(ok, row.tokens[0], -np.inf)))
-                if spend_most
-                else int(policy.choose(row, limits)[0])
-            )
-            lambdas = (allowance.lambda_tokens, allowance.lambda_seconds)  # what the ledger keeps
-            caps = gate.call_caps(limits, float(row.tokens_q90[0, j]), float(row.seconds_q90[0, j]))
-            tok, sec, good = _outcome(world, w, t, j, caps.tokens, caps.seconds)
+            manager_prices = planned.allowance.limits
+            lambdas = (manager_prices.lambda_tokens, manager_prices.lambda_seconds)  # what the ledger keeps
+            j = planned.decision.index
+            tok, sec, good = _outcome(world, w, t, j, planned.want.tokens, planned.want.seconds)
             spent_t[w] += tok
             spent_s[w] += sec
             right[w, t] = good
