@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ttc_agent.backends.base import NormalizedPrompt
+from ttc_agent.backends.base import NormalizedPrompt, Prompt, normalize_prompts
 from ttc_agent.errors import InvalidRequestError
 
 
@@ -44,3 +44,18 @@ class ChatTemplate:
         # Chat templates already carry their special tokens; raw prompts get the tokenizer's.
         ids = self.tokenizer(self.render(prompt), add_special_tokens=not prompt.is_chat)["input_ids"]
         return list(ids)
+
+
+class TemplatedBackend:
+    """What a local backend that renders prompts through its model's chat template answers
+    (mixed into `TransformersBackend` and `VLLMBackend`, which set ``template``)."""
+
+    template: ChatTemplate
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model reads for ``prompt`` (chat template applied)."""
+        return self.template.render(normalize_prompts(prompt)[0])
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        """Number of tokens the model reads for ``prompt``."""
+        return len(self.template.encode(normalize_prompts(prompt)[0]))

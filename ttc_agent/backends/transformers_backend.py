@@ -17,12 +17,12 @@ from ttc_agent.backends.base import (
     normalize_prompts,
     resolve_params,
 )
-from ttc_agent.backends.chat_template import ChatTemplate
+from ttc_agent.backends.chat_template import ChatTemplate, TemplatedBackend
 from ttc_agent.backends.models import local_fingerprint
 from ttc_agent.errors import InvalidRequestError, ModelLoadError
 
 
-class TransformersBackend(LockedSyncBackend):
+class TransformersBackend(TemplatedBackend, LockedSyncBackend):
     """Runs a local causal LM with transformers; ``n`` samples are one batched ``generate``.
 
     Args:
@@ -69,14 +69,6 @@ class TransformersBackend(LockedSyncBackend):
     def fingerprint(self) -> dict[str, Any]:
         """Backend kind, model name, a digest of the weights and their provenance."""
         return local_fingerprint("transformers", self._name, self.model_dir)
-
-    def render(self, prompt: Prompt) -> str:
-        """The exact text the model reads for ``prompt`` (chat template applied)."""
-        return self.template.render(normalize_prompts(prompt)[0])
-
-    def count_tokens(self, prompt: Prompt) -> int:
-        """Number of tokens the model reads for ``prompt``."""
-        return len(self.template.encode(normalize_prompts(prompt)[0]))
 
     def generate(
         self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | None = None, **kwargs: Any

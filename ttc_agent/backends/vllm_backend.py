@@ -20,14 +20,14 @@ from ttc_agent.backends.base import (
     normalize_prompts,
     resolve_params,
 )
-from ttc_agent.backends.chat_template import ChatTemplate
+from ttc_agent.backends.chat_template import ChatTemplate, TemplatedBackend
 from ttc_agent.backends.models import local_fingerprint
 from ttc_agent.errors import InvalidRequestError, ModelLoadError
 
 _request_ids = itertools.count()
 
 
-class VLLMBackend(LockedSyncBackend):
+class VLLMBackend(TemplatedBackend, LockedSyncBackend):
     """Runs a model in an in-process vLLM engine, with prefix caching on.
 
     ``n`` samples of a prompt are one vLLM request, and a batch of prompts (beam search's
@@ -119,14 +119,6 @@ class VLLMBackend(LockedSyncBackend):
     def fingerprint(self) -> dict[str, Any]:
         """Backend kind, model name, a digest of the weights and their provenance."""
         return local_fingerprint("vllm", self._name, self.model_dir, dtype=self.dtype)
-
-    def render(self, prompt: Prompt) -> str:
-        """The exact text the model reads for ``prompt`` (chat template applied)."""
-        return self.template.render(normalize_prompts(prompt)[0])
-
-    def count_tokens(self, prompt: Prompt) -> int:
-        """Number of tokens the model reads for ``prompt``."""
-        return len(self.template.encode(normalize_prompts(prompt)[0]))
 
     def generate(
         self, prompts: Prompt | Sequence[Prompt], params: SamplingParams | None = None, **kwargs: Any

@@ -80,11 +80,12 @@ def traced_model_name(meta: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def read_meta(folder: str | Path) -> dict[str, Any]:
-    """The collection's menu, backend fingerprint and dataset."""
+def read_meta(folder: str | Path, kind: str = "trace folder") -> dict[str, Any]:
+    """The collection's menu, backend fingerprint and dataset (a ``kind`` of folder: a trace
+    folder, or a pool's)."""
     path = Path(folder) / META
     if not path.is_file():
-        raise InvalidRequestError(f"no {META} in {str(folder)!r}: not a trace folder")
+        raise InvalidRequestError(f"no {META} in {str(folder)!r}: not a {kind}")
     meta: dict[str, Any] = json.loads(path.read_text())
     return meta
 

@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ttc_agent.backends.base import Backend, Completion, SamplingParams
 from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.evaluation.collect import cpu_name, drop_partial_line, read_records, serving_settings, utc_now
+from ttc_agent.evaluation.collect import cpu_name, drop_partial_line, read_meta, read_records, serving_settings, utc_now
 from ttc_agent.evaluation.datasets import Problem
 from ttc_agent.strategies.selection import CONFIDENCE_WINDOW, confidence
 from ttc_agent.validation import POSITIVE_INT, Interval, check_param
@@ -124,11 +124,7 @@ def read_pool(folder: str | Path) -> list[dict[str, Any]]:
 
 def read_pool_meta(folder: str | Path) -> dict[str, Any]:
     """A pool folder's backend fingerprint, pool spec and dataset."""
-    path = Path(folder) / META
-    if not path.is_file():
-        raise InvalidRequestError(f"no {META} in {str(folder)!r}: not a trace pool folder")
-    meta: dict[str, Any] = json.loads(path.read_text())
-    return meta
+    return read_meta(folder, "trace pool folder")
 
 
 def _check_or_write_meta(out: Path, meta: dict[str, Any]) -> None:
