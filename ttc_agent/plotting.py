@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ttc_agent.extras import needs_extra
+
 
 def save_figure(fig: Any, stem: str) -> list[str]:
     """Save ``fig`` as ``stem.png`` and ``stem.svg``, close it, and return the two paths. The
     files carry no date and the SVG's element ids a fixed salt, so the same data redraws the
     same bytes."""
-    import matplotlib.pyplot as plt
+    with needs_extra("plots", "saving figures"):
+        import matplotlib.pyplot as plt
 
     fig.tight_layout()
     paths = []
@@ -24,7 +27,8 @@ def save_figure(fig: Any, stem: str) -> list[str]:
 def plain_log_axis(ax: Any, axis: str = "x") -> None:
     """A log axis labelled with plain numbers at its major ticks only (matplotlib otherwise
     labels minor ticks too, and their ``4x10^2``-style labels run into each other)."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    with needs_extra("plots", "log axes"):
+        from matplotlib.ticker import FuncFormatter, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

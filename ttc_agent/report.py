@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.extras import needs_extra
 
 
 def read_decisions(path: str | Path) -> list[dict[str, Any]]:
@@ -84,10 +85,11 @@ def burn_down(records: list[dict[str, Any]], unit: str) -> tuple[list[float], li
 def plot_cumulative(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Cumulative tokens and seconds per step, each step labelled with its strategy (PNG); with
     a workflow budget, a second row draws the burn-down of what is left against the plan."""
-    import matplotlib
+    with needs_extra("plots", "plotting a report"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     records = [r for r in records if r.get("choice") is not None]  # a budget-exhausted stop spends nothing
 

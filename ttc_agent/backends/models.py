@@ -37,6 +37,7 @@ from platformdirs import user_cache_dir
 
 from ttc_agent.backends.fingerprint import model_digest
 from ttc_agent.errors import ModelIntegrityError, ModelLoadError
+from ttc_agent.extras import needs_extra
 
 PROVENANCE_FILE = "ttc-model.json"
 _READ_CHUNK = 1 << 22
@@ -350,9 +351,10 @@ class _bytes_progress:
 
 def _convert_gguf(gguf: Path, out: Path, dtype: str, *, progress: bool) -> None:
     """Convert a GGUF file into a safetensors folder (transformers parses it through ``gguf``)."""
-    import torch
-    from rich.console import Console
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    with needs_extra("local", "converting a model to safetensors"):
+        import torch
+        from rich.console import Console
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
     console = Console(file=sys.stderr, quiet=not progress)
     # transformers' own tqdm bars and notices go to a sink; the status line says what happens.

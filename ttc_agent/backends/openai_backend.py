@@ -45,6 +45,7 @@ from ttc_agent.errors import (
     InvalidRequestError,
     ModelLoadError,
 )
+from ttc_agent.extras import needs_extra
 from ttc_agent.validation import POSITIVE, POSITIVE_INT, Interval, check_param
 
 _RETRYABLE = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
@@ -262,7 +263,8 @@ class OpenAIBackend:
 
 def _local_template(tokenizer: str | Path) -> ChatTemplate:
     """The chat template of a registered model name or a Hugging Face folder."""
-    from transformers import AutoTokenizer
+    with needs_extra("local", "a local chat template (tokenizer=)"):
+        from transformers import AutoTokenizer
 
     from ttc_agent.backends.models import resolve_model
 

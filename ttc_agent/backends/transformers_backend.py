@@ -20,6 +20,7 @@ from ttc_agent.backends.base import (
 from ttc_agent.backends.chat_template import ChatTemplate, TemplatedBackend
 from ttc_agent.backends.models import local_fingerprint
 from ttc_agent.errors import InvalidRequestError, ModelLoadError
+from ttc_agent.extras import needs_extra
 
 
 class TransformersBackend(TemplatedBackend, LockedSyncBackend):
@@ -38,8 +39,9 @@ class TransformersBackend(TemplatedBackend, LockedSyncBackend):
 
     def __init__(self, model: str | Path | None = None, *, threads: int | None = None) -> None:
         super().__init__()
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with needs_extra("local", "TransformersBackend"):
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ttc_agent.backends.models import resolve_model
 

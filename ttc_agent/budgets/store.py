@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ttc_agent.budgets.pool import AccountKey, Amount, Reservation, Session, Spend, room_for
 from ttc_agent.errors import InvalidRequestError, TTCError
+from ttc_agent.extras import needs_extra
 
 if TYPE_CHECKING:
     import psycopg
@@ -318,7 +319,8 @@ class PostgresStore(_SQLStore):
                 cur.execute(statement)
 
     def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
-        import psycopg
+        with needs_extra("postgres", "PostgresStore"):
+            import psycopg
 
         conn: psycopg.Connection[tuple[object, ...]] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:

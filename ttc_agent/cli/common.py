@@ -11,6 +11,7 @@ from rich.console import Console
 
 from ttc_agent.answers import Extractor, Grader
 from ttc_agent.errors import InvalidRequestError, TTCError
+from ttc_agent.extras import needs_extra
 
 if TYPE_CHECKING:
     from ttc_agent.backends.base import Backend
@@ -174,15 +175,17 @@ def cli_backend(
         if backend != "vllm":
             raise InvalidRequestError(f"--dtype {dtype.value} is for the vllm backend, not {backend!r}")
         options["dtype"] = dtype.value
-    quiet_model_loading()
+    if backend in LOCAL_BACKENDS:
+        quiet_model_loading()
     with console.status(f"loading {backend} backend..."):
         return load_backend(backend, model, **({"api_key": api_key} if api_key else {}), **options)
 
 
 def quiet_model_loading() -> None:
     """Keep transformers' and the hub's progress bars out of the command's output."""
-    import transformers
-    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
+    with needs_extra("local", "loading a model in this process"):
+        import transformers
+        from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
 
     transformers.logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ttc_agent.budgets import BudgetStore
 
 from ttc_agent.cli.common import Dtype, LogLevel, _check_backend, app, cli_backend, console, fail, workload_hooks
+from ttc_agent.extras import needs_extra
 
 
 def _store(spec: str) -> BudgetStore:
@@ -150,7 +151,8 @@ def serve(
     name, e.g. TTC_AGENT_PORT). A request's max_tokens is each sample's cap (up to --max-tokens); the shipped
     bundles are fitted on arithmetic at 96 (reference model) or 64 (smollm2-135m) tokens a
     sample, and a response says in its x-ttc-warning header when a request's cap is beyond that."""
-    import uvicorn
+    with needs_extra("serve", "ttc-agent serve"):
+        import uvicorn
 
     from ttc_agent.demo import SHIPPED_BUNDLES, SHIPPED_PROBES, shipped_probes
     from ttc_agent.nodes import TTCEngine

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ttc_agent.errors import InvalidRequestError
+from ttc_agent.extras import needs_extra
 from ttc_agent.plotting import plain_log_axis, save_figure, wilson_interval
 from ttc_agent.policy import CallLimits, OraclePolicy, UtilityPolicy
 from ttc_agent.probes.predictions import Predictions
@@ -270,10 +271,11 @@ def plot(result: dict[str, Any], path_stem: str) -> list[str]:
     """Accuracy against mean tokens and against mean seconds: statics as points with 95%
     Wilson intervals (named in the legend, so long names never collide), the adaptive policy as
     a curve, the oracle as a ceiling. Writes PNG and SVG; returns the paths."""
-    import matplotlib
+    with needs_extra("plots", "plotting replays"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     from ttc_agent.report import short_label
 

