@@ -152,3 +152,26 @@ def test_official_clients_with_their_usual_fields_get_answers_on_the_embedded_mo
         assert reply.choices[0].message.content and set(raw.headers["x-ttc-ignored"].split(", ")) >= {"top_p", "seed"}
         chat = ChatOpenAI(base_url=f"{url}/v1", api_key="unused", model="ttc:greedy", max_retries=0, max_tokens=48)
         assert chat.invoke("What is 2 + 3?").content
+
+
+def test_the_openapi_schema_types_the_bodies_and_names_the_bearer_scheme():
+
+    store = ReservationPool()
+    engine = TTCEngine(ScriptedBackend(texts("= 1023", tokens=8)), bundle_for(None), pool=store)
+    client = TestClient(create_app(ChatService(engine, store, model_name="ttc"), api_keys=["k-1"]))
+    spec = client.get("/openapi.json").json()
+    chat = spec["paths"]["/v1/chat/completions"]["post"]
+    body = chat["requestBody"]["content"]["application/json"]["schema"]
+    assert {"model", "messages"} <= set(body["required"]) and "include_usage" in str(
+        body["properties"]["stream_options"]
+    )
+    assert (
+        chat["security"] == [{"HTTPBearer": []}]
+        and spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    )
+    session = spec["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert session["properties"]["on_exhausted"]["enum"] == ["end", "error"]
+    ask = {"model": "ttc", "messages": ASK}
+    assert client.post("/v1/chat/completions", json=ask).status_code == 401
+    assert client.post("/v1/chat/completions", json=ask, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.post("/v1/chat/completions", json=ask, headers={"Authorization": "Bearer k-1"}).status_code == 200

@@ -27,11 +27,22 @@ from ttc_agent.records import CapRecord
 
 with needs_extra("serve", "ttc_agent.server"):
     import anyio
-    from fastapi import FastAPI, Request
+    from fastapi import Depends, FastAPI, Request, Security
     from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ttc_agent.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from ttc_agent.server.protocol import APIError, chunks, completion, json_object, parse_request, role_chunk
+from ttc_agent.server.protocol import (
+    APIError,
+    ChatRequest,
+    SessionRequest,
+    body_schema,
+    chunks,
+    completion,
+    json_object,
+    parse_request,
+    role_chunk,
+)
 from ttc_agent.server.service import ChatService
 
 log = logging.getLogger("ttc_agent.server")
@@ -58,12 +69,14 @@ def create_app(
     metrics = ServerMetrics()
     app.state.metrics = metrics
 
-    def owner(request: Request) -> str:
+    bearer = HTTPBearer(auto_error=False, description="An API key of --api-keys-file or $TTC_AGENT_API_KEYS.")
+
+    def owner(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> str:
+        """The caller's owner id from its bearer key (anonymous when the server has no keys)."""
         if not keys:
             return ANONYMOUS
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), k) for k in keys):
+        token = "" if credentials is None else credentials.credentials
+        if not any(hmac.compare_digest(token.encode(), k) for k in keys):
             raise APIError(401, "a valid API key is required (Authorization: Bearer KEY)", type="authentication_error",
                            code="invalid_api_key")  # fmt: skip
         return owner_of(token)
@@ -121,32 +134,27 @@ def create_app(
         return {"id": name, "object": "model", "created": 0, "owned_by": "ttc-agent"}
 
     @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        owner(request)
+    async def models(who: str = Depends(owner)) -> dict[str, Any]:
         return {"object": "list", "data": [model_object(m) for m in service.models()]}
 
     @app.get("/v1/models/{model_id:path}")
-    async def model(model_id: str, request: Request) -> dict[str, Any]:
-        owner(request)
+    async def model(model_id: str, who: str = Depends(owner)) -> dict[str, Any]:
         if model_id not in service.models():
             raise APIError(404, f"model {model_id!r} is not served here; models: {service.models()}",
                            code="model_not_found", param="model")  # fmt: skip
         return model_object(model_id)
 
-    @app.post("/v1/sessions", status_code=201)
-    async def create_session(request: Request) -> dict[str, Any]:
-        who = owner(request)
+    @app.post("/v1/sessions", status_code=201, openapi_extra=body_schema(SessionRequest))
+    async def create_session(request: Request, who: str = Depends(owner)) -> dict[str, Any]:
         body = json_object(await body_of(request))
         return await in_thread(lambda: service.create_session(who, body))
 
     @app.get("/v1/sessions/{sid}")
-    async def get_session(sid: str, request: Request) -> dict[str, Any]:
-        who = owner(request)
+    async def get_session(sid: str, who: str = Depends(owner)) -> dict[str, Any]:
         return await in_thread(lambda: service.describe(service.session(who, sid)))
 
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat(request: Request) -> Response:
-        who = owner(request)
+    @app.post("/v1/chat/completions", response_model=None, openapi_extra=body_schema(ChatRequest))
+    async def chat(request: Request, who: str = Depends(owner)) -> Response:
         req = parse_request(await body_of(request))
         sid = request.headers.get("x-ttc-session") or req.user
         started = time.perf_counter()

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +35,38 @@ class StreamOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     include_usage: bool = False
+
+
+class SessionRequest(BaseModel):
+    """A ``POST /v1/sessions`` body: a session's id and limits (for the OpenAPI schema; the
+    service checks the fields and names a bad one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200, description="The session's id, sent as x-ttc-session.")
+    max_tokens: int | None = Field(default=None, gt=0, description="Tokens the whole session may spend.")
+    max_seconds: float | None = Field(default=None, gt=0, description="Seconds the whole session may spend.")
+    expected_calls: int | None = Field(default=None, gt=0, description="Calls the session is expected to make.")
+    on_exhausted: Literal["end", "error"] = Field(default="end", description="What a call past the budget gets.")
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """An endpoint's ``openapi_extra`` declaring ``model`` as its JSON body (for endpoints that
+    read the raw body themselves, to bound its size), with the model's definitions inlined."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inline(schema)}}}}
 
 
 class ChatRequest(BaseModel):

@@ -24,7 +24,7 @@ from ttc_agent.errors import BackendError, InvalidRequestError, TTCError
 from ttc_agent.nodes.attempts import Attempts, attempts, drive
 from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
 from ttc_agent.nodes.settings import TTCSettings, merge, parse_settings, sample_cap
-from ttc_agent.server.protocol import APIError, ChatRequest, ttc_object
+from ttc_agent.server.protocol import APIError, ChatRequest, SessionRequest, ttc_object
 
 T = TypeVar("T")
 
@@ -117,7 +117,7 @@ class ChatService:
 
     def create_session(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a session from an admin request's body (``id``, limits)."""
-        allowed = {"id", "max_tokens", "max_seconds", "expected_calls", "on_exhausted"}
+        allowed = set(SessionRequest.model_fields)
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise APIError(400, f"unknown session fields {unknown}; known: {sorted(allowed)}")
