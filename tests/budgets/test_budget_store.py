@@ -123,3 +123,30 @@ def test_processes_sharing_a_store_never_overrun_it(kind, tmp_path, request):
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         granted = pool.map(_reserve_many, [(kind, where, 25)] * 4)  # 100 calls want 1300 tokens
     assert sum(granted) == store.spend(KEY).tokens == 1000
+
+
+@pytest.mark.slow
+def test_postgres_calls_share_a_bounded_pool_and_a_dropped_connection_is_replaced(postgres_dsn):
+    """More concurrent calls than connections queue for one; a connection the server killed is
+    checked out, found dead and replaced instead of failing the next call."""
+    with pytest.raises(InvalidRequestError, match="max_connections"):
+        PostgresStore(postgres_dsn, max_connections=0)
+    store = PostgresStore(postgres_dsn, max_connections=2)
+    with store._transaction() as cur:
+        cur.execute("TRUNCATE ttc_accounts, ttc_reservations, ttc_sessions")
+
+    def call(_: int) -> int:
+        r = store.reserve(KEY, (0, 0.0), Amount(10_000, None), Amount(10, None))
+        store.settle(r, 10, 0.01)
+        return r.tokens or 0
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(call, range(24))) == 240
+    assert store._pool.get_stats()["pool_max"] == 2
+    killer = PostgresStore(postgres_dsn, max_connections=1)
+    with killer._transaction() as cur:  # the server drops every other client's connection
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                    "AND datname = current_database()")  # fmt: skip
+    assert call(0) == 10 and store.spend(KEY).tokens == 250
+    store.close()
+    killer.close()

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from ttc_agent.budgets.pool import AccountKey, Amount, Reservation, Session, Spend, room_for
 from ttc_agent.errors import InvalidRequestError, TTCError
 from ttc_agent.extras import needs_extra
+from ttc_agent.validation import POSITIVE_INT, check_param
 
 if TYPE_CHECKING:
     import psycopg
@@ -298,50 +299,64 @@ class SQLiteStore(_SQLStore):
 
 
 class PostgresStore(_SQLStore):
-    """A store in Postgres, shared by processes on several machines (needs ``psycopg``).
+    """A store in Postgres, shared by processes on several machines (the ``[postgres]`` extra).
+
+    Connections come from a `psycopg_pool.ConnectionPool` (checked before each use, so one the
+    server dropped is replaced instead of failing a call); `close` closes the pool.
 
     Args:
         dsn: a libpq connection string or URL (``postgresql://user@host:port/db``).
         ttl: seconds after which a reservation nobody settled is charged in full.
-        connect_timeout: seconds to wait for the server before `BudgetStoreError`.
+        connect_timeout: seconds to wait for the server, or for a free connection, before
+            `BudgetStoreError`.
+        max_connections: the most connections this process holds open (one per concurrent call).
     """
 
     _P = "%s"
     _MAX = "GREATEST"
 
-    def __init__(self, dsn: str, *, ttl: float = 900.0, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self, dsn: str, *, ttl: float = 900.0, connect_timeout: float = 5.0, max_connections: int = 16
+    ) -> None:
         super().__init__(ttl)
+        check_param("max_connections", max_connections, POSITIVE_INT, owner="PostgresStore")
+        with needs_extra("postgres", "PostgresStore"):
+            from psycopg_pool import ConnectionPool, PoolTimeout
+
         self.dsn = dsn
         self.connect_timeout = connect_timeout
+        kwargs = {"autocommit": True, "connect_timeout": max(1, round(connect_timeout))}
+        self._pool: ConnectionPool[psycopg.Connection[tuple[object, ...]]] = ConnectionPool(
+            dsn, min_size=1, max_size=max_connections, kwargs=kwargs, timeout=connect_timeout, open=False,
+            check=ConnectionPool.check_connection, name="ttc-agent-budgets",
+        )  # fmt: skip
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise BudgetStoreError(
+                f"cannot reach the budget store at {_redact(dsn)} within {connect_timeout:g} s"
+            ) from exc
         with self._transaction() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(7461636)")  # replicas starting together
             for statement in _SCHEMA:
                 cur.execute(statement)
 
-    def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
-        with needs_extra("postgres", "PostgresStore"):
-            import psycopg
-
-        conn: psycopg.Connection[tuple[object, ...]] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            try:
-                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(1, round(self.connect_timeout)))
-            except psycopg.Error as exc:
-                raise BudgetStoreError(f"cannot reach the budget store at {_redact(self.dsn)}: {exc}") from exc
-            self._local.conn = conn
-        return conn
+    def close(self) -> None:
+        """Close the pool's connections (the store is unusable afterwards)."""
+        self._pool.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[_Cursor]:
         import psycopg
+        from psycopg_pool import PoolTimeout
 
-        conn = self._connection()
         try:
-            with conn.transaction(), conn.cursor() as cur:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
+        except PoolTimeout as exc:
+            raise BudgetStoreError(f"cannot reach the budget store at {_redact(self.dsn)}: {exc}") from exc
         except psycopg.Error as exc:
-            if conn.broken or conn.closed:
-                self._local.conn = None
             raise BudgetStoreError(f"the budget store at {_redact(self.dsn)} failed: {exc}") from exc
 
 
