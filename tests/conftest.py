@@ -74,3 +74,19 @@ def postgres_dsn() -> Iterator[str]:
         pytest.skip("Postgres is not installed here (Debian: apt-get install postgresql); .ci/run installs it")
     with LocalPostgres() as pg:
         yield pg.dsn
+
+
+@pytest.fixture(scope="session")
+def otel_spans():
+    """The OpenTelemetry SDK as the global tracer provider (settable once per process), and the
+    in-memory exporter its spans go to."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(provider)  # ttc_agent's tracer is a proxy to it
+    return spans

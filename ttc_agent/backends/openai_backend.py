@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import openai
+from opentelemetry import propagate
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -139,7 +140,7 @@ class OpenAIBackend:
     def _post_json(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         root = self.base_url.removesuffix("/v1")
         try:
-            response = self._http.post(root + path, json=payload)
+            response = self._http.post(root + path, json=payload, headers=trace_headers())
         except httpx.HTTPError as exc:
             raise BackendUnavailableError(f"could not reach {root + path}: {exc}") from exc
         if response.status_code == 404:
@@ -258,6 +259,8 @@ class OpenAIBackend:
             request.update(messages=list(p.messages), logprobs=True, extra_body=_continuation(p))
         else:
             request.update(prompt=p.text, logprobs=1)
+        if trace := trace_headers():
+            request["extra_headers"] = trace
         return request
 
 
@@ -334,3 +337,11 @@ def _parse_choice(choice: Any, chat: bool, keep_logprobs: bool) -> Completion:
         token_logprobs=logprobs if keep_logprobs else None,
         stop_string=stop_reason if isinstance(stop_reason, str) else None,
     )
+
+
+def trace_headers() -> dict[str, str]:
+    """The current OpenTelemetry context as W3C ``traceparent``/``tracestate`` headers (empty
+    outside a recording span), so the server's spans join the caller's trace."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier

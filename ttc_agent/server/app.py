@@ -22,6 +22,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
 from ttc_agent.extras import needs_extra
 from ttc_agent.records import CapRecord
 
@@ -30,6 +33,7 @@ with needs_extra("serve", "ttc_agent.server"):
     from fastapi import Depends, FastAPI, Request, Security
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from ttc_agent.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from ttc_agent.server.protocol import (
@@ -62,11 +66,21 @@ def create_app(
     *,
     max_request_bytes: int = 1_000_000,
     keep_alive_seconds: float = 15.0,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> FastAPI:
-    """The server's FastAPI app. ``api_keys`` empty: no authentication (loopback use only)."""
+    """The server's FastAPI app. ``api_keys`` empty: no authentication (loopback use only).
+
+    OpenTelemetry: each request is a server span (FastAPI's instrumentation; a ``traceparent``
+    header continues the caller's trace), the engine's call spans and the backend requests (which
+    carry ``traceparent`` on) are its children, and the metrics are also OpenTelemetry
+    instruments; all go to the global providers unless ``tracer_provider``/``meter_provider``
+    are given."""
     app = FastAPI(title="ttc-agent", summary="OpenAI-compatible chat completions with test-time compute")
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, meter_provider=meter_provider,
+                                       excluded_urls="/health,/health/live,/health/ready,/metrics")  # fmt: skip
     keys = [k.encode() for k in api_keys]
-    metrics = ServerMetrics()
+    metrics = ServerMetrics(meter_provider)
     app.state.metrics = metrics
 
     bearer = HTTPBearer(auto_error=False, description="An API key of --api-keys-file or $TTC_AGENT_API_KEYS.")

@@ -25,6 +25,7 @@ from ttc_agent.nodes.attempts import Attempts, attempts, drive
 from ttc_agent.nodes.engine import Call, Reply, Ticket, TTCEngine
 from ttc_agent.nodes.settings import TTCSettings, merge, parse_settings, sample_cap
 from ttc_agent.server.protocol import APIError, ChatRequest, SessionRequest, ttc_object
+from ttc_agent.tracing import call_span, end_span
 
 T = TypeVar("T")
 
@@ -197,7 +198,10 @@ class ChatService:
         engine, call = self.engine, prepared.call
 
         def run(ticket: Ticket) -> AIMessage:
-            return engine.finish(ticket, ticket.prompt, engine.run(ticket, call, ticket.prompt))
+            with call_span(engine.name, self.model_name, ticket.decision, call.stop) as span:
+                message = engine.finish(ticket, ticket.prompt, engine.run(ticket, call, ticket.prompt))
+                end_span(span, message, self.model_name)
+                return message
 
         with _as_api_errors():
             reply = drive(prepared.steps, run, prepared.ticket)
