@@ -46,7 +46,13 @@ def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_
         ["collect", "--dataset", "arithmetic", "--menu", str(menu), "--out", str(tmp_path / "o"), "--levels", "1,x"],
     )
     assert levels.exit_code == 1 and "--levels must be comma-separated integers" in levels.output
-    assert "Traceback" not in levels.output
+    assert "--levels is deprecated: repeat --level instead" in levels.output and "Traceback" not in levels.output
+    typed = runner.invoke(app, ["collect", "--dataset", "arithmetic", "--menu", str(menu), "--out",
+                                str(tmp_path / "o"), "--level", "x"])  # fmt: skip
+    assert typed.exit_code == 2 and "--level" in typed.output  # a usage error, before any work
+    both = runner.invoke(app, ["collect", "--dataset", "arithmetic", "--menu", str(menu), "--out",
+                               str(tmp_path / "o"), "--level", "1", "--levels", "2"])  # fmt: skip
+    assert both.exit_code == 1 and "not both" in both.output
     zero = runner.invoke(app, ["demo", "--max-tokens", "0"])
     assert zero.exit_code == 1 and "max_tokens must be an integer > 0, got 0" in zero.output
     key = runner.invoke(app, ["run", "What is 2 + 2?", "--api-key", "k"])

@@ -86,7 +86,7 @@ def test_a_collection_killed_mid_run_resumes_without_duplicates(tmp_path, embedd
     menu.write_text("strategies: [greedy, 'best_of_n(2, select=majority)']\ndefaults: {max_tokens: 24}\n")
     out = tmp_path / "traces"
     cmd = [str(Path(sys.executable).with_name("ttc-agent")), "collect", "--dataset", "arithmetic",
-           "--levels", "1", "--per-level", "4", "--menu", str(menu), "--out", str(out), "--repeats", "1"]  # fmt: skip
+           "--level", "1", "--per-level", "4", "--menu", str(menu), "--out", str(out), "--repeats", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:

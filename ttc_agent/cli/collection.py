@@ -21,6 +21,7 @@ from ttc_agent.cli.common import (
     ExtractOpt,
     GradeOpt,
     GradingOpt,
+    LevelOpt,
     LevelsOpt,
     LimitOpt,
     ModelOpt,
@@ -30,6 +31,7 @@ from ttc_agent.cli.common import (
     console,
     fail,
     problems_for,
+    repeated_ints,
 )
 
 
@@ -45,7 +47,8 @@ def collect(
     limit: LimitOpt = None,
     data: DataOpt = None,
     per_level: PerLevelOpt = 20,
-    levels: LevelsOpt = "1,2,3",
+    level: LevelOpt = None,
+    levels: LevelsOpt = None,
     seed: Annotated[int, typer.Option(help="Arithmetic question seed.")] = 0,
     grading: GradingOpt = "smollm2-135m",
     repeats: Annotated[int, typer.Option(help="Runs of each strategy per problem (k).")] = 2,
@@ -66,7 +69,17 @@ def collect(
 
     try:
         m = Menu.load(menu)
-        problems = problems_for(dataset, limit, data, per_level, levels, grading, extract, grade, seed=seed)
+        problems = problems_for(
+            dataset,
+            limit,
+            data,
+            per_level,
+            repeated_ints(level, levels, (1, 2, 3), "--level", "--levels"),
+            grading,
+            extract,
+            grade,
+            seed=seed,
+        )
         b = cli_backend(backend, model, api_key, dtype)
         done = run_collect(problems, m, b, out, repeats=repeats, concurrency=concurrency, dataset=dataset)
         labelled = collect_rollouts(out, b, n=rollouts, problems={p.id for p in problems}) if rollouts else 0
@@ -93,7 +106,8 @@ def pool(
     limit: LimitOpt = None,
     data: DataOpt = None,
     per_level: PerLevelOpt = 20,
-    levels: LevelsOpt = "1,2,3",
+    level: LevelOpt = None,
+    levels: LevelsOpt = None,
     grading: GradingOpt = "smollm2-135m",
     questions_per_call: Annotated[
         int, typer.Option(help="Questions sharing one backend call (batched backends run them together).")
@@ -108,7 +122,16 @@ def pool(
 
     try:
         spec = PoolSpec.parse(temperature, max_tokens)
-        problems = problems_for(dataset, limit, data, per_level, levels, grading, extract, grade)
+        problems = problems_for(
+            dataset,
+            limit,
+            data,
+            per_level,
+            repeated_ints(level, levels, (1, 2, 3), "--level", "--levels"),
+            grading,
+            extract,
+            grade,
+        )
         b = cli_backend(backend, model, api_key, dtype)
         done = collect_pool(problems, b, out, spec, questions_per_call=questions_per_call, dataset=dataset)
     except TTCError as exc:

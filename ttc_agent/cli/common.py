@@ -130,7 +130,15 @@ DataOpt = Annotated[Path | None, typer.Option(help="Folder holding gsm8k/ and ma
 PerLevelOpt = Annotated[int, typer.Option(help="Arithmetic questions per level.")]
 
 
-LevelsOpt = Annotated[str, typer.Option(help="Arithmetic levels, comma-separated.")]
+LevelOpt = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--level", help="An arithmetic level to use; repeat for more (default: 1, 2 and 3).", show_default=False
+    ),
+]
+LevelsOpt = Annotated[
+    str | None, typer.Option(hidden=True, help="Deprecated: comma-separated levels; repeat --level instead.")
+]
 
 
 GradingOpt = Annotated[
@@ -200,11 +208,24 @@ def emit(document: object) -> None:
 
 
 def parse_levels(text: str, option: str = "--levels") -> tuple[int, ...]:
-    """Comma-separated integers, e.g. ``"1,2,3"``."""
+    """Comma-separated integers, e.g. ``"1,2,3"`` (the deprecated form of a repeated option)."""
     try:
         return tuple(int(x) for x in text.split(","))
     except ValueError:
         raise InvalidRequestError(f"{option} must be comma-separated integers such as 1,2,3, got {text!r}") from None
+
+
+def repeated_ints(
+    given: list[int] | None, deprecated: str | None, default: tuple[int, ...], option: str, old: str
+) -> tuple[int, ...]:
+    """The values of a repeatable integer option (``--level 1 --level 2``), or of its deprecated
+    comma-separated form (``--levels 1,2``, with a note on stderr); ``default`` when neither."""
+    if deprecated is not None:
+        if given:
+            raise InvalidRequestError(f"give {option} (repeated) or the deprecated {old}, not both")
+        err_console.print(f"{old} is deprecated: repeat {option} instead ({option} 1 {option} 2)")
+        return parse_levels(deprecated, old)
+    return tuple(given) if given else default
 
 
 def problems_for(
@@ -212,7 +233,7 @@ def problems_for(
     limit: int | None,
     data: Path | None,
     per_level: int,
-    levels: str,
+    levels: tuple[int, ...],
     grading: str,
     extract: str | None,
     grade: str | None,
@@ -223,9 +244,7 @@ def problems_for(
     from ttc_agent.evaluation.datasets import load_dataset, with_workload
 
     kwargs: dict[str, int | str | tuple[int, ...]] = (
-        {"per_level": per_level, "levels": parse_levels(levels), "seed": seed, "grading": grading}
-        if dataset == "arithmetic"
-        else {}
+        {"per_level": per_level, "levels": levels, "seed": seed, "grading": grading} if dataset == "arithmetic" else {}
     )
     return with_workload(load_dataset(dataset, limit, data, **kwargs), *workload_hooks(extract, grade))
 

@@ -23,7 +23,7 @@ from ttc_agent.cli.common import (
     fail,
     held_out,
     num,
-    parse_levels,
+    repeated_ints,
 )
 from ttc_agent.cli.tables import make_table, metrics_table, simulation_table
 
@@ -209,11 +209,16 @@ def train_verifier(
     ],
     out: Annotated[Path, typer.Option(help="Folder for the trained verifier.")],
     model: ModelOpt = None,
-    layers: Annotated[
-        str | None,
+    layer: Annotated[
+        list[int] | None,
         typer.Option(
-            help="Hidden-state layers to read, comma-separated (default: the middle, three-quarters and last layer)."
+            "--layer",
+            help="A hidden-state layer to read; repeat for more (default: the middle, three-quarters and last layer).",
+            show_default=False,
         ),
+    ] = None,
+    layers: Annotated[
+        str | None, typer.Option(hidden=True, help="Deprecated: comma-separated layers; repeat --layer instead.")
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.3,
     process: Annotated[
@@ -231,7 +236,7 @@ def train_verifier(
             report = train_verifier_from_traces(
                 traces,
                 model=model,
-                layers=None if layers is None else parse_levels(layers, "--layers"),
+                layers=repeated_ints(layer, layers, (), "--layer", "--layers") or None,
                 test_fraction=test_fraction,
                 process=process,
             )
