@@ -178,38 +178,13 @@ def greedy_lookahead(table, X, model: str | None = None, folds: int = 5) -> dict
 
 
 def plots(name: str, bundle, table, X) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ttc_agent.probes.metrics import reliability
+    from ttc_agent.plotting import plot_probe_fit
     from ttc_agent.report import short_label
 
     preds = bundle.predict_features(X, table.prompt_tokens)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for j, spec in enumerate(bundle.specs):
-        idx, y = table.run_rows(spec)
-        bins = reliability(y, preds.accuracy[idx, j])
-        (line,) = a.plot([x for x, _, _ in bins], [f for _, f, _ in bins], marker="o", label=short_label(spec))
-        for x, f, count in bins:  # how many runs each point stands on
-            a.annotate(
-                str(count), (x, f), fontsize=6, color=line.get_color(), xytext=(3, -8), textcoords="offset points"
-            )
-        b.scatter(table.mean(spec, "seconds"), preds.seconds[:, j], s=12, label=short_label(spec))
-    a.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-    a.set(xlabel="predicted P(correct)", ylabel="observed frequency (runs per bin beside each point)",
-          title=f"{name}: reliability (held out)")  # fmt: skip
-    top = max(b.get_xlim()[1], b.get_ylim()[1])
-    b.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1)
-    b.set(xlabel="measured seconds", ylabel="predicted seconds", title=f"{name}: latency (held out)")
-    a.legend(fontsize=7)
-    fig.tight_layout()
     IMG.mkdir(parents=True, exist_ok=True)
-    path = IMG / f"probes-{name}.png"
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return [str(path.relative_to(HERE.parent))]
+    paths = plot_probe_fit(name, [short_label(s) for s in bundle.specs], table, preds, str(IMG / f"probes-{name}"))
+    return [str(Path(p).relative_to(HERE.parent)) for p in paths]
 
 
 def main() -> None:
@@ -332,7 +307,7 @@ def doc_blocks(results: dict) -> dict[str, str]:
     names = list(results["datasets"])
     intro = "Every figure of this section, redrawn by `python -m benchmarks.probes --datasets NAME --no-collect`:"
     return {
-        f"figures-probes{suffix}": figure_list(intro, sorted(f"probes-{n}" for n in group), kinds=("png",))
+        f"figures-probes{suffix}": figure_list(intro, sorted(f"probes-{n}" for n in group))
         for suffix, group in (("-qwen", [n for n in names if n.startswith("qwen-")]),
                               ("", [n for n in names if not n.startswith("qwen-")]))
     }  # fmt: skip

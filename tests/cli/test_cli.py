@@ -4,6 +4,7 @@ no tracebacks, and credentials for server backends."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -115,11 +116,20 @@ def test_json_output_of_report_train_and_evaluate(tmp_path):
 
     write_trace_folder(tmp_path / "traces", {"menu": MENU.to_dict(), "backend": {"backend": "scripted", "model": "s"}},
                        [{**r, "schema": 1, "candidates": []} for r in synthetic_traces(n=60)])  # fmt: skip
-    trained = runner.invoke(app, ["train", "--traces", str(tmp_path / "traces"), "--features", "text_stats",
+    trained = runner.invoke(app, ["train", "--traces", str(tmp_path / "traces"), "--feature", "text_stats",
                                   "--out", str(tmp_path / "b"), "--json"])  # fmt: skip
     assert trained.exit_code == 0, trained.output
     doc = json.loads(trained.stdout)
     assert doc["problems"] == 60 and set(doc["metrics"]) == set(MENU.specs)
+    assert [v["strategy"] for v in doc["verdicts"]] == list(MENU.specs)
+    assert all(v["accuracy"] in ("informative", "not yet shown informative", "nothing to learn (one outcome)")
+               for v in doc["verdicts"])  # fmt: skip
+    assert sorted(doc["plots"]) == [str(tmp_path / "b-fit.png"), str(tmp_path / "b-fit.svg")]
+    assert all(Path(p).stat().st_size > 1000 for p in doc["plots"])
+    table = runner.invoke(app, ["train", "--traces", str(tmp_path / "traces"), "--features", "text_stats",
+                                "--out", str(tmp_path / "b2"), "--plot", str(tmp_path / "fit.png")])  # fmt: skip
+    assert table.exit_code == 0 and "--features is deprecated" in table.output and "accuracy probe" in table.output
+    assert (tmp_path / "fit.svg").is_file()
     evaluated = runner.invoke(app, ["evaluate", "--traces", str(tmp_path / "traces"), "--probes", str(tmp_path / "b"),
                                     "--out", str(tmp_path / "e"), "--bootstrap", "20", "--json"])  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output

@@ -183,7 +183,7 @@ def test_collect_then_train_on_the_embedded_model(tmp_path, tf_backend):
             str(tmp_path / "traces"),
             "--out",
             str(tmp_path / "probes"),
-            "--features",
+            "--feature",
             "text_stats",
             "--test-fraction",
             "0.4",

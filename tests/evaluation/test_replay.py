@@ -145,7 +145,7 @@ def test_evaluate_command_replays_only_held_out_problems(tmp_path):
     traces = write_trace_folder(tmp_path / "traces", synthetic_traces(n=120, repeats=4, gain_easy=0.0, gain_hard=0.25))
     runner = CliRunner()
     trained = runner.invoke(
-        app, ["train", "--traces", str(traces), "--out", str(tmp_path / "probes"), "--features", "text_stats"]
+        app, ["train", "--traces", str(traces), "--out", str(tmp_path / "probes"), "--feature", "text_stats"]
     )
     assert trained.exit_code == 0, trained.output
     result = runner.invoke(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ttc_agent.errors import TTCError
+from ttc_agent.errors import InvalidRequestError, TTCError
 
 if TYPE_CHECKING:
     pass
@@ -32,12 +33,19 @@ from ttc_agent.cli.tables import make_table, metrics_table, simulation_table
 def train(
     traces: Annotated[Path, typer.Option(help="Trace folder written by `ttc-agent collect`.")],
     out: Annotated[Path, typer.Option(help="Probe bundle folder to write.")],
-    features: Annotated[
-        str,
+    feature: Annotated[
+        list[str] | None,
         typer.Option(
-            help="Comma-separated: text_stats, sentence_embedding, prompt_hidden_state (the hidden state of the model the traces were collected on)."
+            "--feature",
+            help="A feature set to fit on, repeat for more: text_stats, sentence_embedding, prompt_hidden_state (the "
+            "hidden state of the model the traces were collected on). Default: text_stats and sentence_embedding.",
+            show_default=False,
         ),
-    ] = "text_stats,sentence_embedding",
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(hidden=True, help="Deprecated: comma-separated feature sets; repeat --feature instead."),
+    ] = None,
     latency: Annotated[
         Path | None, typer.Option(help="Latency model from `ttc-agent profile` (default: regress traced seconds).")
     ] = None,
@@ -46,16 +54,34 @@ def train(
         Path | None,
         typer.Option(help="A trace pool (ttc-agent pool) to fit the menu's two-stage strategies' stage-2 models on."),
     ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to draw the held-out fit (reliability curves, predicted against measured seconds; PNG and "
+            "SVG; needs the [plots] extra). Default: beside the bundle, OUT-fit.png.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit the probes on a train split of TRACES, print metrics on the held-out rest, and save
-    the bundle (it records its training problems, so `ttc-agent evaluate` replays only the others);
-    with --pool, also fit each two-stage strategy's stage-2 decision on the pool's training questions."""
+    """Fit the probes on a train split of TRACES, print metrics on the held-out rest with a
+    verdict per strategy (is its accuracy probe informative, are its token predictions usable,
+    how many questions would resolve it), draw the held-out fit, and save the bundle (it records
+    its training problems, so `ttc-agent evaluate` replays only the others); with --pool, also
+    fit each two-stage strategy's stage-2 decision on the pool's training questions."""
     from ttc_agent.evaluation.probe_training import train_from_traces
+    from ttc_agent.evaluation.verdict import verdicts
+    from ttc_agent.plotting import plot_probe_fit
+    from ttc_agent.report import short_label
 
+    if features is not None:
+        if feature:
+            raise fail(InvalidRequestError("give --feature (repeated) or the deprecated --features, not both"))
+        err_console.print("--features is deprecated: repeat --feature instead (--feature text_stats --feature ...)")
+    chosen = features if features is not None else ",".join(feature or ["text_stats", "sentence_embedding"])
     try:
         with console.status(f"featurising and fitting {traces}..."):
-            trained = train_from_traces(traces, features, latency, test_fraction)
+            trained = train_from_traces(traces, chosen, latency, test_fraction)
             if pool is not None:
                 from ttc_agent.evaluation.pool_replay import fit_stage2, pool_latency
                 from ttc_agent.evaluation.pools import read_pool, read_pool_meta
@@ -70,11 +96,22 @@ def train(
         raise fail(exc) from exc
     bundle, n = trained.bundle, len(trained.table.ids)
     bundle.save(out)
+    held = trained.table.subset(trained.test)
+    try:
+        preds = bundle.predict_features(trained.X[trained.test], held.prompt_tokens)
+        stem = str(plot.with_suffix("") if plot is not None else out.parent / f"{out.name}-fit")
+        drawn = plot_probe_fit(out.name, [short_label(s) for s in bundle.specs], held, preds, stem)
+    except TTCError as exc:
+        raise fail(exc) from exc
+    judged = verdicts(trained.metrics, n)
     if as_json:
-        emit({"bundle": str(out), "problems": n, "held_out": len(trained.test), "metrics": trained.metrics})
+        emit({"bundle": str(out), "problems": n, "held_out": len(trained.test), "metrics": trained.metrics,
+              "verdicts": [asdict(v) for v in judged], "plots": drawn})  # fmt: skip
         return
     console.print(metrics_table(trained.metrics, f"held-out metrics ({len(trained.test)} of {n} problems)"))
-    console.print(f"probe bundle written to {out}")
+    for v in judged:
+        console.print(f"- {v.line()}")
+    console.print(f"probe bundle written to {out}; held-out fit drawn in {', '.join(drawn)}")
 
 
 @app.command(rich_help_panel="Fit and measure")
