@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypedDict
 
 import numpy as np
+from cachetools import LRUCache
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from pydantic import GetCoreSchemaHandler
@@ -227,7 +228,9 @@ class TTCEngine:
         self.name = name
         self.budget = WorkflowBudget.coerce(budget)
         self.gate = BudgetGate(manager, pool, history)
-        self._calibrated: dict[tuple[str, float, float], float] = {}
+        # Prices calibrated per (target kind, target, other price): the latest few, shared by threads.
+        self._calibrated: LRUCache[tuple[str, float, float], float] = LRUCache(maxsize=_MAX_CALIBRATIONS)
+        self._calibrating = threading.Lock()
         self.extract = extract
         #: Whether each of the latest replies ended at the per-sample cap (for one warning).
         self._cut: deque[bool] = deque(maxlen=_CUT_WINDOW)
@@ -260,17 +263,19 @@ class TTCEngine:
         # both belong to the cache key, and only the calibrated price is replaced.
         price = "lambda_tokens" if key == "target_mean_tokens" else "lambda_seconds"
         other = limits.lambda_seconds if price == "lambda_tokens" else limits.lambda_tokens
-        if (key, target, other) not in self._calibrated:
-            if len(self._calibrated) >= _MAX_CALIBRATIONS:
-                self._calibrated.pop(next(iter(self._calibrated)))
+        with self._calibrating:
+            lam = self._calibrated.get((key, target, other))
+        if lam is None:
             policy = UtilityPolicy(limits.lambda_tokens, limits.lambda_seconds)
             found = (
                 policy.calibrate(self.probes.calibration_, target_mean_tokens=target)
                 if price == "lambda_tokens"
                 else policy.calibrate(self.probes.calibration_, target_mean_seconds=target)
             ).limits
-            self._calibrated[(key, target, other)] = getattr(found, price)
-        return replace(limits, **{price: self._calibrated[(key, target, other)]})
+            lam = float(getattr(found, price))
+            with self._calibrating:
+                self._calibrated[(key, target, other)] = lam
+        return replace(limits, **{price: lam})
 
     # -- deciding ------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import brier_score_loss, roc_auc_score
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import brier_score_loss, mean_absolute_percentage_error, roc_auc_score
 
 from ttc_agent.errors import InvalidRequestError
 
@@ -19,35 +20,26 @@ def brier(y: np.ndarray, p: np.ndarray) -> float:
     return float(brier_score_loss(np.asarray(y), np.clip(p, 0, 1)))
 
 
-def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error over equal-width probability bins."""
-    y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 0, 1)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            total += sel.mean() * abs(y[sel].mean() - p[sel].mean())
-    return float(total)
-
-
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
-    """Per bin: mean predicted probability, observed frequency, count (for reliability diagrams)."""
+    """Per non-empty equal-width bin: mean predicted probability, observed frequency and count
+    (scikit-learn's `calibration_curve`, with the counts a reliability diagram shows)."""
     y, p = np.asarray(y, dtype=float), np.clip(np.asarray(p, dtype=float), 0, 1)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    return [
-        (float(p[which == b].mean()), float(y[which == b].mean()), int((which == b).sum()))
-        for b in range(bins)
-        if (which == b).any()
-    ]
+    frequency, predicted = calibration_curve(y, p, n_bins=bins, strategy="uniform")
+    counts = np.bincount(np.searchsorted(np.linspace(0, 1, bins + 1)[1:-1], p), minlength=bins)
+    return [(float(m), float(f), int(c)) for m, f, c in zip(predicted, frequency, counts[counts > 0], strict=True)]
+
+
+def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-width probability bins (the `reliability` bins,
+    weighted by their share of the predictions)."""
+    curve = reliability(y, p, bins)
+    n = sum(c for _, _, c in curve)
+    return float(sum(c / n * abs(f - m) for m, f, c in curve))
 
 
 def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean absolute percentage error (as a fraction; 0.25 = 25%)."""
-    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
-    return float(np.mean(np.abs(predicted - actual) / np.maximum(np.abs(actual), 1e-9)))
+    """Mean absolute percentage error (as a fraction; 0.25 = 25%; scikit-learn's)."""
+    return float(mean_absolute_percentage_error(np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)))
 
 
 def mape_floor(actual: np.ndarray, groups: np.ndarray) -> float:
