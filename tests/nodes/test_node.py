@@ -43,8 +43,11 @@ def test_settings_are_checked_before_any_generation():
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lamda_tokens": 1}}})
     with pytest.raises(InvalidRequestError, match="lambda_tokens"):
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"lambda_tokens": -1}}})
-    with pytest.raises(InvalidRequestError, match="quantile must be a finite number in"):
+    with pytest.raises(InvalidRequestError, match=r"quantile=0.2: Input should be greater than or equal to 0.5"):
         app.invoke({"messages": HARD}, {"configurable": {"ttc": {"quantile": 0.2}}})
+    for bad in ({"lambda_tokens": float("nan")}, {"max_call_tokens": True}, {"max_call_seconds": "30"}):
+        with pytest.raises(InvalidRequestError, match=next(iter(bad))):
+            app.invoke({"messages": HARD}, {"configurable": {"ttc": bad}})
     with pytest.raises(InvalidRequestError, match="no messages"):
         app.invoke({"messages": []})
     assert backend.calls == [], "nothing was generated"
@@ -222,3 +225,12 @@ def test_a_decided_call_does_not_count_its_prompt_again():
     backend.count_tokens = lambda prompt: counted.append(prompt) or count(prompt)
     graph(TTCNode(TTCEngine(backend, bundle_for(None)))).invoke({"messages": HARD})
     assert len(counted) == 1, "the node counts the prompt; the chat model running its decision reuses the count"
+
+
+def test_the_settings_constraints_reach_the_json_schema_studio_renders():
+    from ttc_agent.nodes import TTCContext
+
+    props = TTCContext.model_json_schema()["properties"]
+    assert props["lambda_tokens"]["anyOf"][0] == {"minimum": 0, "type": "number"}
+    assert props["quantile"]["anyOf"][0] == {"exclusiveMaximum": 1, "minimum": 0.5, "type": "number"}
+    assert props["max_call_tokens"]["anyOf"][0] == {"exclusiveMinimum": 0, "type": "integer"}

@@ -13,23 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ttc_agent.budgets.budget import WorkflowBudget
 from ttc_agent.deprecation import renamed_keys, warn_renamed
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.policy import CAP_RENAMES, check_quantile
-from ttc_agent.validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_param
-
-_CONSTRAINTS = {
-    "lambda_tokens": NON_NEGATIVE,
-    "lambda_seconds": NON_NEGATIVE,
-    "target_mean_tokens": POSITIVE,
-    "target_mean_seconds": POSITIVE,
-    "max_call_tokens": POSITIVE_INT,
-    "max_tokens_per_sample": POSITIVE_INT,
-    "max_call_seconds": POSITIVE,
-}
+from ttc_agent.policy import CAP_RENAMES
 
 
 class TTCSettings(BaseModel):
@@ -41,24 +30,32 @@ class TTCSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    lambda_tokens: float | None = Field(default=None, description="Utility lost per token spent.")
-    lambda_seconds: float | None = Field(default=None, description="Utility lost per second of latency.")
+    lambda_tokens: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, strict=True, description="Utility lost per token spent."
+    )
+    lambda_seconds: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, strict=True, description="Utility lost per second of latency."
+    )
     target_mean_tokens: float | None = Field(
-        default=None, description="Set lambda_tokens so the mean predicted tokens per call hit this."
-    )
+        default=None, gt=0, allow_inf_nan=False, strict=True,
+        description="Set lambda_tokens so the mean predicted tokens per call hit this.",
+    )  # fmt: skip
     target_mean_seconds: float | None = Field(
-        default=None, description="Set lambda_seconds so the mean predicted seconds hit this."
-    )
+        default=None, gt=0, allow_inf_nan=False, strict=True,
+        description="Set lambda_seconds so the mean predicted seconds hit this.",
+    )  # fmt: skip
     max_call_tokens: int | None = Field(
-        default=None,
+        default=None, gt=0, strict=True,
         description="Per-call cap on predicted total tokens (at `quantile`); formerly `max_tokens` (deprecated).",
-    )
+    )  # fmt: skip
     max_call_seconds: float | None = Field(
-        default=None,
+        default=None, gt=0, allow_inf_nan=False, strict=True,
         description="Per-call cap on predicted seconds, and the call's deadline; formerly `max_seconds` (deprecated).",
-    )
+    )  # fmt: skip
     max_tokens_per_sample: int | None = Field(
         default=None,
+        gt=0,
+        strict=True,
         description=(
             "Each sample's cap on generated tokens, which the strategies run with (and the probes predict "
             "under); overrides a chat model's or request's own max_tokens. Unset: the model's max_tokens, "
@@ -66,8 +63,9 @@ class TTCSettings(BaseModel):
         ),
     )
     quantile: float | None = Field(
-        default=None, description="Quantile of predicted cost the caps are checked at (0.9 by default)."
-    )
+        default=None, ge=0.5, lt=1, allow_inf_nan=False, strict=True,
+        description="Quantile of predicted cost the caps are checked at, in [0.5, 1) (0.9 by default).",
+    )  # fmt: skip
     strategy: str | None = Field(
         default=None,
         max_length=400,
@@ -88,14 +86,6 @@ class TTCSettings(BaseModel):
             super().__init__(**fields)
         except ValidationError as exc:
             raise InvalidRequestError(f"bad ttc setting: {_describe(exc)}") from None
-
-    @model_validator(mode="after")
-    def _check(self) -> TTCSettings:
-        for name, constraint in _CONSTRAINTS.items():
-            check_param(name, getattr(self, name), constraint, allow_none=True)
-        if self.quantile is not None:
-            check_quantile(self.quantile)
-        return self
 
     @property
     def max_tokens(self) -> int | None:
