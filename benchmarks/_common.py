@@ -6,8 +6,11 @@ import datetime as dt
 import json
 import os
 import platform
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -116,3 +119,15 @@ def fitted_bundle(traces: Path, test_fraction: float = 0.3, features: str = DEFA
     bundle = train_from_traces(traces, features, latency=latency_for(traces), test_fraction=test_fraction).bundle
     bundle.save(out)
     return bundle
+
+
+def mean_interval(values: Sequence[float] | np.ndarray, draws: int = 2000, seed: int = 0) -> list[float]:
+    """A 95% percentile bootstrap interval of the mean of ``values`` (scipy's bootstrap; the
+    mean twice where there is nothing to resample: fewer than 3 values, or all equal)."""
+    from scipy.stats import bootstrap
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 3 or np.all(x == x[0]):
+        return [float(x.mean())] * 2
+    res = bootstrap((x,), np.mean, n_resamples=draws, method="percentile", random_state=seed)
+    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks._common import saved_results, write_results  # noqa: E402
+from benchmarks._common import mean_interval, saved_results, write_results  # noqa: E402
 
 #: Candidate levels: a name and (operation, range of a, range of b).
 CANDIDATES = {
@@ -34,14 +34,6 @@ CANDIDATES = {
     "3x2": ("*", (100, 999), (11, 99)),
     "3x3": ("*", (100, 999), (100, 999)),
 }
-
-
-def bootstrap(values: list[bool], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """A 95% percentile bootstrap interval of the mean."""
-    rng = np.random.default_rng(seed)
-    x = np.asarray(values, dtype=float)
-    means = rng.choice(x, size=(draws, len(x)), replace=True).mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
 async def grade(backend, names: list[str], per_level: int, max_tokens: int, concurrency: int) -> dict:
@@ -73,7 +65,7 @@ async def grade(backend, names: list[str], per_level: int, max_tokens: int, conc
             "spec": list(CANDIDATES[name]),
             "questions": len(right[name]),
             "greedy_accuracy": float(np.mean(right[name])),
-            "interval": bootstrap(right[name]),
+            "interval": mean_interval(right[name]),
             "mean_completion_tokens": float(np.mean(tokens[name])),
         }
         for name in names

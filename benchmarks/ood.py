@@ -21,9 +21,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
 
-from benchmarks._common import REPO, write_results
+from benchmarks._common import REPO, mean_interval, write_results
 from benchmarks.docs import refresh
 from ttc_agent.evaluation.collect import read_meta, read_traces, write_trace_folder
 from ttc_agent.evaluation.pool_replay import replay_pool
@@ -36,13 +35,6 @@ from ttc_agent.probes.table import TraceTable
 
 SAFE_TWO_STAGE = "two_stage(k=4, more=12)"
 TRACES = {"arithmetic": REPO / "benchmarks/traces/qwen-arithmetic", "gsm8k": REPO / "benchmarks/traces/qwen-gsm8k"}
-
-
-def ci(values: np.ndarray) -> list[float]:
-    if len(values) < 3 or np.all(values == values[0]):
-        return [float(values.mean())] * 2
-    res = bootstrap((values,), np.mean, n_resamples=2000, method="percentile", random_state=0)
-    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 def evaluate(bundle: ProbeBundle, table: TraceTable, ask: list[int]) -> dict:
@@ -62,7 +54,11 @@ def evaluate(bundle: ProbeBundle, table: TraceTable, ask: list[int]) -> dict:
 
     def summary(pick: np.ndarray) -> dict:
         c = correct[rows, pick]
-        return {"accuracy": float(c.mean()), "accuracy_ci": ci(c), "tokens": float(tokens[rows, pick].mean())}
+        return {
+            "accuracy": float(c.mean()),
+            "accuracy_ci": mean_interval(c),
+            "tokens": float(tokens[rows, pick].mean()),
+        }
 
     static = {s: summary(np.full(len(ask), j)) for j, s in enumerate(specs)}
     best = max(static, key=lambda s: static[s]["accuracy"])
@@ -130,7 +126,7 @@ def main() -> None:
                 asked_ids = set(r["ids"])
                 mine = [x for x in runs if x["problem_id"] in asked_ids]
                 cc = np.array([x["correct"] for x in mine], dtype=float)
-                r["two_stage_default"] = {"accuracy": float(cc.mean()), "accuracy_ci": ci(cc),
+                r["two_stage_default"] = {"accuracy": float(cc.mean()), "accuracy_ci": mean_interval(cc),
                                           "tokens": float(np.mean([x["total_tokens"] for x in mine]))}  # fmt: skip
         print(f"{SAFE_TWO_STAGE} (agreement rule) on {asked}: {c.mean():.3f}")
     for r in results.values():

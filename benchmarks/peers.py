@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks._common import REPO, interleave, write_results  # noqa: E402
+from benchmarks._common import REPO, interleave, mean_interval, write_results  # noqa: E402
 from benchmarks.docs import refresh  # noqa: E402
 from ttc_agent.answers import answer_key, answers_equal, extract_answer  # noqa: E402
 from ttc_agent.backends import VLLMServer  # noqa: E402
@@ -225,22 +225,15 @@ def run_all(rows: dict[str, Method], qs: list[Problem], metrics: str) -> dict[st
     return out
 
 
-def bootstrap(values: np.ndarray, rng: np.random.Generator, draws: int = 4000) -> list[float]:
-    """A 95% percentile bootstrap interval of the mean."""
-    means = values[rng.integers(0, len(values), size=(draws, len(values)))].mean(axis=1)
-    return [round(float(np.percentile(means, 2.5)), 3), round(float(np.percentile(means, 97.5)), 3)]
-
-
 def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per method: accuracy (with its interval), mean tokens and seconds, and ttc-agent's choices;
     then ttc-agent's cost against each other method at an accuracy at least as high."""
-    rng = np.random.default_rng(0)
     rows = {}
     for name, calls in runs.items():
         right = np.array([c["correct"] for c in calls], dtype=float)
         rows[name] = {
             "accuracy": round(float(right.mean()), 4),
-            "interval": bootstrap(right, rng),
+            "interval": mean_interval(right),
             "completion_tokens": round(float(np.mean([c["completion_tokens"] for c in calls])), 1),
             "prompt_tokens": round(float(np.mean([c["prompt_tokens"] for c in calls])), 1),
             "seconds": round(float(np.mean([c["seconds"] for c in calls])), 2),
@@ -282,7 +275,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     )
     ours_right = np.array([c["correct"] for c in runs[compared]], dtype=float)
     theirs = np.array([c["correct"] for c in runs[top]], dtype=float)
-    paired = bootstrap(ours_right - theirs, rng)
+    paired = mean_interval(ours_right - theirs)
     return {
         "rows": rows,
         "against": against,

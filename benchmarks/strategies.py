@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks._common import RESULTS, write_results
+from benchmarks._common import RESULTS, mean_interval, write_results
 from benchmarks.docs import refresh  # noqa: E402
 
 RUNS = RESULTS / "strategies-runs.jsonl"
@@ -134,15 +134,6 @@ def label(spec: str, rule: str | None) -> str:
     return spec
 
 
-def interval(values: list[bool], draws: int = 2000) -> list[float]:
-    """A 95% percentile bootstrap interval of the mean of ``values``."""
-    import numpy as np
-
-    x = np.asarray(values, dtype=float)
-    means = x[np.random.default_rng(0).integers(0, len(x), size=(draws, len(x)))].mean(axis=1)
-    return [round(float(np.percentile(means, 2.5)), 3), round(float(np.percentile(means, 97.5)), 3)]
-
-
 def summarise(runs: list[dict], selections: tuple[str, ...] = SELECTIONS) -> dict:
     from ttc_agent.evaluation.records import reselect
 
@@ -164,7 +155,7 @@ def summarise(runs: list[dict], selections: tuple[str, ...] = SELECTIONS) -> dic
                     "spec": spec,
                     "n": len(rs),
                     "accuracy": round(mean(correct), 3),
-                    "interval": interval(correct),
+                    "interval": mean_interval(correct),
                     "pass_at_n": round(mean(r["pass"] for r in rs), 3),
                     "completion_tokens": round(mean(r["completion_tokens"] for r in rs), 1),
                     "seconds": round(mean(r["seconds"] for r in rs), 2),
@@ -302,7 +293,7 @@ def replay_adaptive(runs: list[dict], thresholds=(0.8, 0.9, 0.95, 0.99), batch: 
                 rounds.append(used / batch)
             rows.append({
                 "group": group, "threshold": t, "n": len(rs), "accuracy": round(mean(correct), 3),
-                "interval": interval(correct), "completion_tokens": round(mean(tokens), 1),
+                "interval": mean_interval(correct), "completion_tokens": round(mean(tokens), 1),
                 "rounds": round(mean(rounds), 2),
             })  # fmt: skip
     return rows

@@ -18,9 +18,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
 
-from benchmarks._common import REPO, write_results
+from benchmarks._common import REPO, mean_interval, write_results
 from benchmarks.docs import refresh
 from ttc_agent.evaluation.pool_replay import replay_pool
 from ttc_agent.evaluation.pools import read_pool, read_pool_meta
@@ -29,13 +28,6 @@ from ttc_agent.probes.latency import LatencyModel
 #: Seconds do not matter here: replays are read for their votes only.
 UNTIMED = LatencyModel((1.0, 0.0, 0.0, 0.0, 0.0))
 DEFAULT = REPO / "benchmarks" / "pools" / "qwen-gsm8k-train-temperatures"
-
-
-def ci(values: np.ndarray) -> list[float]:
-    if len(values) < 3 or np.all(values == values[0]):
-        return [float(values.mean())] * 2
-    res = bootstrap((values,), np.mean, n_resamples=2000, method="percentile", random_state=0)
-    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
 def main() -> None:
@@ -55,7 +47,7 @@ def main() -> None:
     }
     pooled = [r for r in records if r["problem_id"] in set(ids)]
     greedy = np.array([by[p][0.0]["samples"][0]["correct"] for p in ids], dtype=float)
-    out["greedy"] = {"accuracy": float(greedy.mean()), "accuracy_ci": ci(greedy),
+    out["greedy"] = {"accuracy": float(greedy.mean()), "accuracy_ci": mean_interval(greedy),
                      "cut": float(np.mean([by[p][0.0]["samples"][0]["finish"] == "length" for p in ids])),
                      "tokens": float(np.mean([by[p][0.0]["samples"][0]["tokens"] for p in ids]))}  # fmt: skip
     out["temperatures"] = {}
@@ -63,16 +55,16 @@ def main() -> None:
         row: dict = {}
         samples = [by[p][t]["samples"] for p in ids]
         per_sample = np.array([np.mean([s["correct"] for s in ss]) for ss in samples])
-        row["per_sample_right"], row["per_sample_right_ci"] = float(per_sample.mean()), ci(per_sample)
+        row["per_sample_right"], row["per_sample_right_ci"] = float(per_sample.mean()), mean_interval(per_sample)
         row["cut"] = float(np.mean([s["finish"] == "length" for ss in samples for s in ss]))
         row["tokens"] = float(np.mean([s["tokens"] for ss in samples for s in ss]))
         for k in (2, 4, 8):  # majority over the first k samples, as the strategy would vote
             spec = f"best_of_n({k}, select=majority, temperature={t:g})"
             runs = replay_pool(pooled, [spec], UNTIMED, max_tokens=out["max_tokens"])
             right = np.array([r["correct"] for r in sorted(runs, key=lambda r: r["problem_id"])], dtype=float)
-            row[f"majority@{k}"], row[f"majority@{k}_ci"] = float(right.mean()), ci(right)
+            row[f"majority@{k}"], row[f"majority@{k}_ci"] = float(right.mean()), mean_interval(right)
         passed = np.array([any(s["correct"] for s in ss[:8]) for ss in samples], dtype=float)
-        row["pass@8"], row["pass@8_ci"] = float(passed.mean()), ci(passed)
+        row["pass@8"], row["pass@8_ci"] = float(passed.mean()), mean_interval(passed)
         out["temperatures"][f"{t:g}"] = row
     g = out["greedy"]
     print(f"{out['questions']} questions; greedy {g['accuracy']:.3f} {g['accuracy_ci']}, cut {g['cut']:.0%}")

@@ -27,10 +27,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import bootstrap
 from sklearn.metrics import roc_auc_score
 
-from benchmarks._common import DOC, REPO, write_results
+from benchmarks._common import DOC, REPO, mean_interval, write_results
 from benchmarks.docs import figure_list, refresh
 from ttc_agent.evaluation.collect import read_traces
 from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
@@ -91,7 +90,7 @@ def summary(records: list[dict]) -> dict:
     correct = np.array([r["correct"] for r in records], dtype=float)
     return {
         "accuracy": float(correct.mean()),
-        "accuracy_ci": ci(correct),
+        "accuracy_ci": mean_interval(correct),
         "tokens": float(np.mean([r["total_tokens"] for r in records])),
         "seconds": float(np.mean([r["seconds"] for r in records])),
         "rounds": float(np.mean([r["rounds"] for r in records])),
@@ -99,18 +98,11 @@ def summary(records: list[dict]) -> dict:
     }
 
 
-def ci(values: np.ndarray) -> list[float]:
-    if len(values) < 3 or np.all(values == values[0]):
-        return [float(values.mean())] * 2
-    res = bootstrap((values,), np.mean, n_resamples=2000, method="percentile", random_state=0)
-    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
-
-
 def paired(a: list[dict], b: list[dict], field: str) -> dict:
     """Mean of ``a - b`` over the same questions, with a 95% bootstrap interval."""
     by_b = {r["problem_id"]: r for r in b}
     diff = np.array([float(r[field]) - float(by_b[r["problem_id"]][field]) for r in a])
-    return {"mean": float(diff.mean()), "ci": ci(diff)}
+    return {"mean": float(diff.mean()), "ci": mean_interval(diff)}
 
 
 def parallel(latency: LatencyModel) -> LatencyModel:
