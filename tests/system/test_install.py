@@ -1,5 +1,8 @@
 """The slim install: ttc-agent's wheel with the core alone runs a graph against a real served
-model, names the extra a missing feature needs, and `[serve]` alone serves.
+model and names the extra a missing feature needs; then the container image's install set
+(`[serve,postgres]`, deploy/Dockerfile) runs its entrypoint, `ttc-agent serve` with no arguments,
+configured by deploy/compose.yaml's environment (the hosts swapped for a local Postgres and a
+real `vllm serve`): the compose stack as processes, as no container runtime runs here.
 
 One fresh virtual environment (no packages of the test's), the wheel built from this checkout,
 this machine's pins (requirements/constraints.txt); packages come from the registry (pip's cache).
@@ -8,6 +11,7 @@ this machine's pins (requirements/constraints.txt); packages come from the regis
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,7 +20,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from fakes import bundle_for
+from postgres_server import LocalPostgres, postgres_bin
 
 from ttc_agent.backends.vllm_server import free_port
 
@@ -61,7 +67,9 @@ def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def test_the_core_wheel_runs_a_graph_and_serve_alone_serves(tmp_path, vllm_server):
+def test_the_core_wheel_runs_a_graph_and_the_images_entrypoint_serves_the_compose_stack(tmp_path, vllm_server):
+    if postgres_bin() is None:
+        pytest.skip("Postgres is not installed here (Debian: apt-get install postgresql)")
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist")], timeout=600)
     (wheel,) = (tmp_path / "dist").glob("ttc_agent-*.whl")
     env = tmp_path / "venv"
@@ -85,29 +93,43 @@ def test_the_core_wheel_runs_a_graph_and_serve_alone_serves(tmp_path, vllm_serve
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert refused.returncode == 1 and "ttc-agent[serve]" in refused.stderr
 
-    run([*pip, f"{wheel}[serve]"], timeout=900)
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    assert (
+        'pip install --no-cache-dir ".[serve,postgres]"' in dockerfile
+        and 'ENTRYPOINT ["ttc-agent", "serve"]' in dockerfile
+    )
+    run([*pip, f"{wheel}[serve,postgres]"], timeout=900)
+    compose = yaml.safe_load((REPO / "deploy" / "compose.yaml").read_text())
+    image_env = dict(kv.split("=", 1) for kv in re.findall(r"^ENV (.*)$", dockerfile, re.M)[0].split())
     port = free_port()
-    server = subprocess.Popen(
-        [str(env / "bin" / "ttc-agent"), "serve", "--backend", vllm_server, "--model", "smollm2",
-         "--probes", str(bundle), "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health/live", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.stdout else ""
-            time.sleep(0.5)
-        reply = httpx.post(f"{base}/v1/chat/completions", timeout=120, json={
-            "model": "ttc", "max_tokens": 16, "messages": [{"role": "user", "content": "What is 2 + 3?"}],
-        })  # fmt: skip
-        assert reply.status_code == 200, reply.text
-        assert reply.json()["choices"][0]["message"]["content"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with LocalPostgres() as pg:
+        environment = {**image_env, **compose["services"]["ttc-a"]["environment"], "TTC_AGENT_PORT": str(port),
+                       "TTC_AGENT_HOST": "127.0.0.1", "TTC_AGENT_BACKEND": vllm_server, "TTC_AGENT_MODEL": "smollm2",
+                       "TTC_AGENT_STORE": pg.dsn}  # fmt: skip
+        server = subprocess.Popen([str(env / "bin" / "ttc-agent"), "serve"], env={"PATH": "/usr/bin:/bin", **environment},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                alive = server.poll() is None and time.monotonic() < deadline
+                assert alive, server.stdout.read() if server.stdout else ""
+                time.sleep(0.5)
+            ready = httpx.get(f"{base}/health/ready", timeout=10).json()
+            assert ready["checks"] == {"store": "ok", "backend": "ok"}
+            reply = httpx.post(f"{base}/v1/chat/completions", timeout=120, headers={"x-ttc-session": "s1"}, json={
+                "model": "ttc", "max_tokens": 16, "messages": [{"role": "user", "content": "What is 2 + 3?"}],
+            })  # fmt: skip
+            assert reply.status_code == 200, reply.text
+            assert reply.json()["choices"][0]["message"]["content"]
+            # The session budget of compose.yaml (TTC_AGENT_SESSION_TOKENS) counts down in Postgres.
+            left = int(reply.headers["x-ttc-session-remaining-tokens"])
+            assert 0 < left < int(environment["TTC_AGENT_SESSION_TOKENS"])
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

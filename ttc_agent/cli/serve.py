@@ -60,7 +60,8 @@ def serve(
         Path | None,
         typer.Option(
             envvar="TTC_AGENT_PROBES",
-            help="Probe bundle folder (default: the one shipped for the model: --model, or the served model --tokenizer names).",
+            help="Probe bundle folder, or the name of a model a bundle is shipped for (qwen2.5-coder-0.5b, "
+            "smollm2-135m). Default: the one shipped for the model: --model, or the served model --tokenizer names.",
         ),
     ] = None,
     store: Annotated[
@@ -169,9 +170,13 @@ def serve(
         # A local model gets the bundle shipped for it; a server's model is known by --tokenizer
         # when that names a model a bundle is shipped for (else the embedded model's, unchecked).
         shipped_for = SHIPPED_BUNDLES.get(tokenizer or "")
+        if probes is not None and not probes.exists() and str(probes) in SHIPPED_BUNDLES:
+            shipped_for, probes = SHIPPED_BUNDLES[str(probes)], None  # a shipped bundle, by its model's name
         named = shipped_for is not None
         if probes is not None:
             bundle = ProbeBundle.load(probes, fingerprint=chosen.fingerprint() if local else None)
+        elif local and named and shipped_for is not None:
+            bundle = ProbeBundle.load(shipped_for, fingerprint=chosen.fingerprint())
         elif local:
             bundle = shipped_probes(chosen)
         else:
