@@ -19,3 +19,9 @@ def grade(answer: str | None, gold: str) -> bool:
 
 def broken(answer: str | None, gold: str) -> bool:
     raise RuntimeError("this grader is broken")
+
+
+def answered(answer: str | None, gold: str) -> bool:
+    """A grader that judges a reply alone (no gold answer: prompts from a decision log): did it
+    commit to a letter at all."""
+    return answer is not None

@@ -128,3 +128,4 @@ class DecisionRecord(TypedDict, total=False):
     ood: NoveltyRecord
     budget: BudgetRecord
     exhausted: ExhaustedRecord
+    messages: list[dict[str, str]]

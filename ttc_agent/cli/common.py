@@ -116,7 +116,9 @@ DtypeOpt = Annotated[
 DatasetOpt = Annotated[
     str,
     typer.Option(
-        callback=_check_dataset, help="arithmetic, gsm8k, gsm8k-train, math500, or a JSONL file with question/answer."
+        callback=_check_dataset,
+        help="arithmetic, gsm8k, gsm8k-train, math500, a JSONL file with question/answer, or a decision log "
+        "written with record_prompts (its prompts; needs --grade).",
     ),
 ]
 
@@ -246,7 +248,13 @@ def problems_for(
     kwargs: dict[str, int | str | tuple[int, ...]] = (
         {"per_level": per_level, "levels": levels, "seed": seed, "grading": grading} if dataset == "arithmetic" else {}
     )
-    return with_workload(load_dataset(dataset, limit, data, **kwargs), *workload_hooks(extract, grade))
+    problems = load_dataset(dataset, limit, data, **kwargs)
+    if grade is None and any(not p.answer for p in problems):
+        raise InvalidRequestError(
+            f"{dataset} holds prompts without gold answers (a decision log): pass --grade module:function, a "
+            "grader that judges a reply alone (it gets the gold answer ''), so the traces say which runs were right"
+        )
+    return with_workload(problems, *workload_hooks(extract, grade))
 
 
 def workload_hooks(extract: str | None, grade: str | None) -> tuple[Extractor | None, Grader | None]:

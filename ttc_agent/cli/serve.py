@@ -100,6 +100,18 @@ def serve(
     max_request_bytes: Annotated[
         int, typer.Option(envvar="TTC_AGENT_MAX_REQUEST_BYTES", help="Largest request body, in bytes.")
     ] = 1_000_000,
+    trace: Annotated[
+        Path | None,
+        typer.Option(envvar="TTC_AGENT_TRACE", help="A JSONL decision log: every call's decision record is appended."),
+    ] = None,
+    record_prompts: Annotated[
+        bool,
+        typer.Option(
+            envvar="TTC_AGENT_RECORD_PROMPTS",
+            help="Keep each call's messages in its decision record (--trace), so `ttc-agent collect --dataset LOG` "
+            "can trace the menu on your traffic's prompts. Off: prompts may hold what users typed.",
+        ),
+    ] = False,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -181,7 +193,8 @@ def serve(
             bundle = shipped_probes(chosen)
         else:
             bundle = ProbeBundle.load(shipped_for or SHIPPED_PROBES)
-        engine = TTCEngine(chosen, bundle, pool=budgets, extract=workload_hooks(extract, None)[0])
+        engine = TTCEngine(chosen, bundle, pool=budgets, extract=workload_hooks(extract, None)[0], trace=trace,
+                           record_prompts=record_prompts)  # fmt: skip
         given = session_tokens is not None or session_seconds is not None
         defaults = SessionDefaults(session_tokens, session_seconds) if given else None
         service = ChatService(

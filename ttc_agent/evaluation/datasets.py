@@ -77,6 +77,18 @@ def _called(fn: object, role: str, *args: object) -> object:
         raise InvalidRequestError(f"the {role} {name} raised {type(exc).__name__}: {exc}") from exc
 
 
+def _logged(path: Path, i: int, record: dict[str, Any]) -> Problem:
+    """A problem from a decision log's record: the prompt the call was asked, no gold answer."""
+    messages = record.get("messages")
+    users = [m["content"] for m in messages or () if m.get("role") == "user"]
+    if not users:
+        raise InvalidRequestError(
+            f"{path}: record {i} is a decision without its prompt; log with TTCEngine(record_prompts=True) "
+            "(ttc-agent serve --record-prompts) to collect traces from the prompts your traffic sent"
+        )
+    return Problem(id=f"{path.stem}-{i}", question=users[-1], answer="", source=path.stem)
+
+
 def with_workload(problems: list[Problem], extractor: Extractor | None, grader: Grader | None) -> list[Problem]:
     """``problems`` answered and graded by another workload's functions (``None``: the default)."""
     return [replace(p, extractor=extractor or p.extractor, grader=grader or p.grader) for p in problems]
@@ -256,6 +268,9 @@ def load_dataset(
     if path.suffix == ".jsonl":
         problems = []
         for i, r in enumerate(_read_jsonl(path)):
+            if "question" not in r and ("candidates" in r or "choice" in r):  # a decision log's record
+                problems.append(_logged(path, i, r))
+                continue
             if "question" not in r or "answer" not in r:
                 raise InvalidRequestError(f"{path}: row {i} needs 'question' and 'answer' fields, has {sorted(r)}")
             problems.append(

@@ -191,6 +191,9 @@ class TTCEngine:
         pool: where concurrent calls reserve their caps (the process-wide pool by default).
         extract: reads a reply's answer for votes (text -> a canonical answer string), in place
             of the numeric reading, for another workload (text, code, multiple choice).
+        record_prompts: also keep each call's chat messages in its decision record
+            (``messages``), so ``ttc-agent collect --dataset LOG.jsonl`` can trace every strategy
+            on the prompts your traffic sent. Off by default: prompts may hold what users typed.
 
     Example:
         >>> engine = TTCEngine(TransformersBackend(), ProbeBundle.load_default())
@@ -212,6 +215,7 @@ class TTCEngine:
         history: CallHistory | None = None,
         pool: BudgetStore | None = None,
         extract: Extractor | None = None,
+        record_prompts: bool = False,
     ) -> None:
         if menu is not None and menu.to_dict() != probes.menu.to_dict():
             raise ProbeMismatchError(
@@ -232,6 +236,7 @@ class TTCEngine:
         self._calibrated: LRUCache[tuple[str, float, float], float] = LRUCache(maxsize=_MAX_CALIBRATIONS)
         self._calibrating = threading.Lock()
         self.extract = extract
+        self.record_prompts = record_prompts
         #: Whether each of the latest replies ended at the per-sample cap (for one warning).
         self._cut: deque[bool] = deque(maxlen=_CUT_WINDOW)
         self._warned_cut = False
@@ -456,6 +461,8 @@ class TTCEngine:
             record["cap"] = ticket.cap
         if ticket.ood is not None:
             record["ood"] = ticket.ood
+        if self.record_prompts:
+            record["messages"] = [dict(m) for m in prompt.chat]
         return AIMessage(
             **prompt.message_fields(outcome.text, complete=reason == "stop"),
             response_metadata={
