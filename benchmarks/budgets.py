@@ -66,7 +66,8 @@ def simulator(dataset: str, workflows: int, steps: int, folds: int, features: st
     from ttc_agent.cli.tables import simulation_table
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.evaluation.probe_training import cross_fit
-    from ttc_agent.evaluation.simulate import plot_simulation, simulate
+    from ttc_agent.evaluation.simulate import simulate
+    from ttc_agent.plotting import plot_simulation
     from ttc_agent.probes import TraceTable
 
     # The bundle's calibration sets the Paced manager's starting prices.

@@ -147,7 +147,8 @@ def report(name: str, result: dict, title: str) -> None:
 def run(name: str, bootstrap: int, folds: int, features: str = DEFAULT_FEATURES) -> dict:
     from ttc_agent.evaluation.collect import read_traces
     from ttc_agent.evaluation.probe_training import cross_fit
-    from ttc_agent.evaluation.replay import plot, replay
+    from ttc_agent.evaluation.replay import replay
+    from ttc_agent.plotting import plot_replay as plot
     from ttc_agent.probes import TraceTable
 
     traces = HERE / "traces" / name

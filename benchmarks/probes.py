@@ -178,8 +178,7 @@ def greedy_lookahead(table, X, model: str | None = None, folds: int = 5) -> dict
 
 
 def plots(name: str, bundle, table, X) -> list[str]:
-    from ttc_agent.plotting import plot_probe_fit
-    from ttc_agent.report import short_label
+    from ttc_agent.plotting import plot_probe_fit, short_label
 
     preds = bundle.predict_features(X, table.prompt_tokens)
     IMG.mkdir(parents=True, exist_ok=True)

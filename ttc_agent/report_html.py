@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ttc_agent.report import length_cuts_by_strategy, short_label
+from ttc_agent.plotting import short_label
+from ttc_agent.report import length_cuts_by_strategy
 
 _PALETTE = (
     "#1f77b4",

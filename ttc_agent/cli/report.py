@@ -58,7 +58,8 @@ def report(
 ) -> None:
     """Print the per-step decision table of a trace and plot its cumulative tokens and seconds
     (and, under a workflow budget, what was left after each step against the manager's plan)."""
-    from ttc_agent.report import length_cuts_by_strategy, plot_cumulative, read_decisions
+    from ttc_agent.plotting import plot_cumulative
+    from ttc_agent.report import length_cuts_by_strategy, read_decisions
 
     try:
         records = read_decisions(trace)

@@ -65,8 +65,8 @@ def demo(
     from ttc_agent.budgets import WorkflowBudget
     from ttc_agent.demo import make_graph, numbers, shipped_probes
     from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode
+    from ttc_agent.plotting import short_label
     from ttc_agent.probes import ProbeBundle
-    from ttc_agent.report import short_label
 
     try:
         given = max_tokens is not None or max_seconds is not None

@@ -71,8 +71,7 @@ def train(
     fit each two-stage strategy's stage-2 decision on the pool's training questions."""
     from ttc_agent.evaluation.probe_training import train_from_traces
     from ttc_agent.evaluation.verdict import verdicts
-    from ttc_agent.plotting import plot_probe_fit
-    from ttc_agent.report import short_label
+    from ttc_agent.plotting import plot_probe_fit, short_label
 
     if features is not None:
         if feature:
@@ -126,7 +125,8 @@ def evaluate(
     the adaptive policy over a sweep of prices, and the hindsight oracle. Generates nothing."""
     import json
 
-    from ttc_agent.evaluation.replay import plot, replay
+    from ttc_agent.evaluation.replay import replay
+    from ttc_agent.plotting import plot_replay as plot
 
     try:
         bundle, table = held_out(traces, probes)
@@ -193,8 +193,8 @@ def simulate(
     import json
 
     from ttc_agent.budgets import WorkflowBudget
-    from ttc_agent.evaluation.simulate import plot_simulation
     from ttc_agent.evaluation.simulate import simulate as run_simulation
+    from ttc_agent.plotting import plot_simulation
 
     try:
         tok = [int(x) for x in budget_tokens.split(",") if x.strip()]

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from ttc_agent.errors import InvalidRequestError
-from ttc_agent.extras import needs_extra
-from ttc_agent.plotting import plain_log_axis, save_figure, wilson_interval
+from ttc_agent.plotting import plot_replay
 from ttc_agent.policy import CallLimits, OraclePolicy, UtilityPolicy
 from ttc_agent.probes.predictions import Predictions
 from ttc_agent.probes.table import TraceTable
 
 COSTS = ("tokens", "seconds")
+#: The name `plot_replay` had when it lived here.
+plot = plot_replay
 
 
 @dataclass(frozen=True)
@@ -265,44 +266,3 @@ def choices_by_level(out: Outcomes, pred: Predictions, result: dict[str, Any]) -
         picks = chosen[out.levels == level]
         table[str(level)] = {s: int((picks == j).sum()) for j, s in enumerate(pred.specs) if (picks == j).any()}
     return table
-
-
-def plot(result: dict[str, Any], path_stem: str) -> list[str]:
-    """Accuracy against mean tokens and against mean seconds: statics as points with 95%
-    Wilson intervals (named in the legend, so long names never collide), the adaptive policy as
-    a curve, the oracle as a ceiling. Writes PNG and SVG; returns the paths."""
-    with needs_extra("plots", "plotting replays"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-    from ttc_agent.report import short_label
-
-    fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.3))
-    for ax, cost in zip(axes, COSTS, strict=True):
-        data = result[cost]
-        for name, lab in ((data["adaptive"], "adaptive (utility policy)"), (data["oracle"], "oracle (hindsight)")):
-            pts = sorted(name, key=lambda p: p[cost])
-            ax.plot(
-                [p[cost] for p in pts],
-                [p["accuracy"] for p in pts],
-                marker=".",
-                label=lab,
-                linestyle="-" if "adaptive" in lab else "--",
-            )
-        n = int(result["queries"])
-        for i, (spec, s) in enumerate(result["static"].items()):
-            lo, hi = wilson_interval(s["accuracy"] * n, n)
-            ax.errorbar(s[cost], s["accuracy"], yerr=[[s["accuracy"] - lo], [hi - s["accuracy"]]], fmt="s",
-                        capsize=3, color=f"C{(i + 2) % 10}", label=short_label(spec), zorder=3)  # fmt: skip
-        ax.set_xscale("log")
-        plain_log_axis(ax)
-        ax.set(
-            xlabel=f"mean {cost} per query (log)",
-            ylabel="accuracy (95% Wilson interval)",
-            title=f"accuracy vs {cost} ({n} held-out queries)",
-        )
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the data, never on it
-    return save_figure(fig, path_stem)

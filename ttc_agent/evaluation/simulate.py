@@ -36,8 +36,7 @@ import numpy as np
 
 from ttc_agent.budgets.budget import BudgetError, Grant, WorkflowBudget
 from ttc_agent.budgets.managers import balance_for, make_manager
-from ttc_agent.extras import needs_extra
-from ttc_agent.plotting import save_figure
+from ttc_agent.plotting import plot_simulation as plot_simulation  # the name it had here
 from ttc_agent.policy import CallLimits, Decision, UtilityPolicy
 from ttc_agent.probes.predictions import Predictions
 from ttc_agent.validation import POSITIVE_INT, check_param
@@ -294,38 +293,3 @@ def simulate(
                 row["gap_closed_vs_adaptive"] = float((result.success.mean() - adaptive) / (oracle - adaptive))
             rows.append(row)
     return rows
-
-
-def plot_simulation(
-    rows: Sequence[dict[str, Any]], path: str, workflows: int | None = None, title: str = ""
-) -> list[str]:
-    """Success rate against budget, one line per allocation, with 95% Wilson bands over the
-    ``workflows`` simulated at each budget (PNG and SVG at ``path``)."""
-    with needs_extra("plots", "plotting simulations"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-    from ttc_agent.plotting import wilson_interval
-
-    key = "max_tokens" if rows[0].get("max_tokens") is not None else "max_seconds"
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name in dict.fromkeys(r["allocation"] for r in rows):
-        pts = sorted((r[key], r["success"]) for r in rows if r["allocation"] == name)
-        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        if name == "oracle":
-            (line,) = ax.plot(xs, ys, label=name, linestyle="--", color="black")
-        else:
-            (line,) = ax.plot(xs, ys, label=name, marker="o")
-        if workflows:
-            bands = [wilson_interval(y * workflows, workflows) for y in ys]
-            ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color=line.get_color(), alpha=0.15)
-    ax.set(
-        xlabel=f"workflow budget ({key.removeprefix('max_')})",
-        ylabel="workflow success rate" + (" (95% Wilson band)" if workflows else ""),
-        title=title or "workflow success against budget",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
