@@ -175,3 +175,40 @@ def test_the_openapi_schema_types_the_bodies_and_names_the_bearer_scheme():
     assert client.post("/v1/chat/completions", json=ask).status_code == 401
     assert client.post("/v1/chat/completions", json=ask, headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.post("/v1/chat/completions", json=ask, headers={"Authorization": "Bearer k-1"}).status_code == 200
+
+
+def test_metrics_scraped_while_requests_run_never_lock_up_and_count_every_call():
+    """Sixteen chat requests on eight threads against a real uvicorn server while another thread
+    scrapes /metrics as fast as it answers: everything finishes, and the counts add up."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from uvicorn_server import Running
+
+    def slowish(prompt, params, i):
+        time.sleep(0.05)
+        return Completion(
+            "345 + 678 = 1023. The answer is 1023.", "stop", 12, (-0.2,) * 12 if params.logprobs else None
+        )
+
+    scrapes: list[int] = []
+    with Running(app_for(ScriptedBackend(slowish))) as url:
+        done = threading.Event()
+
+        def scrape() -> None:
+            while not done.is_set():
+                scrapes.append(httpx.get(f"{url}/metrics", timeout=10).status_code)
+
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        ask = {"model": "ttc:greedy", "messages": ASK}
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: httpx.post(f"{url}/v1/chat/completions", json=ask, timeout=30).status_code,
+                                  range(16)))  # fmt: skip
+        done.set()
+        scraper.join(timeout=30)
+        text = httpx.get(f"{url}/metrics", timeout=10).text
+    assert codes == [200] * 16 and not scraper.is_alive() and scrapes and set(scrapes) == {200}
+    assert 'ttc_requests_total{status="200"} 16.0' in text and "ttc_request_seconds_count 16.0" in text
