@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from benchmarks._common import DOC, REPO, mean_interval, write_results
+from benchmarks._common import DOC, REPO, mean_interval, saved_results, write_results
 from benchmarks.docs import figure_list, refresh
 from ttc_agent.evaluation.collect import read_traces
 from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
@@ -229,16 +229,35 @@ def plot(results: dict, stem: Path) -> list[str]:
     return save_figure(fig, str(stem))
 
 
-def plot_readme(res: dict, stem: Path) -> list[str]:
-    """The README's figure: GSM8K accuracy against tokens and against seconds, the priced
-    two-stage strategy beside every static strategy and adaptive SC (measured latency)."""
+def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
+    """The README's figure. Top: GSM8K accuracy against tokens and against seconds, the priced
+    two-stage strategy beside every static strategy and adaptive SC (measured latency). Bottom:
+    the peers benchmark's held-out arithmetic (benchmarks/results/peers.json, one vllm serve):
+    ttc-agent serve at its prices beside greedy, majority@8, its-hub and optillm."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     m = res["measured"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, grid = plt.subplots(2, 2, figsize=(13.5, 8.4))
+    axes = grid[0]
+    ours = {k: v for k, v in peers["rows"].items() if k.startswith("ttc-agent serve, lambda")}
+    for ax, unit in zip(grid[1], ("completion_tokens", "seconds"), strict=True):
+        line = sorted(ours.values(), key=lambda v: v[unit])
+        ax.errorbar([v[unit] for v in line], [v["accuracy"] for v in line], fmt="o-", color="C0", capsize=3,
+                    yerr=[[v["accuracy"] - v["interval"][0] for v in line], [v["interval"][1] - v["accuracy"] for v in line]],
+                    label="ttc-agent serve, priced (lambda_tokens 0 to 1e-3)")  # fmt: skip
+        others = [(k, v) for k, v in peers["rows"].items() if k not in ours]
+        for i, (name, v) in enumerate(others):
+            lo, hi = v["interval"]
+            ax.errorbar(v[unit], v["accuracy"], yerr=[[v["accuracy"] - lo], [hi - v["accuracy"]]], fmt="D",
+                        capsize=3, color=f"C{i + 1}", label=name)  # fmt: skip
+        label = "completion tokens" if unit == "completion_tokens" else unit
+        ax.set(xscale="log", xlabel=f"mean {label} per question (log)", ylabel="accuracy (95% bootstrap)",
+               title=f"arithmetic ({peers['questions']} held out), peers: accuracy vs {label}")  # fmt: skip
+        plain_log_axis(ax)
+    grid[1][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the data, never on it
     for ax, unit in zip(axes, ("tokens", "seconds"), strict=True):
         ts = sorted((v for v in m["two_stage"].values() if v["lambda_seconds"] == 0), key=lambda v: v[unit])
         ax.plot(
@@ -251,9 +270,11 @@ def plot_readme(res: dict, stem: Path) -> list[str]:
         ax.set(xscale="log", xlabel=f"mean {unit} per question (log)", ylabel="accuracy (95% bootstrap)",
                title=f"GSM8K, {res['questions']} questions: accuracy vs {unit}")  # fmt: skip
         plain_log_axis(ax)
-    axes[1].legend(fontsize=7, loc="lower right")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(
-        "Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores (traces replayed; the stage-2 model cross-fitted)", fontsize=9
+        "Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores: GSM8K traces replayed (stage-2 model cross-fitted); "
+        "arithmetic against the peers through one vllm serve",
+        fontsize=9,
     )
     return save_figure(fig, str(stem))
 
@@ -322,7 +343,7 @@ def main() -> None:
                 print(f"  two_stage at {key:37s} acc {v['accuracy']:.3f} tokens {v['tokens']:7.0f} seconds {v['seconds']:6.1f} "
                       f"second round {v['second_round']:.2f}")  # fmt: skip
     figures = plot(results, REPO / "docs" / "img" / "two-stage")
-    figures += plot_readme(results["gsm8k"], REPO / "docs" / "img" / "readme-gsm8k")
+    figures += plot_readme(results["gsm8k"], saved_results("peers"), REPO / "docs" / "img" / "readme-gsm8k")
     write_results("two_stage", {"k": K, "more": MORE, "folds": FOLDS, "results": results,
                                 "figures": [str(Path(f).relative_to(REPO)) for f in figures]})  # fmt: skip
     refresh("two_stage")
