@@ -34,7 +34,7 @@ from benchmarks.docs import figure_list, refresh
 from ttc_agent.evaluation.collect import read_traces
 from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
 from ttc_agent.evaluation.pools import pool_from_traces
-from ttc_agent.plotting import plain_log_axis, save_figure
+from ttc_agent.plotting import plain_log_axis, pyplot, save_figure
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.stage2 import Stage2Policy, stage2_model
 from ttc_agent.probes.table import fold_of
@@ -189,10 +189,7 @@ def short(spec: str) -> str:
 
 
 def plot(results: dict, stem: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the two-stage figures")
 
     fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.2 * len(results)), squeeze=False)
     for (name, res), (a, *priced) in zip(results.items(), axes, strict=True):
@@ -234,10 +231,7 @@ def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
     two-stage strategy beside every static strategy and adaptive SC (measured latency). Bottom:
     the peers benchmark's held-out arithmetic (benchmarks/results/peers.json, one vllm serve):
     ttc-agent serve at its prices beside greedy, majority@8, its-hub and optillm."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the two-stage figures")
 
     m = res["measured"]
     fig, grid = plt.subplots(2, 2, figsize=(13.5, 8.4))

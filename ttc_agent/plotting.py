@@ -15,6 +15,17 @@ if TYPE_CHECKING:
     from ttc_agent.probes.table import TraceTable
 
 
+def pyplot(feature: str) -> Any:
+    """matplotlib's pyplot on the headless Agg backend (`MissingExtraError` naming [plots] and
+    ``feature`` without it)."""
+    with needs_extra("plots", feature):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    return plt
+
+
 def save_figure(fig: Any, stem: str) -> list[str]:
     """Save ``fig`` as ``stem.png`` and ``stem.svg``, close it, and return the two paths. The
     files carry no date and the SVG's element ids a fixed salt, so the same data redraws the
@@ -62,11 +73,7 @@ def plot_probe_fit(title: str, labels: Sequence[str], table: TraceTable, preds: 
     (predicted P(correct) against the observed frequency, the runs each point stands on beside
     it) and predicted against measured seconds, one colour per strategy (``labels``, in the
     order of ``preds.specs``). Writes ``stem``.png and .svg; returns the paths."""
-    with needs_extra("plots", "plotting a probe fit"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    plt = pyplot("plotting a probe fit")
 
     from ttc_agent.probes.metrics import reliability
 
@@ -116,11 +123,7 @@ def burn_down(records: list[dict[str, Any]], unit: str) -> tuple[list[float], li
 def plot_cumulative(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Cumulative tokens and seconds per step, each step labelled with its strategy (PNG); with
     a workflow budget, a second row draws the burn-down of what is left against the plan."""
-    with needs_extra("plots", "plotting a report"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    plt = pyplot("plotting a report")
 
     records = [r for r in records if r.get("choice") is not None]  # a budget-exhausted stop spends nothing
 
@@ -166,11 +169,7 @@ def plot_replay(result: dict[str, Any], path_stem: str) -> list[str]:
     """Accuracy against mean tokens and against mean seconds: statics as points with 95%
     Wilson intervals (named in the legend, so long names never collide), the adaptive policy as
     a curve, the oracle as a ceiling. Writes PNG and SVG; returns the paths."""
-    with needs_extra("plots", "plotting replays"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    plt = pyplot("plotting replays")
 
     fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.3))
     for ax, cost in zip(axes, ("tokens", "seconds"), strict=True):
@@ -206,11 +205,7 @@ def plot_simulation(
 ) -> list[str]:
     """Success rate against budget, one line per allocation, with 95% Wilson bands over the
     ``workflows`` simulated at each budget (PNG and SVG at ``path``)."""
-    with needs_extra("plots", "plotting simulations"):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    plt = pyplot("plotting simulations")
 
     key = "max_tokens" if rows[0].get("max_tokens") is not None else "max_seconds"
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from ttc_agent.evaluation.datasets import Problem
     from ttc_agent.probes import ProbeBundle, TraceTable
 
+
+T = TypeVar("T")
 
 app = typer.Typer(help="Latency- and token-aware test-time compute for LLM calls.", no_args_is_help=True)
 
@@ -217,17 +220,35 @@ def parse_levels(text: str, option: str = "--levels") -> tuple[int, ...]:
         raise InvalidRequestError(f"{option} must be comma-separated integers such as 1,2,3, got {text!r}") from None
 
 
-def repeated_ints(
-    given: list[int] | None, deprecated: str | None, default: tuple[int, ...], option: str, old: str
-) -> tuple[int, ...]:
-    """The values of a repeatable integer option (``--level 1 --level 2``), or of its deprecated
-    comma-separated form (``--levels 1,2``, with a note on stderr); ``default`` when neither."""
+def repeated(
+    given: list[T] | None,
+    deprecated: str | None,
+    default: tuple[T, ...],
+    option: str,
+    old: str,
+    parse: Callable[[str, str], tuple[T, ...]],
+) -> tuple[T, ...]:
+    """The values of a repeatable option (``--level 1 --level 2``), or of its deprecated
+    comma-separated form (``--levels 1,2``: read by ``parse(text, old)``, with a note on stderr);
+    ``default`` when neither."""
     if deprecated is not None:
         if given:
             raise InvalidRequestError(f"give {option} (repeated) or the deprecated {old}, not both")
-        err_console.print(f"{old} is deprecated: repeat {option} instead ({option} 1 {option} 2)")
-        return parse_levels(deprecated, old)
+        err_console.print(f"{old} is deprecated: repeat {option} instead ({option} A {option} B)")
+        return parse(deprecated, old)
     return tuple(given) if given else default
+
+
+def repeated_ints(
+    given: list[int] | None, deprecated: str | None, default: tuple[int, ...], option: str, old: str
+) -> tuple[int, ...]:
+    """`repeated` for integers (``--level``, ``--layer``)."""
+    return repeated(given, deprecated, default, option, old, parse_levels)
+
+
+def comma_separated(text: str, option: str) -> tuple[str, ...]:
+    """Comma-separated names, e.g. ``"text_stats,sentence_embedding"``."""
+    return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
 def problems_for(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ttc_agent.errors import InvalidRequestError, TTCError
+from ttc_agent.errors import TTCError
 
 if TYPE_CHECKING:
     pass
@@ -18,12 +18,14 @@ from ttc_agent.cli.common import (
     ModelOpt,
     app,
     ci_text,
+    comma_separated,
     console,
     emit,
     err_console,
     fail,
     held_out,
     num,
+    repeated,
     repeated_ints,
 )
 from ttc_agent.cli.tables import make_table, metrics_table, simulation_table
@@ -73,12 +75,9 @@ def train(
     from ttc_agent.evaluation.verdict import verdicts
     from ttc_agent.plotting import plot_probe_fit, short_label
 
-    if features is not None:
-        if feature:
-            raise fail(InvalidRequestError("give --feature (repeated) or the deprecated --features, not both"))
-        err_console.print("--features is deprecated: repeat --feature instead (--feature text_stats --feature ...)")
-    chosen = features if features is not None else ",".join(feature or ["text_stats", "sentence_embedding"])
     try:
+        default = ("text_stats", "sentence_embedding")
+        chosen = ",".join(repeated(feature, features, default, "--feature", "--features", comma_separated))
         with console.status(f"featurising and fitting {traces}..."):
             trained = train_from_traces(traces, chosen, latency, test_fraction)
             if pool is not None:
