@@ -219,8 +219,13 @@ def test_a_spec_carries_its_temperature_and_a_menu_may_set_one_for_its_sampling_
         assert parse_strategy(text).spec == text
     menu = Menu(("greedy", "best_of_n(4, select=majority)", "best_of_n(4, select=majority, temperature=0.7)"),
                 {"temperature": 0.3})  # fmt: skip
-    assert menu.specs == ("greedy", "best_of_n(4, select=majority, temperature=0.3)", "best_of_n(4, select=majority)")
-    assert menu.strategy("greedy").sampling.temperature == 0.0
+    # The strategies' default temperature (0.7), left out of a spec, is spelled out where the
+    # menu's default would read the spec as another: each spec keeps its own temperature.
+    assert menu.specs == ("greedy", "best_of_n(4, select=majority, temperature=0.3)",
+                          "best_of_n(4, select=majority, temperature=0.7)")  # fmt: skip
+    assert [menu.strategy(s).sampling.temperature for s in menu.specs] == [0.0, 0.3, 0.7]
+    assert Menu.from_dict(menu.to_dict()).specs == menu.specs
+    assert menu.canonical("best_of_n(4, select=majority,temperature=0.7)") == menu.specs[2]
 
 
 @pytest.mark.parametrize("value", [2.5, -0.1, float("nan"), "hot"])

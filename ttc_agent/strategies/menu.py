@@ -33,7 +33,7 @@ class Menu:
     def __post_init__(self) -> None:
         if not self.specs:
             raise InvalidRequestError("a menu needs at least one strategy")
-        canonical = tuple(parse_strategy(s, **self.defaults).spec for s in self.specs)
+        canonical = tuple(self._written(s) for s in self.specs)
         if len(set(canonical)) != len(canonical):
             raise InvalidRequestError(f"the menu lists a strategy twice: {list(canonical)}")
         object.__setattr__(self, "specs", canonical)
@@ -45,7 +45,17 @@ class Menu:
 
     def canonical(self, spec: str) -> str:
         """``spec`` written as the menu writes its specs (defaults filled in, spacing normalised)."""
-        return parse_strategy(spec, **self.defaults).spec
+        return self._written(spec)
+
+    def _written(self, spec: str) -> str:
+        """The strategy's own spec, with its temperature spelled out where the menu's default
+        temperature would otherwise read it as another (a spec leaves out the strategies'
+        default temperature, 0.7, which a menu's ``temperature`` default replaces)."""
+        strategy = parse_strategy(spec, **self.defaults)
+        text, t = strategy.spec, strategy.sampling.temperature
+        if parse_strategy(text, **self.defaults).sampling.temperature != t:
+            text = f"{text[:-1]}, temperature={t:g})"
+        return text
 
     def strategy(self, spec: str, seed: int | None = None) -> Strategy:
         """One strategy of the menu by its spec."""
