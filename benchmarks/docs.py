@@ -37,6 +37,8 @@ SOURCES = {
     "two_stage": "benchmarks.two_stage",
     "ood": "benchmarks.ood",
     "temperatures": "benchmarks.temperatures",
+    "pool_policy": "benchmarks.pool_policy",
+    "replay_check": "benchmarks.replay_check",
 }
 
 

@@ -97,11 +97,19 @@ def plot_probe_fit(title: str, labels: Sequence[str], table: TraceTable, preds: 
 
 
 def short_label(spec: str) -> str:
-    """A compact name for plots: ``bo8 majority``, ``beam 2x2``, ``greedy``."""
-    if m := re.match(r"best_of_n\((\d+), select=(\w+)", spec):
-        return f"bo{m.group(1)} {m.group(2)}"
-    if m := re.match(r"beam\(width=(\d+), expand=(\d+)", spec):
-        return f"beam {m.group(1)}x{m.group(2)}"
+    """A compact name for plots: ``bo8 majority``, ``beam 2x2``, ``adaptive_sc 16``,
+    ``two_stage 4+12``, ``greedy``; a temperature the spec names is kept (``bo8 majority T0.5``)."""
+    t = re.search(r"temperature=([\d.]+)", spec)
+    suffix = f" T{t.group(1)}" if t else ""
+    for pattern, label in (
+        (r"best_of_n\((\d+), select=(\w+)", "bo{0} {1}"),
+        (r"beam\(width=(\d+), expand=(\d+)", "beam {0}x{1}"),
+        (r"adaptive_sc\(max_n=(\d+)", "adaptive_sc {0}"),
+        (r"deepconf\(n=(\d+)", "deepconf {0}"),
+        (r"two_stage\(k=(\d+), more=(\d+)", "two_stage {0}+{1}"),
+    ):
+        if m := re.match(pattern, spec):
+            return label.format(*m.groups()) + suffix
     return spec
 
 

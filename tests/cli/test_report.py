@@ -73,3 +73,9 @@ def test_short_labels():
     assert short_label("best_of_n(8, select=weighted_majority)") == "bo8 weighted_majority"
     assert short_label("beam(width=2, expand=4, max_steps=8)") == "beam 2x4"
     assert short_label("greedy") == "greedy"
+    # Strategies that differ only in temperature get different labels.
+    assert short_label("best_of_n(4, select=majority, temperature=0.5)") == "bo4 majority T0.5"
+    assert short_label("best_of_n(4, select=majority, temperature=0.7)") == "bo4 majority T0.7"
+    assert short_label("two_stage(k=4, more=12, temperature=0.5)") == "two_stage 4+12 T0.5"
+    assert short_label("adaptive_sc(max_n=16, batch=4, threshold=0.95)") == "adaptive_sc 16"
+    assert short_label("deepconf(n=16, warmup=4, keep=0.9, temperature=0.5)") == "deepconf 16 T0.5"

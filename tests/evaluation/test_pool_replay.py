@@ -115,3 +115,16 @@ def test_replay_cli_writes_a_trace_folder_the_probes_read(tmp_path):
     table = TraceTable.from_records(traces, meta["menu"]["strategies"])
     assert len(table.ids) == 4
     assert len(read_pool(tmp_path / "pool")) == 8
+
+
+def test_replayed_records_carry_the_menus_specs_whatever_its_default_temperature():
+    """A menu sampling at 0.5 by default writes a strategy at the strategies' own default (0.7)
+    with its temperature; the replayed records carry that spec, so the probes find them."""
+    from ttc_agent.strategies.menu import Menu
+
+    records = pool([sample("4"), sample("3")])
+    records[1]["temperature"] = 0.7
+    menu = Menu(("greedy", "best_of_n(2, select=majority, temperature=0.7)"), {"max_tokens": 64, "temperature": 0.5})
+    runs = replay_pool(records, menu.specs, LATENCY, **menu.defaults)
+    assert [r["strategy"] for r in runs] == list(menu.specs)
+    assert TraceTable.from_records(runs, menu.specs).ids == ["q"]

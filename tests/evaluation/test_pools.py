@@ -99,3 +99,22 @@ def test_a_pool_on_the_embedded_model(tf_backend, tmp_path):
     assert all(0 < s["tokens"] <= 24 and s["finish"] in ("stop", "length") for s in samples)
     greedy = [r for r in records if r["temperature"] == 0.0]
     assert all(r["seed"] is None and len(r["samples"]) == 1 for r in greedy)
+
+
+def test_complete_questions_keeps_only_whole_pools_and_the_spec_round_trips():
+    from ttc_agent.evaluation.pools import complete_questions
+
+    spec = PoolSpec({0.5: 2, 0.7: 1}, max_tokens=64)
+    assert PoolSpec.from_dict(spec.to_dict()) == spec
+
+    def rec(pid, t, n):
+        return {"problem_id": pid, "temperature": t, "samples": [{}] * n}
+
+    records = [rec("a", 0.0, 1), rec("a", 0.5, 2), rec("a", 0.7, 1),  # whole
+               rec("b", 0.0, 1), rec("b", 0.5, 2),  # its 0.7 samples not drawn yet
+               rec("c", 0.0, 1), rec("c", 0.5, 1), rec("c", 0.7, 1)]  # fmt: skip
+    kept = complete_questions(records, spec)
+    assert [(r["problem_id"], r["temperature"]) for r in kept] == [("a", 0.0), ("a", 0.5), ("a", 0.7)]
+    assert complete_questions(records, PoolSpec({0.5: 2}, max_tokens=64)) == [
+        r for r in records[:5] if r["temperature"] != 0.7
+    ]

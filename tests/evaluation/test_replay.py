@@ -168,3 +168,27 @@ def test_evaluate_command_replays_only_held_out_problems(tmp_path):
     assert replayed["queries"] == 120 - len(bundle_ids)
     assert (tmp_path / "eval" / "pareto.png").is_file() and (tmp_path / "eval" / "pareto.svg").is_file()
     assert "gap closed" in result.output
+
+
+def test_priced_outcomes_score_the_policy_and_the_oracle_at_each_price():
+    """Where a strategy's outcome depends on the price (a two-stage strategy deciding its second
+    stage at it), the policy and the oracle are scored on ``priced(limits)``, the statics on the
+    table."""
+    from dataclasses import replace
+
+    held, pred = held_out()
+    base = Outcomes.from_table(held, pred.specs)
+    seen = []
+
+    def priced(limits):
+        seen.append(limits)
+        return replace(base, correct=np.zeros_like(base.correct))  # at any price, every strategy wrong
+
+    result = replay(held, pred, bootstrap=20, lambdas=5, priced=priced)
+    assert len(seen) == 2 * 6  # each cost's grid: zero and 5 prices
+    assert {limits.lambda_seconds for limits in seen[:6]} == {0.0} and seen[6].lambda_tokens == 0.0
+    for cost in ("tokens", "seconds"):
+        assert all(p["accuracy"] == 0.0 for p in result[cost]["adaptive"] + result[cost]["oracle"])
+    assert result["static"] == replay(held, pred, bootstrap=20, lambdas=5)["static"]  # statics from the table
+    assert result["static"][result["best_static"]]["accuracy"] > 0
+    assert result["tokens"]["adaptive_accuracy_at_static_cost"] == 0.0

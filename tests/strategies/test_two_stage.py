@@ -218,3 +218,20 @@ def test_a_two_stage_strategy_on_the_embedded_model(tf_backend):
         outcome.stages["taken"] > 0
     )
     assert all(c.confidence is not None for c in outcome.candidates)  # stage 1 asks for logprobs
+
+
+def test_the_learned_second_stage_runs_for_a_two_stage_strategy_at_another_temperature_than_the_menus(tmp_path):
+    """The stage-2 model is found by the menu's spec: a strategy at 0.7 on a menu sampling at 0.5
+    by default runs its learned decision, not the default rule."""
+    menu = Menu(("greedy", "two_stage(k=4, more=12, temperature=0.7)"), {"max_tokens": 64, "temperature": 0.5})
+    spec = menu.specs[1]
+    records = [{"problem_id": f"q{i}", "strategy": s, "repeat": 0, "correct": i % 3 != 0,
+                "messages": [{"role": "user", "content": f"What is 2 + 2? ({i})"}], "prompt_tokens": 20,
+                "completion_tokens": 40, "total_tokens": 60, "rounds": 1, "seconds": 0.5, "candidates": []}
+               for i in range(12) for s in menu.specs]  # fmt: skip
+    bundle = ProbeBundle(menu, FeatureSet([TextStats()])).fit(records)
+    assert fit_stage2(bundle, pool(12), LATENCY) == [spec]
+    backend = agreeing("4", "5")  # a split first stage: the default rule would draw the cap
+    model = TTCChatModel(engine=TTCEngine(backend, bundle))
+    dear = model.invoke([HumanMessage("What is 2 + 2? (3)")], ttc={"strategy": spec, "lambda_tokens": 1.0})
+    assert dear.response_metadata["ttc"]["stages"]["taken"] == 0 and len(backend.calls) == 1

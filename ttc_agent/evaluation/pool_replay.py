@@ -215,6 +215,8 @@ def replay_pool(
     strategies = [parse_strategy(s, **defaults) for s in specs]
     if continuation is not None:
         strategies = [s.with_continuation(continuation) if isinstance(s, TwoStage) else s for s in strategies]
+    # Records carry the specs as given (a menu's, which spell out a temperature its defaults
+    # would otherwise read as another; a strategy's own spec leaves out the default 0.7).
     out = []
     for pid, temps in by_problem.items():
         if 0.0 not in temps:
@@ -224,14 +226,14 @@ def replay_pool(
             pid, "", greedy["gold"], greedy["dataset"], greedy.get("level", 0), greedy.get("scope", "all")
         )
         pool = {t: list(r["samples"]) for t, r in temps.items() if t > 0}
-        for strategy in strategies:
+        for spec, strategy in zip(specs, strategies, strict=True):
             if strategy.sampling.max_tokens != greedy["max_tokens"]:
                 raise InvalidRequestError(
                     f"{strategy.spec} runs at max_tokens={strategy.sampling.max_tokens}, and the pool was drawn at "
                     f"{greedy['max_tokens']}: give the menu the pool's cap"
                 )
             chosen, used, rounds, stop = _replay_one(strategy, greedy, pool, pid, latency)
-            out.append(_record(problem, greedy, strategy.spec, chosen, used, rounds, stop, latency))
+            out.append(_record(problem, greedy, spec, chosen, used, rounds, stop, latency))
     return out
 
 

@@ -83,6 +83,11 @@ class PoolSpec:
     def to_dict(self) -> dict[str, Any]:
         return {"samples": {f"{t:g}": n for t, n in self.samples.items()}, "max_tokens": self.max_tokens}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PoolSpec:
+        """The spec a pool folder's meta.json records (`to_dict`'s inverse)."""
+        return cls({float(t): int(n) for t, n in data["samples"].items()}, int(data["max_tokens"]))
+
 
 def sample_seed(problem_id: str, temperature: float) -> int:
     """A stable sampling seed for one question's pool at one temperature."""
@@ -120,6 +125,21 @@ def sample_record(problem: Problem, c: Completion) -> dict[str, Any]:
 def read_pool(folder: str | Path) -> list[dict[str, Any]]:
     """Every record of a pool folder (a line cut by a kill is skipped)."""
     return read_records(Path(folder) / POOL, POOL_SCHEMA, "trace pool", "ttc-agent pool")
+
+
+def complete_questions(records: Sequence[Mapping[str, Any]], spec: PoolSpec) -> list[dict[str, Any]]:
+    """The records of the questions whose pool is whole: the greedy run and every temperature of
+    ``spec`` with all its samples (a pool still being drawn has questions with only some)."""
+    temperatures = {0.0, *spec.samples}
+    by_question: dict[str, dict[float, Mapping[str, Any]]] = {}
+    for r in records:
+        by_question.setdefault(r["problem_id"], {})[float(r["temperature"])] = r
+    whole = {
+        pid
+        for pid, temps in by_question.items()
+        if set(temps) >= temperatures and all(len(temps[t]["samples"]) >= n for t, n in spec.samples.items())
+    }
+    return [dict(r) for r in records if r["problem_id"] in whole and float(r["temperature"]) in temperatures]
 
 
 def read_pool_meta(folder: str | Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ adaptive policy at many prices and the hindsight oracle compare on the same quer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,10 @@ class Outcomes:
         }
 
 
+#: Choices per query, with the outcomes they are scored on.
+Scored = tuple[Outcomes, np.ndarray]
+
+
 def _envelope_at(points: list[dict[str, float]], cost: str, budget: float) -> float | None:
     """Best accuracy among operating points that cost no more than ``budget`` on average."""
     ok = [p["accuracy"] for p in points if p[cost] <= budget * (1 + 1e-9)]
@@ -70,6 +74,7 @@ def replay(
     lambdas: int = 40,
     bootstrap: int = 500,
     seed: int = 0,
+    priced: Callable[[CallLimits], Outcomes] | None = None,
 ) -> dict[str, Any]:
     """Replay static, adaptive and oracle policies; compare them at matched cost and accuracy.
 
@@ -78,21 +83,27 @@ def replay(
     the adaptive accuracy at the static's mean cost, the adaptive cost at the static's accuracy,
     and the share of the static-to-oracle gap the adaptive policy closes at that cost, each
     with a 95% bootstrap interval over queries.
+
+    ``priced`` gives the outcomes at a price where they depend on it (a two-stage strategy
+    whose second stage is itself priced): the adaptive policy and the oracle at each price are
+    scored on ``priced(limits)``, the static strategies on ``table`` (where a strategy runs its
+    own default rule).
     """
     out, samples, static, best_static = _baselines(table, pred, bootstrap, seed)
     n = len(table.ids)
-    oracle = OraclePolicy(out.correct, out.tokens, out.seconds)
     result: dict[str, Any] = {"queries": n, "static": static, "best_static": best_static}
     for cost in COSTS:
-        adaptive_choices, oracle_choices = [], []
+        adaptive_choices: list[tuple[float, Scored]] = []
+        oracle_choices: list[Scored] = []
         for lam in _price_grid(pred, cost, lambdas):
             limits = CallLimits(**{f"lambda_{cost}": lam})
-            adaptive_choices.append((lam, UtilityPolicy().choose(pred, limits)))
-            oracle_choices.append(oracle.choose(limits=limits))
-        adaptive = [{"lambda": lam, **out.score(c)} for lam, c in adaptive_choices]
-        oracle_pts = [out.score(c) for c in oracle_choices]
+            at = out if priced is None else priced(limits)
+            adaptive_choices.append((lam, (at, UtilityPolicy().choose(pred, limits))))
+            oracle_choices.append((at, OraclePolicy(at.correct, at.tokens, at.seconds).choose(limits=limits)))
+        adaptive = [{"lambda": lam, **at.score(c)} for lam, (at, c) in adaptive_choices]
+        oracle_pts = [at.score(c) for at, c in oracle_choices]
         static_choice = np.full(n, pred.specs.index(best_static))
-        sweeps = ([c for _, c in adaptive_choices], oracle_choices, static_choice)
+        sweeps = ([s for _, s in adaptive_choices], oracle_choices, static_choice)
         point = _matched(out, cost, *sweeps, rows=None)
         boot = [_matched(out, cost, *sweeps, rows=rows) for rows in samples]
         intervals = {}
@@ -177,8 +188,9 @@ def _ablation_at(
     paired difference with its bootstrap interval (``resampled``: both sweeps' operating points
     on each of ``samples``), and the share choosing the dropped ones."""
     whole, cut, ceiling = sweeps
-    with_all = _matched(out, cost, whole, ceiling, static_choice, rows=None)
-    without_them = _matched(out, cost, cut, ceiling, static_choice, rows=None)
+    ceiling_scored = [(out, c) for c in ceiling]
+    with_all = _matched(out, cost, [(out, c) for c in whole], ceiling_scored, static_choice, rows=None)
+    without_them = _matched(out, cost, [(out, c) for c in cut], ceiling_scored, static_choice, rows=None)
     diffs = []
     for rows, (whole_points, cut_points) in zip(samples, resampled, strict=True):
         spend = out.score(static_choice, rows)[cost]
@@ -227,15 +239,16 @@ def _price_grid(pred: Predictions, cost: str, lambdas: int) -> list[float]:
 def _matched(
     out: Outcomes,
     cost: str,
-    adaptive: list[np.ndarray],
-    oracle: list[np.ndarray],
+    adaptive: list[Scored],
+    oracle: list[Scored],
     static: np.ndarray,
     rows: np.ndarray | None,
 ) -> dict[str, float | None]:
-    """The adaptive sweep against one static choice, on ``rows`` (all queries when None):
-    accuracy at the static's cost, cost at its accuracy, and the share of the gap to the oracle."""
-    a_pts = [out.score(c, rows) for c in adaptive]
-    o_pts = [out.score(c, rows) for c in oracle]
+    """The adaptive sweep against one static choice (scored on ``out``), on ``rows`` (all
+    queries when None): accuracy at the static's cost, cost at its accuracy, and the share of
+    the gap to the oracle."""
+    a_pts = [at.score(c, rows) for at, c in adaptive]
+    o_pts = [at.score(c, rows) for at, c in oracle]
     s = out.score(static, rows)
     acc = _envelope_at(a_pts, cost, s[cost])
     top = _envelope_at(o_pts, cost, s[cost])

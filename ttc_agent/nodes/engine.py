@@ -421,7 +421,7 @@ class TTCEngine:
         trusted = ticket.ood is None or not ticket.ood["novel"]  # out of distribution: the default rule
         if isinstance(strategy, TwoStage) and trusted:  # its second stage is decided at the call's prices
             prices = ticket.decision.limits
-            continuation = self.probes.continuation(strategy.spec, prices.lambda_tokens, prices.lambda_seconds)
+            continuation = self.probes.continuation(ticket.decision.spec, prices.lambda_tokens, prices.lambda_seconds)
             if continuation is not None:
                 strategy = strategy.with_continuation(continuation)
         return strategy, query, limits
