@@ -7,8 +7,9 @@ collect`), on one backend with nothing else running. The pool is replayed with s
 latency model profiled on that backend (`ttc-agent profile`), never fitted on the real runs.
 Per strategy: accuracy real and replayed (95% bootstrap intervals, and of their difference:
 different seeds draw different samples, so only the means can agree), and the replayed mean
-tokens and seconds as a share of the real ones. The bars: the difference's interval holds 0,
-tokens within 5%, seconds within 15%.
+tokens and seconds as a share of the real ones, each with a 95% bootstrap interval over questions
+(the replayed samples are other draws than the real ones: their lengths differ by chance too).
+The bars: the difference's interval holds 0, tokens within 5%, seconds within 15%.
 
 Writes benchmarks/results/replay_check.json and the doc block ``replay-check`` in
 docs/benchmarks.md; the collection commands are in benchmarks/README.md:
@@ -51,6 +52,14 @@ def difference_interval(a: Sequence[float], b: Sequence[float], draws: int = 200
     return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
 
 
+def ratio_interval(a: Sequence[float], b: Sequence[float], draws: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile bootstrap interval of ``mean(a) / mean(b)`` over questions (paired)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    rows = np.random.default_rng(seed).integers(0, len(x), (draws, len(x)))
+    ratios = x[rows].mean(axis=1) / np.maximum(y[rows].mean(axis=1), 1e-12)
+    return [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
+
+
 def compare(real: Sequence[Record], replayed: Sequence[Record], specs: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per strategy, real against replayed on the questions both hold."""
     out = {}
@@ -62,8 +71,9 @@ def compare(real: Sequence[Record], replayed: Sequence[Record], specs: Sequence[
             continue
         rc = [float(r[i]["correct"]) for i in ids]
         pc = [float(p[i]["correct"]) for i in ids]
-        tokens = [float(np.mean([d[i]["total_tokens"] for i in ids])) for d in (r, p)]
-        seconds = [float(np.mean([d[i]["seconds"] for i in ids])) for d in (r, p)]
+        per_question = {f: [[float(d[i][f]) for i in ids] for d in (r, p)] for f in ("total_tokens", "seconds")}
+        tokens = [float(np.mean(v)) for v in per_question["total_tokens"]]
+        seconds = [float(np.mean(v)) for v in per_question["seconds"]]
         diff = difference_interval(pc, rc)
         out[spec] = {
             "questions": len(ids),
@@ -73,7 +83,9 @@ def compare(real: Sequence[Record], replayed: Sequence[Record], specs: Sequence[
                          "seconds": seconds[1]},
             "accuracy_difference_ci": diff,
             "tokens_ratio": tokens[1] / tokens[0],
+            "tokens_ratio_ci": ratio_interval(*reversed(per_question["total_tokens"])),
             "seconds_ratio": seconds[1] / seconds[0],
+            "seconds_ratio_ci": ratio_interval(*reversed(per_question["seconds"])),
             "accuracy_met": diff[0] <= 0 <= diff[1],
             "tokens_met": abs(tokens[1] / tokens[0] - 1) <= TOKENS_BAR,
             "seconds_met": abs(seconds[1] / seconds[0] - 1) <= SECONDS_BAR,
@@ -97,8 +109,9 @@ def doc(results: Mapping[str, Any]) -> str:
         lines.append(
             f"| {spec} | {r['accuracy']:.2f} {_ci(r['accuracy_ci'])} | {p['accuracy']:.2f} {_ci(p['accuracy_ci'])} | "
             f"{p['accuracy'] - r['accuracy']:+.2f} {_ci(d)}{'' if v['accuracy_met'] else ' (missed)'} | "
-            f"{r['tokens']:.0f} / {p['tokens']:.0f} ({v['tokens_ratio']:.2f}x{'' if v['tokens_met'] else ', missed'}) | "
-            f"{r['seconds']:.1f} / {p['seconds']:.1f} ({v['seconds_ratio']:.2f}x{'' if v['seconds_met'] else ', missed'}) |"
+            f"{r['tokens']:.0f} / {p['tokens']:.0f} ({v['tokens_ratio']:.2f}x {_ci(v['tokens_ratio_ci'])}"
+            f"{'' if v['tokens_met'] else ', missed'}) | {r['seconds']:.1f} / {p['seconds']:.1f} "
+            f"({v['seconds_ratio']:.2f}x {_ci(v['seconds_ratio_ci'])}{'' if v['seconds_met'] else ', missed'}) |"
         )
     met = {k: sum(v[f"{k}_met"] for v in rows.values()) for k in ("accuracy", "tokens", "seconds")}
     lines += ["", f"Bars met (of {len(rows)} strategies): accuracy {met['accuracy']}, tokens within 5% {met['tokens']}, "

@@ -18,7 +18,7 @@ from ttc_agent.evaluation.pools import PoolSpec, collect_pool, read_pool
 from ttc_agent.probes import TraceTable
 from ttc_agent.probes.latency import LatencyModel
 
-LATENCY = LatencyModel((1.0, 0.0, 0.1, 0.01, 0.0))  # 1 s a round + 0.1 s a sample + 0.01 s a token
+LATENCY = LatencyModel((1.0, 0.0, 0.1, 0.01, 0.0))  # 1 s a round + 0.1 s a sample + 0.01 s a decoding step
 GOLD = Problem("q", "What is 2 + 2?", "4", "test")
 
 
@@ -45,7 +45,8 @@ def test_best_of_n_uses_the_first_k_samples_and_pays_for_them():
     rec = one(records, "best_of_n(4, select=majority, temperature=0.5)")
     assert rec["answer"] == "4" and rec["correct"] and len(rec["candidates"]) == 4
     assert rec["completion_tokens"] == 60 and rec["total_tokens"] == 80 and rec["rounds"] == 1
-    assert rec["seconds"] == pytest.approx(1.0 + 0.1 * 4 + 0.01 * 15)
+    # A round decodes until its longest sample ends (30 tokens), not its mean (15).
+    assert rec["seconds"] == pytest.approx(1.0 + 0.1 * 4 + 0.01 * 30)
     assert one(records, "best_of_n(6, select=majority, temperature=0.5)")["answer"] == "3"
     greedy = one(records, "greedy")
     assert (greedy["answer"], greedy["completion_tokens"], greedy["correct"]) == ("5", 6, False)

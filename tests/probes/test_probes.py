@@ -313,3 +313,22 @@ def test_threads_deciding_their_first_calls_together_share_one_sentence_encoder(
         rows = list(pool.map(lambda i: emb.transform([f"What is {i} + 1?"] * (i + 1)), range(8)))
     assert [r.shape for r in rows] == [(i + 1, 384) for i in range(8)]
     np.testing.assert_allclose(rows[0][0], emb.transform(["What is 0 + 1?"])[0], atol=1e-5)
+
+
+def test_a_round_decodes_until_its_longest_sample_ends():
+    """Fitted on rounds whose samples end at different lengths, the model reads the longest as
+    the decoding steps and the mean times n as the tokens generated; without the longest, every
+    sample is taken to be as long as the mean."""
+    from ttc_agent.probes.latency import LatencyModel
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(40):
+        n, mean = int(rng.integers(1, 17)), float(rng.integers(10, 200))
+        longest = mean * float(rng.uniform(1.0, 3.0)) if n > 1 else mean
+        rows.append({"prompt_tokens": 50.0, "n": n, "tokens_per_sample": mean, "longest": longest,
+                     "seconds": 0.5 + 0.1 * longest + 0.01 * n * mean})  # fmt: skip
+    model = LatencyModel.fit(rows)
+    assert model.weights[3] == pytest.approx(0.1, rel=1e-3) and model.weights[4] == pytest.approx(0.01, rel=1e-3)
+    assert model.round_seconds(50, 8, 20, longest=100)[0] == pytest.approx(0.5 + 10 + 1.6, rel=1e-3)
+    assert model.round_seconds(50, 8, 20)[0] == pytest.approx(0.5 + 2 + 1.6, rel=1e-3)

@@ -8,7 +8,7 @@ offline: its warm-up samples set the floor, and each later sample is cut where o
 recorded sliding-window means first falls below it (to within the pool's window stride), as
 in-process vLLM cuts it online. Tokens come from the samples a strategy used; seconds from a
 `LatencyModel` of the backend, round by round (batch size, prompt tokens, mean tokens per
-sample), since the pool's own calls batched several questions together.
+sample, longest sample), since the pool's own calls batched several questions together.
 
 The result is the whole-menu trace records `collect` writes (``replayed: true``), so probes,
 policies and benchmarks read replayed and generated traces alike. Beam search grows partial
@@ -163,14 +163,15 @@ def stage_one(
 ) -> StageOne:
     """What a two-stage strategy's continuation sees after drawing ``samples`` from a pool (their
     seconds from ``latency``)."""
-    mean_tokens = float(np.mean([s["tokens"] for s in samples]))
+    tokens = [s["tokens"] for s in samples]
+    mean_tokens = float(np.mean(tokens))
     return StageOne(
         stage_signals(_candidates(samples), strategy.sampling.max_tokens),
         strategy.options,
         len(samples),
         prompt_tokens,
         mean_tokens,
-        float(latency.round_seconds(prompt_tokens, len(samples), mean_tokens)[0]),
+        float(latency.round_seconds(prompt_tokens, len(samples), mean_tokens, max(tokens))[0]),
     )
 
 
@@ -189,7 +190,8 @@ def pool_latency(pool_records: Iterable[Mapping[str, Any]], backend: dict[str, A
         if len(group) != int(c["questions"]):
             continue  # a call only partly written (killed mid-way): its shape is unknown
         rows.append({"prompt_tokens": float(sum(r["prompt_tokens"] for r in group)), "n": float(n),
-                     "tokens_per_sample": c["completion_tokens"] / n, "seconds": float(c["seconds"])})  # fmt: skip
+                     "tokens_per_sample": c["completion_tokens"] / n, "seconds": float(c["seconds"]),
+                     "longest": float(max(s["tokens"] for r in group for s in r["samples"]))})  # fmt: skip
     return LatencyModel.fit(rows, backend=backend)
 
 
@@ -250,7 +252,8 @@ def _record(
     prompt = int(greedy["prompt_tokens"])
     completion = sum(int(s["tokens"]) for s in used)
     seconds = sum(
-        float(latency.round_seconds(prompt, r.n, float(np.mean(r.tokens)) if r.tokens else 0.0)[0]) for r in rounds
+        float(latency.round_seconds(prompt, r.n, float(np.mean(r.tokens)), max(r.tokens))[0]) if r.tokens else 0.0
+        for r in rounds
     )
     candidates = [
         {

@@ -3,7 +3,10 @@
 One round of a strategy is one batched request: ``n`` samples of ``tokens_per_sample`` tokens
 after a prompt of ``prompt_tokens``. The model is linear with non-negative weights in
 ``[1, prompt_tokens, n, tokens_per_sample, n * tokens_per_sample]``, fitted by
-``ttc-agent profile`` on requests of many shapes. A strategy's seconds are its rounds times one
+``ttc-agent profile`` on requests of many shapes. Where a round's samples end at different
+lengths and the longest is known (a replayed round), the fourth column is the longest sample,
+the decoding steps the batch runs, and the fifth the tokens all samples generated: the profile's
+samples all run to their cap, so its fit reads both ways. A strategy's seconds are its rounds times one
 round's, so latency is predicted from predicted tokens for any strategy, including ones never
 traced. Saved as plain JSON.
 """
@@ -26,12 +29,16 @@ from ttc_agent.errors import InvalidRequestError
 COLUMNS = ("const", "prompt_tokens", "n", "tokens_per_sample", "n_x_tokens_per_sample")
 
 
-def _design(prompt_tokens: ArrayLike, n: ArrayLike, tokens_per_sample: ArrayLike) -> np.ndarray:
-    """The regressors along a new last axis; the inputs broadcast against each other."""
-    p, n, t = np.broadcast_arrays(
-        *(np.atleast_1d(np.asarray(x, dtype=float)) for x in (prompt_tokens, n, tokens_per_sample))
+def _design(
+    prompt_tokens: ArrayLike, n: ArrayLike, tokens_per_sample: ArrayLike, longest: ArrayLike | None = None
+) -> np.ndarray:
+    """The regressors along a new last axis (the decoding steps ``longest`` where given, else
+    ``tokens_per_sample``); the inputs broadcast against each other."""
+    steps = tokens_per_sample if longest is None else longest
+    p, n, t, s = np.broadcast_arrays(
+        *(np.atleast_1d(np.asarray(x, dtype=float)) for x in (prompt_tokens, n, tokens_per_sample, steps))
     )
-    return np.stack([np.ones_like(p), p, n, t, n * t], axis=-1)
+    return np.stack([np.ones_like(p), p, n, s, n * t], axis=-1)
 
 
 @dataclass
@@ -43,17 +50,26 @@ class LatencyModel:
 
     @classmethod
     def fit(cls, rows: Sequence[dict[str, float]], backend: dict[str, Any] | None = None) -> LatencyModel:
-        """Fit on measured rounds: dicts with prompt_tokens, n, tokens_per_sample, seconds."""
+        """Fit on measured rounds: dicts with prompt_tokens, n, tokens_per_sample, seconds, and
+        optionally longest (the longest sample's tokens)."""
         if len(rows) < len(COLUMNS):
             raise InvalidRequestError(f"a latency model needs at least {len(COLUMNS)} measured rounds, got {len(rows)}")
-        X = _design([r["prompt_tokens"] for r in rows], [r["n"] for r in rows], [r["tokens_per_sample"] for r in rows])
+        X = _design(
+            [r["prompt_tokens"] for r in rows],
+            [r["n"] for r in rows],
+            [r["tokens_per_sample"] for r in rows],
+            [r.get("longest", r["tokens_per_sample"]) for r in rows],
+        )
         y = np.array([r["seconds"] for r in rows])
         reg = LinearRegression(fit_intercept=False, positive=True).fit(X, y)
         return cls(tuple(float(w) for w in reg.coef_), backend)
 
-    def round_seconds(self, prompt_tokens: ArrayLike, n: ArrayLike, tokens_per_sample: ArrayLike) -> np.ndarray:
-        """Predicted seconds of one batched request."""
-        return np.asarray(_design(prompt_tokens, n, tokens_per_sample) @ np.array(self.weights))
+    def round_seconds(
+        self, prompt_tokens: ArrayLike, n: ArrayLike, tokens_per_sample: ArrayLike, longest: ArrayLike | None = None
+    ) -> np.ndarray:
+        """Predicted seconds of one batched request (``longest``: its longest sample's tokens,
+        where known; else every sample is taken to be ``tokens_per_sample`` long)."""
+        return np.asarray(_design(prompt_tokens, n, tokens_per_sample, longest) @ np.array(self.weights))
 
     def seconds(
         self, prompt_tokens: ArrayLike, n: ArrayLike, completion_tokens: ArrayLike, rounds: ArrayLike
