@@ -1,7 +1,10 @@
 """Reliability under faults and load, against a real `vllm serve` of the embedded model.
 
 **Faults.** Multi-step math workflows (the demo graph, checkpointed in memory, each under its
-own workflow budget) run through `benchmarks.faults.FaultProxy`, which injects every fault kind
+own workflow budget) run through `benchmarks.faults.FaultProxy`, with a two-stage strategy on
+the menu (`two_stage_bundle`: the shipped bundle refitted with ``two_stage(k=2, more=6)``
+replayed from its traced best-of-8 samples, its stage-2 model fitted on them; every other
+workflow is made to run it, so its second round meets the faults too), which injects every fault kind
 (429 with Retry-After, 500, connection resets, bodies cut off, stalls past the timeout,
 malformed JSON) into a share of the generation requests. A workflow that raises is resumed
 from its checkpoint (``invoke(None, config)``), at most three times. Counted: faults per kind,
@@ -33,7 +36,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks._common import write_results  # noqa: E402
+from benchmarks._common import REPO, write_results  # noqa: E402
 from benchmarks.docs import refresh  # noqa: E402
 from benchmarks.faults import FAULTS, FaultProxy  # noqa: E402
 from ttc_agent.backends import Generation, OpenAIBackend, VLLMServer  # noqa: E402
@@ -45,6 +48,8 @@ from ttc_agent.nodes import TTCContext, TTCEngine, TTCNode  # noqa: E402
 from ttc_agent.probes import ProbeBundle  # noqa: E402
 
 MAX_TOKENS = 1200
+#: The two-stage strategy put on the menu, and run by every other workflow.
+TWO_STAGE = "two_stage(k=2, more=6)"
 #: Each request's timeout, and how long a stalled request hangs (past it).
 TIMEOUT, STALL = 30.0, 32.0
 RESUMES = 3
@@ -71,10 +76,36 @@ def questions(n: int, seed: int = 0) -> list[str]:
     return [f"What is {' + '.join(str(int(x)) for x in rng.integers(10, 99, size=3))}?" for _ in range(n)]
 
 
-def run_workflow(app: Any, question: str, thread: str, budget: WorkflowBudget) -> dict[str, Any]:
-    """Run one workflow, resuming it from its checkpoint after a failure; count what was lost."""
+def two_stage_bundle() -> ProbeBundle:
+    """The embedded model's shipped bundle with `TWO_STAGE` on its menu: its traces
+    (benchmarks/traces/arithmetic) and the two-stage strategy replayed from their best-of-8
+    samples, refitted; the stage-2 model fitted on the same samples."""
+    from ttc_agent.evaluation.collect import read_traces
+    from ttc_agent.evaluation.pool_replay import fit_stage2, replay_pool
+    from ttc_agent.evaluation.pools import pool_from_traces
+    from ttc_agent.strategies.menu import Menu
+
+    shipped = ProbeBundle.load(SHIPPED_PROBES)
+    traces = read_traces(REPO / "benchmarks" / "traces" / "arithmetic")
+    cap = int(shipped.menu.defaults["max_tokens"])
+    pool = [dict(r, max_tokens=cap) for r in pool_from_traces(traces, "best_of_n(8, select=weighted_majority)")]
+    menu = Menu((*shipped.specs, TWO_STAGE), shipped.menu.defaults)
+    assert shipped.latency is not None
+    replayed = replay_pool(pool, [TWO_STAGE], shipped.latency, **menu.defaults)
+    asked = {r["problem_id"] for r in replayed}
+    bundle = ProbeBundle(menu, shipped.features, latency=shipped.latency, fingerprint=shipped.fingerprint)
+    bundle.fit([r for r in traces if r["problem_id"] in asked] + replayed)
+    fit_stage2(bundle, pool, shipped.latency)
+    return bundle
+
+
+def run_workflow(
+    app: Any, question: str, thread: str, budget: WorkflowBudget, strategy: str | None = None
+) -> dict[str, Any]:
+    """Run one workflow (``strategy`` forced when given), resuming it from its checkpoint after
+    a failure; count what was lost."""
     config = {"configurable": {"thread_id": thread}}
-    context = TTCContext(budget=budget)
+    context = TTCContext(budget=budget, strategy=strategy)
     failures: list[str] = []
     checkpointed: list[dict[str, Any]] = []  # steps the checkpointer held after each failure
     payload: dict[str, Any] | None = {"question": question}
@@ -99,6 +130,7 @@ def run_workflow(app: Any, question: str, thread: str, budget: WorkflowBudget) -
         "failures": failures,
         "lost": sum(1 for s in checkpointed if s not in steps),
         "steps": len(steps),
+        "two_stage_steps": sum(st["choice"] == TWO_STAGE for st in steps),
         "ledger_tokens": ledger.tokens if ledger else 0,
         "ledger_seconds": ledger.seconds if ledger else 0.0,
         "store_tokens": spent.tokens,
@@ -112,14 +144,17 @@ def faults(server: VLLMServer, workflows: int, rate: float, concurrency: int) ->
 
     with FaultProxy(server.url, kinds=FAULTS, rate=rate, seed=0, retry_after=1, stall_seconds=STALL) as proxy:
         backend = CountingBackend(proxy.url + "/v1", "smollm2", timeout=TIMEOUT, max_retries=3)
-        app = make_graph(TTCNode(TTCEngine(backend, ProbeBundle.load(SHIPPED_PROBES))), InMemorySaver())
+        app = make_graph(TTCNode(TTCEngine(backend, two_stage_bundle())), InMemorySaver())
         # Tokens only: a seconds budget's per-call deadlines come from the bundle's latency model,
         # profiled on transformers without load, and a busy server misses them (not a fault).
         budget = WorkflowBudget(max_tokens=MAX_TOKENS, scope="thread")
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             rows = list(
-                pool.map(lambda iq: run_workflow(app, iq[1], f"w{iq[0]}", budget), enumerate(questions(workflows)))
+                pool.map(
+                    lambda iq: run_workflow(app, iq[1], f"w{iq[0]}", budget, TWO_STAGE if iq[0] % 2 else None),
+                    enumerate(questions(workflows)),
+                )
             )
         wall = time.perf_counter() - started
         injected = proxy.faults()
@@ -137,6 +172,8 @@ def faults(server: VLLMServer, workflows: int, rate: float, concurrency: int) ->
         "errors_reaching_the_graph": dict(Counter(f for r in rows for f in r["failures"])),
         "budget_violations": sum(r["violation"] for r in rows),
         "work_lost": sum(r["lost"] for r in rows),
+        "steps": sum(r["steps"] for r in rows),
+        "two_stage_steps": sum(r["two_stage_steps"] for r in rows),
         "calls_answered": len(backend.retry_seconds),
         "calls_retried": len(retried),
         "retry_seconds_p50": round(float(np.percentile(retried, 50)), 3) if retried else 0.0,
@@ -224,7 +261,7 @@ def main() -> None:
     for kind, n in f["faults_injected"].items():
         table.add_row(f"faults injected: {kind}", str(n))
     for key in ("workflows_completed", "workflows_ended_by_budget", "workflows_failed", "resumes",
-                "budget_violations", "work_lost", "calls_retried"):  # fmt: skip
+                "budget_violations", "work_lost", "calls_retried", "two_stage_steps", "steps"):  # fmt: skip
         table.add_row(key.replace("_", " "), str(f[key]))
     table.add_row(
         "most charged to one workflow (tokens / s)", f"{f['max_charged_tokens']} / {f['max_charged_seconds']:.1f}"
@@ -256,6 +293,11 @@ def _markdown(f: dict[str, Any], ld: dict[str, Any]) -> str:
             f"| workflows completed / ended by budget / failed | {f['workflows_completed']} / "
             f"{f['workflows_ended_by_budget']} / {f['workflows_failed']} |",
             f"| resumes from checkpoint | {f['resumes']} |",
+            *(
+                [f"| steps run by {TWO_STAGE} (on the menu) / all steps | {f['two_stage_steps']} / {f['steps']} |"]
+                if "two_stage_steps" in f
+                else []
+            ),
             f"| budget violations | {f['budget_violations']} (most charged to one workflow: "
             f"{f['max_charged_tokens']} tokens, {f['max_charged_seconds']:.1f} s) |",
             f"| work lost | {f['work_lost']} |",

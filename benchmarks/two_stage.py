@@ -1,12 +1,13 @@
 """Two-stage decisions on trace pools: does looking at the first samples pay?
 
-For each pool (the reference model's committed GSM8K and arithmetic traces, converted to pools:
-greedy plus the 16 recorded samples of best-of-16 at temperature 0.7), every strategy is replayed
-(`ttc_agent.evaluation.pool_replay`), seconds from a latency model fitted on the traced
-single-round runs ("measured") and from the same model as if a round's samples ran fully in
-parallel ("parallel", as on a GPU with room to spare). The stage-2 model of
-``two_stage(k=4, more=12)`` is cross-fitted over 5 folds of questions (fitted on four, deciding
-on the fifth), and compared with the static strategies and adaptive self-consistency:
+On the reference model's pools (greedy, 16 samples at temperature 0.5 and 4 at 0.7, 512 tokens;
+GSM8K: fitted on the train-split pool, measured on the test-split pool; arithmetic: one pool, 30%
+of its questions held out by a hash, as `benchmarks/pool_policy.py` splits them), every strategy
+is replayed (`ttc_agent.evaluation.pool_replay`), seconds from the latency model profiled on the
+backend ("measured") and from the same model as if a round's samples ran fully in parallel
+("parallel", as on a GPU with room to spare). The stage-2 model of ``two_stage(k=4, more=12)``
+is fitted on the train questions and decides on the held-out ones, compared with the static
+strategies and adaptive self-consistency:
 
 - its held-out AUROC at telling whether the first stage's vote is already right;
 - accuracy, tokens and seconds across token prices, against adaptive SC at equal tokens and at
@@ -15,8 +16,8 @@ on the fifth), and compared with the static strategies and adaptive self-consist
   the two-stage strategy or one wide round of 16 samples has the higher utility.
 
 Writes benchmarks/results/two_stage.json, docs/img/two-stage.png/svg, the README's figure
-docs/img/readme-gsm8k.png/svg and the doc block
-``two-stage`` in docs/benchmarks.md. Runs in about a minute:
+docs/img/readme-gsm8k.png/svg and the doc block ``two-stage`` in docs/benchmarks.md. Runs in
+about a minute:
 
     .venv/bin/python -m benchmarks.two_stage
 """
@@ -27,63 +28,31 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
 
 from benchmarks._common import DOC, REPO, mean_interval, saved_results, write_results
 from benchmarks.docs import figure_list, refresh
-from ttc_agent.evaluation.collect import read_traces
+from benchmarks.pool_policy import Split, auroc_interval, latency_for, splits
 from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
-from ttc_agent.evaluation.pools import pool_from_traces
-from ttc_agent.plotting import plain_log_axis, pyplot, save_figure
+from ttc_agent.plotting import plain_log_axis, pyplot, save_figure, short_label
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.stage2 import Stage2Policy, stage2_model
-from ttc_agent.probes.table import fold_of
 from ttc_agent.strategies import TwoStage, parse_strategy
 
-K, MORE, FOLDS = 4, 12, 5
-STATIC = ("greedy", "best_of_n(4, select=majority)", "best_of_n(8, select=majority)", "best_of_n(16, select=majority)")
-ADAPTIVE = "adaptive_sc(max_n=16, batch=4, threshold=0.95)"
+K, MORE, TEMPERATURE, CAP = 4, 12, 0.5, 512
+STATIC = ("greedy", *(f"best_of_n({n}, select=majority, temperature=0.5)" for n in (4, 8, 16)))
+ADAPTIVE = "adaptive_sc(max_n=16, batch=4, threshold=0.95, temperature=0.5)"
 LAMBDA_TOKENS = (0.0, 1e-5, 3e-5, 1e-4, 2e-4, 4e-4, 1e-3, 3e-3)
 LAMBDA_SECONDS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 
 
-def datasets(temperature: float = 0.7) -> dict[str, tuple[list[dict], LatencyModel, int]]:
-    """Pools by name, each with a latency model and its per-sample cap."""
+def datasets() -> dict[str, tuple[Split, LatencyModel]]:
+    """Each task's pools split into fitted and held-out questions, with the backend's latency model."""
     out = {}
-    for name, folder in (("gsm8k", "qwen-gsm8k"), ("arithmetic", "qwen-arithmetic")):
-        traces = read_traces(REPO / "benchmarks" / "traces" / folder)
-        pool = pool_from_traces(traces, "best_of_n(16, select=majority)", temperature)
-        cap = 384 if name == "gsm8k" else 96
-        for r in pool:
-            r["max_tokens"] = cap
-        out[name] = (pool, latency_of(traces), cap)
+    for name, split in splits().items():
+        latency, _ = latency_for(split.train, split.backend)
+        out[name] = (split, latency)
     return out
-
-
-def latency_of(traces: list[dict]) -> LatencyModel:
-    """A latency model fitted on the traced single-round runs (greedy and best-of-N)."""
-    rows = [
-        {"prompt_tokens": r["prompt_tokens"], "n": len(r["candidates"]),
-         "tokens_per_sample": r["completion_tokens"] / max(len(r["candidates"]), 1), "seconds": r["seconds"]}
-        for r in traces
-        if r["rounds"] == 1 and (r["strategy"] == "greedy" or r["strategy"].startswith("best_of_n"))
-    ]  # fmt: skip
-    return LatencyModel.fit(rows)
-
-
-def by_question(pool: list[dict]) -> dict[str, dict[float, dict]]:
-    out: dict[str, dict[float, dict]] = {}
-    for r in pool:
-        out.setdefault(r["problem_id"], {})[float(r["temperature"])] = r
-    return out
-
-
-def training_rows(pool: list[dict], ids: list[str], strategy: TwoStage, latency: LatencyModel):
-    """Stage-2 rows of the questions ``ids`` (one per question and option) and the stop
-    option's label per question."""
-    keep = set(ids)
-    X, y, _ = stage2_rows([r for r in pool if r["problem_id"] in keep], strategy, latency)
-    return X, y, y[:: len(strategy.options)]
 
 
 def summary(records: list[dict]) -> dict:
@@ -112,42 +81,35 @@ def parallel(latency: LatencyModel) -> LatencyModel:
     return LatencyModel((c, p, 0.0, t + nt, 0.0), latency.backend)
 
 
-def run(name: str, pool: list[dict], latency: LatencyModel, cap: int) -> dict:
-    questions = by_question(pool)
-    ids = sorted(questions)
-    spec = f"two_stage(k={K}, more={MORE})"
-    strategy = parse_strategy(spec, max_tokens=cap)
+def run(name: str, split: Split, latency: LatencyModel) -> dict:
+    spec = f"two_stage(k={K}, more={MORE}, temperature={TEMPERATURE:g})"
+    strategy = parse_strategy(spec, max_tokens=CAP)
     assert isinstance(strategy, TwoStage)
-    folds = [[pid for pid in ids if fold_of(pid, FOLDS) == f] for f in range(FOLDS)]
-    models, scores, labels = [], [], []
-    for f, test in enumerate(folds):
-        train = [pid for pid in ids if fold_of(pid, FOLDS) != f]
-        X, y, _ = training_rows(pool, train, strategy, latency)
-        models.append(stage2_model().fit(X, y))
-        Xt, _, stop = training_rows(pool, test, strategy, latency)
-        scores += list(models[-1].predict_proba(Xt[:: len(strategy.options)])[:, 1])
-        labels += list(stop)
+    X, y, _ = stage2_rows(split.train, strategy, latency)
+    model = stage2_model().fit(X, y)
+    Xt, yt, _ = stage2_rows(split.test, strategy, latency)
+    step = len(strategy.options)
+    labels, scores = yt[::step], model.predict_proba(Xt[::step])[:, 1]
     out: dict = {
-        "questions": len(ids),
-        "stage2_auroc": float(roc_auc_score(labels, scores)) if 0 < sum(labels) < len(labels) else None,
+        "questions": len(labels),
+        "train_questions": len(y) // step,
+        "stage2": auroc_interval(labels, scores),
         "stop_right": float(np.mean(labels)),
     }
     for regime, lat in (("measured", latency), ("parallel", parallel(latency))):
-        out[regime] = compare(pool, folds, models, spec, lat, cap)
+        out[regime] = compare(split.test, model, spec, lat)
     return out
 
 
-def compare(pool: list[dict], folds: list[list[str]], models: list, spec: str, latency: LatencyModel, cap: int) -> dict:
-    """Static strategies, adaptive SC and the cross-fitted two-stage strategy at every price,
-    with seconds from ``latency``."""
-    static = {s: replay_pool(pool, [s], latency, max_tokens=cap) for s in (*STATIC, ADAPTIVE, spec)}
+def compare(pool: list[dict], model: Pipeline, spec: str, latency: LatencyModel) -> dict:
+    """Static strategies, adaptive SC and the two-stage strategy (its stage-2 ``model``) at every
+    price on the held-out ``pool``, with seconds from ``latency``."""
+    static = {s: replay_pool(pool, [s], latency, max_tokens=CAP) for s in (*STATIC, ADAPTIVE, spec)}
     held: dict[tuple[float, float], list[dict]] = {}
-    for test, model in zip(folds, models, strict=True):
-        test_pool = [r for r in pool if r["problem_id"] in set(test)]
-        for lt in LAMBDA_TOKENS:
-            for ls in LAMBDA_SECONDS if lt == 0 else (0.0,):
-                policy = Stage2Policy(model, lt, ls, latency)
-                held.setdefault((lt, ls), []).extend(replay_pool(test_pool, [spec], latency, policy, max_tokens=cap))
+    for lt in LAMBDA_TOKENS:
+        for ls in LAMBDA_SECONDS if lt == 0 else (0.0,):
+            policy = Stage2Policy(model, lt, ls, latency)
+            held[(lt, ls)] = replay_pool(pool, [spec], latency, policy, max_tokens=CAP)
     out: dict = {
         "static": {s: summary(r) for s, r in static.items()},
         "two_stage": {f"{lt:g}/{ls:g}": {"lambda_tokens": lt, "lambda_seconds": ls, **summary(r)} for (lt, ls), r in held.items()},
@@ -179,19 +141,14 @@ def compare(pool: list[dict], folds: list[list[str]], models: list, spec: str, l
 
 
 def short(spec: str) -> str:
-    if spec.startswith("two_stage("):
-        return "two_stage, agreement rule"
-    return (
-        spec.replace("best_of_n(", "bo")
-        .replace(", select=majority)", "")
-        .replace("(max_n=16, batch=4, threshold=0.95)", "")
-    )
+    """A plot label: the static two-stage strategy runs its default agreement rule."""
+    return f"{short_label(spec)}, agreement rule" if spec.startswith("two_stage(") else short_label(spec)
 
 
 def plot(results: dict, stem: Path) -> list[str]:
     plt = pyplot("the two-stage figures")
 
-    fig, axes = plt.subplots(len(results), 3, figsize=(15, 4.2 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), 3, figsize=(15, 5.4 * len(results)), squeeze=False)
     for (name, res), (a, *priced) in zip(results.items(), axes, strict=True):
         m = res["measured"]
         ts = sorted((v for v in m["two_stage"].values() if v["lambda_seconds"] == 0), key=lambda v: v["tokens"])
@@ -207,9 +164,9 @@ def plot(results: dict, stem: Path) -> list[str]:
             a.errorbar(v["tokens"], v["accuracy"], yerr=[[v["accuracy"] - lo], [hi - v["accuracy"]]], fmt="s",
                        capsize=3, color=f"C{i + 1}", label=short(spec))  # fmt: skip
         a.set(xscale="log", xlabel="mean tokens per question (log)", ylabel="accuracy (95% bootstrap)",
-              title=f"{name}, {res['questions']} questions: accuracy vs tokens")  # fmt: skip
+              title=f"{name}, {res['questions']} held out: accuracy vs tokens")  # fmt: skip
         plain_log_axis(a)
-        a.legend(fontsize=7, loc="lower right")
+        a.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # below the data, never on it
         for ax, regime in zip(priced, ("measured", "parallel"), strict=True):
             sp = res[regime]["seconds_priced"]
             xs = [max(x["lambda_seconds"], 3e-5) for x in sp]
@@ -221,7 +178,7 @@ def plot(results: dict, stem: Path) -> list[str]:
                 xscale="log", ylim=(0, 1), xlabel="lambda_seconds (log; 0 drawn at 3e-5)", ylabel="share of questions"
             )
             plain_log_axis(ax)
-            ax.set_title(f"{name}, {regime} latency: best static choice above", fontsize=9, pad=46)
+            ax.set_title(f"{name}, {regime} latency: best static choice above", fontsize=9, pad=64)
             ax.legend(fontsize=7, loc="lower left")
     return save_figure(fig, str(stem))
 
@@ -262,11 +219,11 @@ def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
             ax.errorbar(v[unit], v["accuracy"], yerr=[[v["accuracy"] - lo], [hi - v["accuracy"]]], fmt="s", capsize=3,
                         color=f"C{i + 1}", label=short(spec))  # fmt: skip
         ax.set(xscale="log", xlabel=f"mean {unit} per question (log)", ylabel="accuracy (95% bootstrap)",
-               title=f"GSM8K, {res['questions']} questions: accuracy vs {unit}")  # fmt: skip
+               title=f"GSM8K test pool, {res['questions']} held out: accuracy vs {unit}")  # fmt: skip
         plain_log_axis(ax)
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(
-        "Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores: GSM8K traces replayed (stage-2 model cross-fitted); "
+        "Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores: GSM8K test pool replayed (stage-2 model fitted on the train pool); "
         "arithmetic against the peers through one vllm serve",
         fontsize=9,
     )
@@ -274,15 +231,17 @@ def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
 
 
 def doc(results: dict, figures: list[str]) -> str:
-    lines = ["Cross-fitted over 5 folds of questions on the reference model's traces converted to pools "
-             "(greedy + 16 samples at temperature 0.7; seconds from a latency model fitted on the traced "
-             "single-round runs, \"measured\", and the same backend as if a round's samples ran fully in "
-             "parallel, \"parallel\"): `python -m benchmarks.two_stage`.", ""]  # fmt: skip
+    lines = ["The stage-2 model fitted on the train questions' pools, deciding on the held-out ones "
+             "(greedy + 16 samples at temperature 0.5, 512 tokens; seconds from the latency model profiled on the "
+             "backend, \"measured\", and the same backend as if a round's samples ran fully in parallel, "
+             "\"parallel\"): `python -m benchmarks.two_stage`.", ""]  # fmt: skip
     for name, res in results.items():
         m = res["measured"]
         ad = m["static"][ADAPTIVE]
-        lines += [f"**{name}** ({res['questions']} questions): stage-2 AUROC (is the first stage's vote right?) "
-                  f"**{res['stage2_auroc']:.2f}** (first stage right on {res['stop_right']:.0%}); adaptive SC "
+        a = res["stage2"]
+        lines += [f"**{name}** ({res['questions']} held out, fitted on {res['train_questions']}): stage-2 AUROC (is the "
+                  f"first stage's vote right?) **{a['auroc']:.2f}** {fmt_ci(a['auroc_ci'], '.2f')} (first stage right on "
+                  f"{res['stop_right']:.0%}); adaptive SC "
                   f"{ad['accuracy']:.3f} {fmt_ci(ad['accuracy_ci'])} at {ad['tokens']:.0f} tokens, {ad['seconds']:.1f} s.", ""]  # fmt: skip
         lines += [
             "| strategy | accuracy [95%] | tokens | seconds (measured) | seconds (parallel) | rounds |",
@@ -326,9 +285,9 @@ def fmt_ci(c: list[float], f: str = ".3f") -> str:
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     results = {}
-    for name, (pool, latency, cap) in datasets().items():
-        res = results[name] = run(name, pool, latency, cap)
-        print(f"{name}: {res['questions']} questions, stage-2 AUROC {res['stage2_auroc']:.3f}")
+    for name, (split, latency) in datasets().items():
+        res = results[name] = run(name, split, latency)
+        print(f"{name}: {res['questions']} questions, stage-2 AUROC {res['stage2']['auroc']}")
         for regime in ("measured", "parallel"):
             print(f" {regime} latency")
             for spec, v in res[regime]["static"].items():
@@ -338,7 +297,7 @@ def main() -> None:
                       f"second round {v['second_round']:.2f}")  # fmt: skip
     figures = plot(results, REPO / "docs" / "img" / "two-stage")
     figures += plot_readme(results["gsm8k"], saved_results("peers"), REPO / "docs" / "img" / "readme-gsm8k")
-    write_results("two_stage", {"k": K, "more": MORE, "folds": FOLDS, "results": results,
+    write_results("two_stage", {"k": K, "more": MORE, "temperature": TEMPERATURE, "results": results,
                                 "figures": [str(Path(f).relative_to(REPO)) for f in figures]})  # fmt: skip
     refresh("two_stage")
     print(f"results: benchmarks/results/two_stage.json; doc block in {DOC.relative_to(REPO)}")
