@@ -26,3 +26,13 @@ def test_informative_weak_and_one_outcome_probes_get_their_verdicts():
     assert weak.questions_needed == pytest.approx(100 * ((high - low) / 2 / 0.05) ** 2, abs=1)
     assert flat.accuracy.startswith("nothing to learn") and flat.auroc is None
     assert "about" in weak.line() and "AUROC 0.60" in weak.line()
+
+
+def test_too_few_runs_of_an_outcome_give_no_verdict_however_extreme_the_auroc():
+    """One right run ranked above four wrong ones is AUROC 1.00 with a collapsed interval: no
+    verdict, and how many questions would hold five of each."""
+    (few,) = verdicts({"greedy": metric(1.0, 0.2, 5)}, total_questions=20)
+    assert few.accuracy == "too few held-out runs to tell (1 right, 4 wrong)" and few.auroc_interval is None
+    assert few.questions_needed == 100 and "[" not in few.line() and "about 100 questions" in few.line()
+    (enough,) = verdicts({"greedy": metric(0.9, 0.5, 20)}, total_questions=80)
+    assert enough.accuracy == "informative" and enough.auroc_interval is not None

@@ -4,7 +4,10 @@ how many more questions would resolve the ones that are not yet.
 The accuracy probe's AUROC gets a 95% interval (Hanley and McNeil's standard error, from the
 held-out runs' positives and negatives); a probe is *informative* when the interval's lower end
 is above 0.5. An interval shrinks as one over the square root of the runs, so the questions
-needed to bring its half-width to ``target_half_width`` follow from the current one.
+needed to bring its half-width to ``target_half_width`` follow from the current one. With fewer
+than `MIN_EACH_OUTCOME` held-out runs of either outcome there is no verdict: the standard error
+collapses at an AUROC of 0 or 1 (one right run ranked first among four wrong ones would read as
+"informative, [1.00, 1.00]"), so the verdict says how many more questions would hold enough.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 
 #: The AUROC half-width worth collecting for: enough to tell 0.6 from 0.5.
 TARGET_HALF_WIDTH = 0.05
+#: Fewer held-out runs than this of either outcome (right, wrong) tell nothing about a probe.
+MIN_EACH_OUTCOME = 5
 #: Token predictions within this mean absolute percentage error are usable for budgets.
 USABLE_TOKENS_MAPE = 0.3
 
@@ -27,7 +32,7 @@ class ProbeVerdict:
     strategy: str
     auroc: float | None
     auroc_interval: tuple[float, float] | None
-    accuracy: str  # "informative", "not yet shown informative", "nothing to learn (one outcome)"
+    accuracy: str  # "informative", "not yet shown informative", "too few ...", "nothing to learn (one outcome)"
     tokens: str  # "usable" or "rough"
     questions_needed: int | None  # total questions for a TARGET_HALF_WIDTH interval, when short of it
 
@@ -64,6 +69,12 @@ def verdicts(
         tokens = "usable" if m["tokens_mape"] <= USABLE_TOKENS_MAPE else f"rough (MAPE {m['tokens_mape']:.0%})"
         if m["auroc"] is None or not positives or not negatives:
             out.append(ProbeVerdict(spec, None, None, "nothing to learn (one outcome)", tokens, None))
+            continue
+        fewer = min(positives, negatives)
+        if fewer < MIN_EACH_OUTCOME:
+            label = f"too few held-out runs to tell ({positives} right, {negatives} wrong)"
+            needed = math.ceil(total_questions * MIN_EACH_OUTCOME / fewer)
+            out.append(ProbeVerdict(spec, float(m["auroc"]), None, label, tokens, needed))
             continue
         low, high = auroc_interval(float(m["auroc"]), positives, negatives)
         informative = low > 0.5
