@@ -73,13 +73,13 @@ def verdicts(
         fewer = min(positives, negatives)
         if fewer < MIN_EACH_OUTCOME:
             label = f"too few held-out runs to tell ({positives} right, {negatives} wrong)"
-            needed = math.ceil(total_questions * MIN_EACH_OUTCOME / fewer)
-            out.append(ProbeVerdict(spec, float(m["auroc"]), None, label, tokens, needed))
+            enough = math.ceil(total_questions * MIN_EACH_OUTCOME / fewer)
+            out.append(ProbeVerdict(spec, float(m["auroc"]), None, label, tokens, enough))
             continue
         low, high = auroc_interval(float(m["auroc"]), positives, negatives)
         informative = low > 0.5
         half = (high - low) / 2
-        needed = None
+        needed: int | None = None
         if not informative and half > target_half_width:
             needed = math.ceil(total_questions * (half / target_half_width) ** 2)
         label = "informative" if informative else "not yet shown informative"
