@@ -44,6 +44,7 @@ from ttc_agent.backends.fingerprint import same_model
 from ttc_agent.evaluation.pool_replay import fit_stage2, pool_latency, replay_pool, stage2_rows
 from ttc_agent.evaluation.pools import PoolSpec, complete_questions, read_pool, read_pool_meta
 from ttc_agent.evaluation.replay import Outcomes, replay
+from ttc_agent.evaluation.verdict import MIN_EACH_OUTCOME
 from ttc_agent.plotting import plot_replay
 from ttc_agent.policy import CallLimits
 from ttc_agent.probes import FeatureSet, ProbeBundle
@@ -67,6 +68,8 @@ FEATURES = "text_stats"
 TOKEN_BAR, SECONDS_BAR, GAP_BAR = 0.5, 0.6, 0.5
 #: Out of distribution: the policy within this much of the best static strategy's accuracy.
 OOD_POINTS = 0.02
+#: What the docs say where an AUROC has no interval.
+TOO_FEW = f"(no interval: fewer than {MIN_EACH_OUTCOME} held-out questions right or wrong)"
 
 Record = dict[str, Any]
 
@@ -156,10 +159,14 @@ def stage2_auroc(bundle: ProbeBundle, test: list[Record], latency: LatencyModel)
 
 
 def auroc_interval(labels: np.ndarray, scores: np.ndarray, draws: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """AUROC and its 95% percentile bootstrap interval over questions (``None`` when one class
-    is missing)."""
+    """AUROC and its 95% percentile bootstrap interval over questions: the AUROC ``None`` when
+    one class is missing, the interval ``None`` with fewer than `MIN_EACH_OUTCOME` of either
+    (resampling a handful of questions collapses it at 0 or 1, as `ttc-agent train`'s verdict
+    says)."""
     if len(set(labels.tolist())) < 2:
         return {"auroc": None, "auroc_ci": None}
+    if min(int(labels.sum()), int(len(labels) - labels.sum())) < MIN_EACH_OUTCOME:
+        return {"auroc": float(roc_auc_score(labels, scores)), "auroc_ci": None}
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(draws):
@@ -259,7 +266,7 @@ def run(bootstrap: int) -> dict[str, Any]:
         r.update(pools=split.source, train_questions=len(bundle.train_ids_), latency=list(latency.weights),
                  latency_source=latency_source, features=FEATURES, menu=list(menu.specs))  # fmt: skip
         r["targets"] = targets(r)
-        r["plots"] = [str(Path(p).relative_to(REPO)) for p in plot_replay(r, str(IMG / f"pool-policy-{task}"))]
+        r["plots"] = [str(Path(p).relative_to(REPO)) for p in plot_replay(r, str(IMG / f"pool-policy-{task}"), task)]
         results["in_distribution"][task] = r
     for fitted, bundle in bundles.items():
         for asked, split in tasks.items():
@@ -312,8 +319,8 @@ def doc(results: Mapping[str, Any]) -> str:
         ]
         for spec, s in r["stage2"].items():
             lines.append(
-                f"- stage-2 model of {spec}: held-out AUROC {_num(s['auroc'])} {_ci(s['auroc_ci'])} on {s['questions']} "
-                f"questions (first stage right on {s['stop_right']:.0%}; bar: 0.85)."
+                f"- stage-2 model of {spec}: held-out AUROC {_num(s['auroc'])} {_ci(s['auroc_ci']) or TOO_FEW} on "
+                f"{s['questions']} questions (first stage right on {s['stop_right']:.0%}; bar: 0.85)."
             )
         t = r["targets"]
         met = [

@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 
 from benchmarks._common import DOC, REPO, mean_interval, saved_results, write_results
 from benchmarks.docs import figure_list, refresh
-from benchmarks.pool_policy import Split, auroc_interval, latency_for, splits
+from benchmarks.pool_policy import TOO_FEW, Split, auroc_interval, latency_for, splits
 from ttc_agent.evaluation.pool_replay import replay_pool, stage2_rows
 from ttc_agent.plotting import plain_log_axis, pyplot, save_figure, short_label
 from ttc_agent.probes.latency import LatencyModel
@@ -240,7 +240,7 @@ def doc(results: dict, figures: list[str]) -> str:
         ad = m["static"][ADAPTIVE]
         a = res["stage2"]
         lines += [f"**{name}** ({res['questions']} held out, fitted on {res['train_questions']}): stage-2 AUROC (is the "
-                  f"first stage's vote right?) **{a['auroc']:.2f}** {fmt_ci(a['auroc_ci'], '.2f')} (first stage right on "
+                  f"first stage's vote right?) **{a['auroc']:.2f}** {fmt_ci(a['auroc_ci'], '.2f') if a['auroc_ci'] else TOO_FEW} (first stage right on "
                   f"{res['stop_right']:.0%}); adaptive SC "
                   f"{ad['accuracy']:.3f} {fmt_ci(ad['accuracy_ci'])} at {ad['tokens']:.0f} tokens, {ad['seconds']:.1f} s.", ""]  # fmt: skip
         lines += [

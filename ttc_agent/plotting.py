@@ -173,10 +173,11 @@ def plot_cumulative(records: list[dict[str, Any]], path: str | Path) -> Path:
     return out
 
 
-def plot_replay(result: dict[str, Any], path_stem: str) -> list[str]:
+def plot_replay(result: dict[str, Any], path_stem: str, task: str = "") -> list[str]:
     """Accuracy against mean tokens and against mean seconds: statics as points with 95%
     Wilson intervals (named in the legend, so long names never collide), the adaptive policy as
-    a curve, the oracle as a ceiling. Writes PNG and SVG; returns the paths."""
+    a curve, the oracle as a ceiling; ``task`` names the questions in the titles. Writes PNG and
+    SVG; returns the paths."""
     plt = pyplot("plotting replays")
 
     fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.3))
@@ -201,7 +202,7 @@ def plot_replay(result: dict[str, Any], path_stem: str) -> list[str]:
         ax.set(
             xlabel=f"mean {cost} per query (log)",
             ylabel="accuracy (95% Wilson interval)",
-            title=f"accuracy vs {cost} ({n} held-out queries)",
+            title=f"{task + ': ' if task else ''}accuracy vs {cost} ({n} held-out queries)",
         )
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the data, never on it

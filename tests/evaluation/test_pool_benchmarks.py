@@ -86,3 +86,13 @@ def test_the_replay_check_compares_means_and_cost_ratios_per_strategy():
     far = [run(f"q{i}", True, 110, 13.0) for i in range(10)]
     (row,) = replay_check.compare(real, far, ["greedy"]).values()
     assert not row["tokens_met"] and not row["seconds_met"] and not row["accuracy_met"]
+
+
+def test_an_auroc_on_too_few_right_or_wrong_questions_has_no_interval():
+    scores = np.linspace(0, 1, 20)
+    few = pool_policy.auroc_interval(np.array([0] * 17 + [1] * 3), scores)
+    assert few["auroc"] == 1.0 and few["auroc_ci"] is None
+    enough = pool_policy.auroc_interval(np.array([0, 1] * 10), scores)
+    low, high = enough["auroc_ci"]
+    assert low <= enough["auroc"] <= high and high - low > 0.1
+    assert pool_policy.auroc_interval(np.zeros(20, int), scores) == {"auroc": None, "auroc_ci": None}
