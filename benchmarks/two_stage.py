@@ -178,7 +178,7 @@ def plot(results: dict, stem: Path) -> list[str]:
                 xscale="log", ylim=(0, 1), xlabel="lambda_seconds (log; 0 drawn at 3e-5)", ylabel="share of questions"
             )
             plain_log_axis(ax)
-            ax.set_title(f"{name}, {regime} latency: best static choice above", fontsize=9, pad=64)
+            ax.set_title(f"{name}, {regime} latency: best static choice above", fontsize=9, pad=84)
             ax.legend(fontsize=7, loc="lower left")
     return save_figure(fig, str(stem))
 
