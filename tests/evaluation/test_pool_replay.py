@@ -3,6 +3,7 @@ from a latency model."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -116,6 +117,13 @@ def test_replay_cli_writes_a_trace_folder_the_probes_read(tmp_path):
     table = TraceTable.from_records(traces, meta["menu"]["strategies"])
     assert len(table.ids) == 4
     assert len(read_pool(tmp_path / "pool")) == 8
+    # A question whose samples are still to be drawn (only its greedy run so far) is left out.
+    with (tmp_path / "pool" / "pool.jsonl").open("a") as f:
+        f.write(json.dumps({**read_pool(tmp_path / "pool")[0], "problem_id": "q9"}) + "\n")
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "pool"), "--menu", str(tmp_path / "menu.yaml"),
+                                      "--out", str(tmp_path / "traces")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 problems left out" in " ".join(result.output.split()) and len(read_traces(tmp_path / "traces")) == 12
 
 
 def test_replayed_records_carry_the_menus_specs_whatever_its_default_temperature():

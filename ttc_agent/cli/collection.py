@@ -153,15 +153,18 @@ def replay(
 ) -> None:
     """Replay every strategy of a menu from a trace pool: whole-menu traces, as `collect` writes
     them, with tokens from the samples each strategy used and seconds from a latency model, for
-    `ttc-agent train` and `evaluate`."""
+    `ttc-agent train` and `evaluate`. Questions whose pool is not yet whole (a pool still being
+    drawn) are left out and counted."""
     from ttc_agent.evaluation.collect import write_trace_folder
     from ttc_agent.evaluation.pool_replay import pool_latency, replay_pool
-    from ttc_agent.evaluation.pools import read_pool, read_pool_meta
+    from ttc_agent.evaluation.pools import PoolSpec, complete_questions, read_pool, read_pool_meta
     from ttc_agent.probes.latency import LatencyModel
     from ttc_agent.strategies.menu import Menu
 
     try:
-        m, meta, records = Menu.load(menu), read_pool_meta(pool_folder), read_pool(pool_folder)
+        m, meta, drawn = Menu.load(menu), read_pool_meta(pool_folder), read_pool(pool_folder)
+        records = complete_questions(drawn, PoolSpec.from_dict(meta["pool"]))
+        partial = len({r["problem_id"] for r in drawn}) - len({r["problem_id"] for r in records})
         lat = LatencyModel.load(latency) if latency is not None else pool_latency(records, meta["backend"])
         traces = replay_pool(records, m.specs, lat, **m.defaults)
         write_trace_folder(
@@ -174,6 +177,7 @@ def replay(
         raise fail(exc) from exc
     console.print(
         f"{len(traces)} runs replayed into {out} ({len(traces) // len(m.specs)} problems x {len(m.specs)} strategies)"
+        + (f"; {partial} problems left out, their pools not yet whole" if partial else "")
     )
 
 
