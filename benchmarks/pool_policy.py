@@ -5,9 +5,10 @@ Per task, two pools of the reference model (greedy, 16 samples at temperature 0.
 strategy of `benchmarks/menus/qwen-pools.yaml` is replayed from them
 (`ttc_agent.evaluation.pool_replay`, seconds from the latency model profiled on the backend,
 `pools/latency-qwen2.5-coder-0.5b.json`, which `benchmarks/replay_check.py` checks against real
-runs; without one, fitted on the train pool's own batched calls). The probe bundle (text statistics, as the reference model's) is fitted on the
-whole train pool's replays and each two-stage strategy's stage-2 model on its questions (what
-``ttc-agent replay`` + ``ttc-agent train --pool`` do); then on the held-out pool:
+runs; without one, fitted on the train pool's own batched calls). The probe bundle (text
+statistics, as the reference model's) is fitted on the whole train pool's replays and each
+two-stage strategy's stage-2 model on its questions (what ``ttc-agent replay`` + ``ttc-agent
+train --pool`` do); then on the held-out pool:
 
 - every static strategy (a two-stage strategy under its default agreement rule);
 - the utility policy over a sweep of token prices and of second prices, deciding each question
@@ -18,7 +19,10 @@ whole train pool's replays and each two-stage strategy's stage-2 model on its qu
   accuracy at its tokens and seconds, its cost at its accuracy, and the share of the gap to the
   oracle closed (95% bootstrap intervals over questions);
 - the stage-2 models' held-out AUROC at telling whether the first stage's vote is right
-  (95% bootstrap interval).
+  (95% bootstrap interval, where at least 5 first stages are right and 5 wrong).
+
+Arithmetic has one pool, 30% of its questions held out by a hash; each task's bundle is also
+asked the other task's held-out questions (out of distribution).
 
 Only questions whose pool is whole are used (pools are drawn while this runs). Writes
 benchmarks/results/pool_policy.json, docs/img/pool-policy-<task>.png/svg and the doc block
