@@ -48,8 +48,7 @@ def evaluate(bundle: ProbeBundle, table: TraceTable, ask: list[int]) -> dict:
     correct = np.column_stack([sub.mean(s, "correct") for s in specs])
     tokens = np.column_stack([sub.mean(s, "total_tokens") for s in specs])
     trusting = np.array([d.index for d in UtilityPolicy().decide(pred, CallLimits())])
-    prior = np.array([d.index for d in UtilityPolicy().decide(bundle.untrusted(pred), CallLimits())])
-    falling_back = np.where(novel, prior, trusting)
+    falling_back = np.array([d.index for d in UtilityPolicy().decide(bundle.untrusted(pred, novel), CallLimits())])
     rows = np.arange(len(ask))
 
     def summary(pick: np.ndarray) -> dict:

@@ -113,10 +113,7 @@ def decisions(bundle: ProbeBundle, table: TraceTable) -> tuple[Predictions, np.n
     X = bundle.features.transform(table.prompts)
     pred = bundle.predict_features(X, table.prompt_tokens)
     novel = bundle.novelty_.is_novel(X) if bundle.novelty_ is not None else np.zeros(len(table.ids), bool)
-    prior = bundle.untrusted(pred)
-    accuracy = np.where(novel[:, None], prior.accuracy, pred.accuracy)
-    fields = {f: getattr(pred, f) for f in Predictions.FIELDS}
-    return Predictions(pred.specs, **{**fields, "accuracy": accuracy}), novel
+    return bundle.untrusted(pred, novel), novel
 
 
 def priced_outcomes(

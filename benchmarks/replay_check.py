@@ -42,16 +42,6 @@ TOKENS_BAR, SECONDS_BAR = 0.05, 0.15
 Record = dict[str, Any]
 
 
-def difference_interval(a: Sequence[float], b: Sequence[float], draws: int = 2000, seed: int = 0) -> list[float]:
-    """95% percentile bootstrap interval of ``mean(a) - mean(b)``, both resampled by question
-    (paired: the same questions, drawn with different seeds)."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(x), (draws, len(x)))
-    diffs = x[rows].mean(axis=1) - y[rows].mean(axis=1)
-    return [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]
-
-
 def ratio_interval(a: Sequence[float], b: Sequence[float], draws: int = 2000, seed: int = 0) -> list[float]:
     """95% percentile bootstrap interval of ``mean(a) / mean(b)`` over questions (paired)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -74,7 +64,7 @@ def compare(real: Sequence[Record], replayed: Sequence[Record], specs: Sequence[
         per_question = {f: [[float(d[i][f]) for i in ids] for d in (r, p)] for f in ("total_tokens", "seconds")}
         tokens = [float(np.mean(v)) for v in per_question["total_tokens"]]
         seconds = [float(np.mean(v)) for v in per_question["seconds"]]
-        diff = difference_interval(pc, rc)
+        diff = mean_interval(np.subtract(pc, rc))  # paired: the same questions, other draws
         out[spec] = {
             "questions": len(ids),
             "real": {"accuracy": float(np.mean(rc)), "accuracy_ci": mean_interval(rc), "tokens": tokens[0],

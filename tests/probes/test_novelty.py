@@ -58,6 +58,11 @@ def test_a_bundle_keeps_its_novelty_and_untrusts_the_accuracy_it_cannot_read(bun
     np.testing.assert_allclose(prior.accuracy[0], prior.accuracy[1])  # the same for any prompt
     np.testing.assert_allclose(prior.accuracy[0], loaded.calibration_.accuracy.mean(axis=0))
     np.testing.assert_allclose(prior.tokens, pred.tokens)  # costs stay predicted
+    # Flagged queries only: the near prompt keeps its own prediction, the far one takes the prior.
+    novel = loaded.novelty_.is_novel(X)
+    some = loaded.untrusted(pred, novel)
+    np.testing.assert_allclose(some.accuracy[0], pred.accuracy[0])
+    np.testing.assert_allclose(some.accuracy[1], prior.accuracy[1])
 
 
 def test_the_engine_records_a_prompt_out_of_distribution_and_decides_on_the_prior(bundle):

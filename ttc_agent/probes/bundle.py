@@ -221,15 +221,17 @@ class ProbeBundle:
             "novel": score > self.novelty_.threshold_,
         }
 
-    def untrusted(self, pred: Predictions) -> Predictions:
+    def untrusted(self, pred: Predictions, where: np.ndarray | None = None) -> Predictions:
         """``pred`` for prompts out of distribution: each strategy's accuracy is its mean over the
         training prompts (what the bundle knows without trusting what it reads in the prompt),
         so the policy picks the strategy that pays best on average at the call's prices; costs
-        stay predicted from the prompt."""
+        stay predicted from the prompt. ``where`` (one flag per query, e.g. `FeatureNovelty.
+        is_novel`) limits this to the flagged queries; by default every query."""
         if self.calibration_ is None:
             return pred
-        prior = self.calibration_.accuracy.mean(axis=0)
-        return replace(pred, accuracy=np.broadcast_to(prior, pred.accuracy.shape).copy())
+        prior = np.broadcast_to(self.calibration_.accuracy.mean(axis=0), pred.accuracy.shape)
+        flagged = np.ones(len(pred.accuracy), bool) if where is None else np.asarray(where, bool)
+        return replace(pred, accuracy=np.where(flagged[:, None], prior, pred.accuracy))
 
     def held_out(self, table: TraceTable) -> TraceTable:
         """The problems of ``table`` this bundle was not trained on."""
