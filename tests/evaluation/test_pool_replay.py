@@ -137,3 +137,46 @@ def test_replayed_records_carry_the_menus_specs_whatever_its_default_temperature
     runs = replay_pool(records, menu.specs, LATENCY, **menu.defaults)
     assert [r["strategy"] for r in runs] == list(menu.specs)
     assert TraceTable.from_records(runs, menu.specs).ids == ["q"]
+
+
+def _replayed(tmp_path, name, prefix, menu):
+    problems = [Problem(f"{prefix}{i}", f"What is {i} + {i}?", str(2 * i), "test") for i in range(1, 9)]
+    backend = ScriptedBackend(texts("The answer is 4.", "The answer is 2.", "The answer is 6.", tokens=8))
+    collect_pool(problems, backend, tmp_path / f"pool-{name}", PoolSpec({0.5: 4}, max_tokens=32), progress=False,
+                 questions_per_call=2)  # fmt: skip
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / f"pool-{name}"), "--menu", str(menu),
+                                      "--out", str(tmp_path / f"traces-{name}")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return tmp_path / f"traces-{name}", tmp_path / f"pool-{name}"
+
+
+def test_train_fits_one_bundle_on_several_tasks_pools(tmp_path):
+    """`train` takes a trace folder and a pool per task (the shipped bundle is fitted on GSM8K's
+    and arithmetic's), fits them as one, and refuses folders of different menus or one folder twice."""
+    from ttc_agent.probes import ProbeBundle
+
+    menu = tmp_path / "menu.yaml"
+    menu.write_text("defaults: {max_tokens: 32, temperature: 0.5}\n"
+                    "strategies: [greedy, 'best_of_n(4, select=majority)', 'two_stage(k=2, more=2)']\n")  # fmt: skip
+    traces_a, pool_a = _replayed(tmp_path, "a", "a", menu)
+    traces_b, pool_b = _replayed(tmp_path, "b", "b", menu)
+    args = ["train", "--traces", str(traces_a), "--traces", str(traces_b), "--pool", str(pool_a), "--pool",
+            str(pool_b), "--feature", "text_stats", "--out", str(tmp_path / "bundle"), "--test-fraction", "0.25"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    bundle = ProbeBundle.load(tmp_path / "bundle")
+    trained = set(bundle.train_ids_)
+    assert any(i.startswith("a") for i in trained) and any(i.startswith("b") for i in trained)
+    assert list(bundle.stage2_) == [bundle.specs[2]] and bundle.specs[2].startswith("two_stage(k=2, more=2")
+
+    other = tmp_path / "other.yaml"
+    other.write_text("defaults: {max_tokens: 32, temperature: 0.5}\nstrategies: [greedy, 'best_of_n(2, select=majority)']\n")
+    traces_c, _ = _replayed(tmp_path, "c", "c", other)
+    mixed = CliRunner().invoke(app, ["train", "--traces", str(traces_a), "--traces", str(traces_c), "--feature",
+                                     "text_stats", "--out", str(tmp_path / "mixed")])  # fmt: skip
+    said = " ".join(mixed.output.split())
+    assert mixed.exit_code != 0 and str(traces_a) in said and str(traces_c) in said and "menu" in said
+    assert not (tmp_path / "mixed").exists()
+    twice = CliRunner().invoke(app, ["train", "--traces", str(traces_a), "--traces", str(traces_a), "--feature",
+                                     "text_stats", "--out", str(tmp_path / "twice")])  # fmt: skip
+    assert twice.exit_code != 0 and "a1" in twice.output and "once" in twice.output

@@ -33,7 +33,13 @@ from ttc_agent.cli.tables import make_table, metrics_table, simulation_table
 
 @app.command(rich_help_panel="Fit and measure")
 def train(
-    traces: Annotated[Path, typer.Option(help="Trace folder written by `ttc-agent collect`.")],
+    traces: Annotated[
+        list[Path],
+        typer.Option(
+            help="Trace folder written by `ttc-agent collect` or `ttc-agent replay`; repeat for several of one menu "
+            "and model (one per task, say), fitted as one."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Probe bundle folder to write.")],
     feature: Annotated[
         list[str] | None,
@@ -53,8 +59,12 @@ def train(
     ] = None,
     test_fraction: Annotated[float, typer.Option(help="Share of problems held out for the printed metrics.")] = 0.25,
     pool: Annotated[
-        Path | None,
-        typer.Option(help="A trace pool (ttc-agent pool) to fit the menu's two-stage strategies' stage-2 models on."),
+        list[Path] | None,
+        typer.Option(
+            help="A trace pool (ttc-agent pool) to fit the menu's two-stage strategies' stage-2 models on; repeat for "
+            "several (the pools the traces were replayed from).",
+            show_default=False,
+        ),
     ] = None,
     plot: Annotated[
         Path | None,
@@ -70,7 +80,7 @@ def train(
     verdict per strategy (is its accuracy probe informative, are its token predictions usable,
     how many questions would resolve it), draw the held-out fit, and save the bundle (it records
     its training problems, so `ttc-agent evaluate` replays only the others); with --pool, also
-    fit each two-stage strategy's stage-2 decision on the pool's training questions."""
+    fit each two-stage strategy's stage-2 decision on the pools' training questions."""
     from ttc_agent.evaluation.probe_training import train_from_traces
     from ttc_agent.evaluation.verdict import verdicts
     from ttc_agent.plotting import plot_probe_fit, short_label
@@ -78,17 +88,18 @@ def train(
     try:
         default = ("text_stats", "sentence_embedding")
         chosen = ",".join(repeated(feature, features, default, "--feature", "--features", comma_separated))
-        with console.status(f"featurising and fitting {traces}..."):
+        with console.status(f"featurising and fitting {', '.join(map(str, traces))}..."):
             trained = train_from_traces(traces, chosen, latency, test_fraction)
-            if pool is not None:
+            if pool:
                 from ttc_agent.evaluation.pool_replay import fit_stage2, pool_latency
                 from ttc_agent.evaluation.pools import read_pool, read_pool_meta
 
-                records = read_pool(pool)
-                lat = trained.bundle.latency or pool_latency(records, read_pool_meta(pool)["backend"])
+                records = [r for folder in pool for r in read_pool(folder)]
+                lat = trained.bundle.latency or pool_latency(records, read_pool_meta(pool[0])["backend"])
                 fitted = fit_stage2(trained.bundle, records, lat)
                 err_console.print(
-                    f"stage-2 models fitted on {pool} for {fitted or 'no two-stage strategy of the menu'}"
+                    f"stage-2 models fitted on {', '.join(map(str, pool))} for "
+                    f"{fitted or 'no two-stage strategy of the menu'}"
                 )
     except TTCError as exc:
         raise fail(exc) from exc

@@ -1,7 +1,8 @@
-"""Fit a probe bundle on the train split of a trace folder (what `ttc-agent train` does)."""
+"""Fit a probe bundle on the train split of one or more trace folders (what `ttc-agent train` does)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,14 @@ class Trained:
 
 
 def train_from_traces(
-    traces: str | Path,
+    traces: str | Path | Sequence[str | Path],
     features: str = "text_stats,sentence_embedding",
     latency: str | Path | None = None,
     test_fraction: float = 0.25,
 ) -> Trained:
     """Fit every probe of the traces' menu on a hash split of the problems and measure the
-    held-out rest (`ttc_agent.probes.evaluate.evaluate`)."""
+    held-out rest (`ttc_agent.probes.evaluate.evaluate`). Several trace folders (one per task,
+    say) are fitted as one, provided they share a menu and a model."""
     from ttc_agent.probes.evaluate import evaluate
 
     bundle, table, X = _unfitted(traces, features, latency)
@@ -78,18 +80,54 @@ def cross_fit(
 
 
 def _unfitted(
-    traces: str | Path, features: str, latency: str | Path | None
+    traces: str | Path | Sequence[str | Path], features: str, latency: str | Path | None
 ) -> tuple[ProbeBundle, TraceTable, np.ndarray]:
-    """An unfitted bundle for a trace folder's menu and model, its trace table and features."""
-    from ttc_agent.evaluation.collect import read_meta, read_traces, traced_model_name
+    """An unfitted bundle for the trace folders' menu and model, their trace table and features."""
+    from ttc_agent.evaluation.collect import read_traces, traced_model_name
     from ttc_agent.probes.features import FeatureSet
     from ttc_agent.probes.latency import LatencyModel
     from ttc_agent.strategies.menu import Menu
 
-    meta = read_meta(traces)
+    folders = [traces] if isinstance(traces, str | Path) else list(traces)
+    meta = shared_meta(folders)
     menu = Menu.from_dict(meta["menu"])
-    table = TraceTable.from_records(read_traces(traces), menu.specs)
+    records: list[dict[str, Any]] = []
+    seen: dict[str, str | Path] = {}  # problem id -> the folder that traced it
+    for folder in folders:
+        found = read_traces(folder)
+        for pid in dict.fromkeys(rec["problem_id"] for rec in found):
+            if pid in seen:
+                raise InvalidRequestError(
+                    f"problem {pid!r} is traced in both {seen[pid]} and {folder}: pass each trace folder once"
+                )
+            seen[pid] = folder
+        records += found
+    table = TraceTable.from_records(records, menu.specs)
     fs = FeatureSet.from_names(features, model=traced_model_name(meta))  # hidden states of the traced model
     lat = LatencyModel.load(latency) if latency else None
     bundle = ProbeBundle(menu, fs, latency=lat, fingerprint=meta["backend"])
     return bundle, table, fs.transform(table.prompts)
+
+
+def shared_meta(folders: Sequence[str | Path]) -> dict[str, Any]:
+    """The first trace folder's meta, once every other folder is checked to share its menu and
+    model (`InvalidRequestError` naming both folders and what differs)."""
+    from ttc_agent.backends.fingerprint import same_model
+    from ttc_agent.evaluation.collect import read_meta
+
+    if not folders:
+        raise InvalidRequestError("no trace folder given: pass at least one")
+    first = read_meta(folders[0])
+    for folder in folders[1:]:
+        meta = read_meta(folder)
+        if meta["menu"] != first["menu"]:
+            raise InvalidRequestError(
+                f"{folder} was traced with menu {meta['menu']}, {folders[0]} with {first['menu']}: "
+                "fit one bundle only on traces of one menu (replay the pools with the same --menu)"
+            )
+        if same_model(meta["backend"], first["backend"]) is False:
+            raise InvalidRequestError(
+                f"{folder} was traced on {meta['backend'].get('model')!r}, {folders[0]} on "
+                f"{first['backend'].get('model')!r}: a bundle is fitted on one model's traces"
+            )
+    return first
