@@ -1,11 +1,12 @@
 """ttc-agent against its peers, side by side on one `vllm serve` of the reference model.
 
-Every method answers the same held-out arithmetic questions (the reference model's four graded
-levels, none of them in the traces the probes were fitted on), through the same server, one
-call at a time, the methods taking turns question by question so that load and caching treat
-them alike:
+Every method answers the same held-out questions through the same server, one call at a time,
+the methods taking turns question by question so that load and caching treat them alike. Two
+tasks (``--task``): **arithmetic**, the reference model's four graded levels (none of them in the
+traces or pools the shipped bundle was fitted on), and **gsm8k**, word problems from GSM8K's
+test split (no fitting pool holds a test question). The methods:
 
-- **baselines**, straight to vLLM: greedy, and majority@N (N samples at temperature 0.7 in one
+- **baselines**, straight to vLLM: greedy, and majority@N (N samples at ``--temperature`` in one
   request, voted on their answers);
 - **its-hub** 1.2.0: ``SelfConsistency`` (N samples) and ``AdaptiveSelfConsistency`` (up to 2N,
   doubling from 2 until 75% agree), voting on ttc-agent's own answer extraction;
@@ -17,10 +18,13 @@ them alike:
 Tokens are vLLM's own counts (its ``/metrics`` counters read before and after each call), so
 every request a method makes (ratings, extra rounds) is counted; seconds are each call's wall
 time. The peers run in a virtual environment of their own, outside the repository, built the
-first time from ``benchmarks/requirements-peers.txt`` (``--venv``). Prints a table and writes
-benchmarks/results/peers.json.
+first time from ``benchmarks/requirements-peers.txt`` (``--venv``). Every call is appended to
+benchmarks/results/peers[-gsm8k]-calls.jsonl as it ends, so a stopped run resumes where it
+stopped (the same command again); the summary is over the questions every method answered.
+Prints a table and writes benchmarks/results/peers.json (peers-gsm8k.json).
 
     .venv/bin/python -m benchmarks.peers [--per-level 6] [--n 8] [--prices 0,3e-4,1e-3]
+    .venv/bin/python -m benchmarks.peers --task gsm8k --questions 40 [--prices 0,3e-4]
 """
 
 from __future__ import annotations
@@ -46,26 +50,30 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from benchmarks._common import REPO, interleave, mean_interval, write_results  # noqa: E402
+from benchmarks._common import REPO, RESULTS, interleave, mean_interval, write_results  # noqa: E402
 from benchmarks.docs import refresh  # noqa: E402
 from ttc_agent.answers import answer_key, answers_equal, extract_answer  # noqa: E402
 from ttc_agent.backends import VLLMServer  # noqa: E402
 from ttc_agent.backends.models import named_model  # noqa: E402
 from ttc_agent.backends.vllm_server import free_port, wait_until_ready  # noqa: E402
 from ttc_agent.demo import SHIPPED_BUNDLES  # noqa: E402
-from ttc_agent.evaluation.datasets import Problem, arithmetic  # noqa: E402
+from ttc_agent.evaluation.datasets import Problem, arithmetic, load_gsm8k  # noqa: E402
+from ttc_agent.evaluation.pools import read_pool  # noqa: E402
 
 GRADING = "qwen2.5-coder-0.5b"
 TRACES = REPO / "benchmarks" / "traces" / "qwen-arithmetic"
+POOL = REPO / "benchmarks" / "pools" / "qwen-arithmetic"
 REQUIREMENTS = REPO / "benchmarks" / "requirements-peers.txt"
 KEY = "bench-key"
-TEMPERATURE = 0.7
+#: Per task: the results file, the samples' temperature (the one ttc-agent's menu samples at for
+#: word problems, where 0.7 hurts this model, docs/benchmarks.md "Temperatures") and token cap.
+TASKS = {"arithmetic": ("peers", 0.7, 96), "gsm8k": ("peers-gsm8k", 0.5, 512)}
 #: ttc-agent's adaptive self-consistency as the reference model's menu has it.
 ADAPTIVE_SC = "adaptive_sc(max_n=16, batch=4, threshold=0.95)"
 _COUNTER = re.compile(r"^vllm:(generation|prompt)_tokens_total(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", re.MULTILINE)
 
 #: A method answers a question with its reply text and what it chose (ttc-agent only).
-Method = Callable[[str], tuple[str, str | None]]
+Method = Callable[[Problem], tuple[str, str | None]]
 
 
 def peers_venv(path: Path, console: Console) -> Path:
@@ -87,15 +95,22 @@ def peers_venv(path: Path, console: Console) -> Path:
 
 def problems(per_level: int, seed: int) -> list[Problem]:
     """``per_level`` questions at each of the reference model's levels, levels taking turns,
-    leaving out any question the probes' traces hold."""
+    leaving out any question the probes' traces or the arithmetic pool hold."""
     traced = set()
     if (TRACES / "traces.jsonl").is_file():
         traced = {json.loads(line)["problem_id"] for line in (TRACES / "traces.jsonl").open()}
+    if (POOL / "pool.jsonl").is_file():
+        traced |= {r["problem_id"] for r in read_pool(POOL)}
     levels = []
     for lv in (1, 2, 3, 4):
         drawn = arithmetic(per_level=per_level + 20, levels=(lv,), seed=seed * 100 + lv, grading=GRADING)
         levels.append([p for p in drawn if p.id not in traced][:per_level])
     return interleave(levels)
+
+
+def prompt(p: Problem) -> str:
+    """The user message every method sends for ``p`` (its question and instruction)."""
+    return p.messages()[-1]["content"]
 
 
 def vllm_tokens(metrics_url: str) -> tuple[float, float]:
@@ -106,9 +121,9 @@ def vllm_tokens(metrics_url: str) -> tuple[float, float]:
     return found["generation"], found["prompt"]
 
 
-def vote(texts: list[str]) -> str:
+def vote(texts: list[str], scope: str) -> str:
     """The first reply whose answer most replies share (ttc-agent's majority rule)."""
-    keys = [answer_key(extract_answer(t, "first_result")) for t in texts]
+    keys = [answer_key(extract_answer(t, scope)) for t in texts]
     counts = Counter(k for k in keys if k is not None)
     if not counts:
         return texts[0]
@@ -119,15 +134,18 @@ def vote(texts: list[str]) -> str:
 class ItsHub:
     """its-hub's algorithms in the peers' environment, one request a line (benchmarks/peers_runner.py)."""
 
-    def __init__(self, venv: Path, base_url: str, model: str, n: int, max_tokens: int) -> None:
+    def __init__(
+        self, venv: Path, base_url: str, model: str, n: int, max_tokens: int, temperature: float, scope: str
+    ) -> None:
         cmd = [str(venv / "bin" / "python"), str(REPO / "benchmarks" / "peers_runner.py"), "--base-url", base_url,
-               "--model", model, "--n", str(n), "--max-tokens", str(max_tokens)]  # fmt: skip
+               "--model", model, "--n", str(n), "--max-tokens", str(max_tokens), "--temperature", str(temperature),
+               "--scope", scope]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def method(self, name: str) -> Method:
-        def run(question: str) -> tuple[str, str | None]:
+        def run(p: Problem) -> tuple[str, str | None]:
             assert self.proc.stdin is not None and self.proc.stdout is not None
-            self.proc.stdin.write(json.dumps({"method": name, "question": question}) + "\n")
+            self.proc.stdin.write(json.dumps({"method": name, "question": prompt(p)}) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
             if not line:
@@ -151,35 +169,43 @@ def start(cmd: list[str], health: str, log: Path, env: dict[str, str]) -> subpro
 
 
 def methods(
-    vllm: str, optillm: str, ttc: str, its_hub: ItsHub, n: int, max_tokens: int, prices: list[float]
+    vllm: str,
+    optillm: str,
+    ttc: str,
+    its_hub: ItsHub,
+    n: int,
+    max_tokens: int,
+    prices: list[float],
+    temperature: float,
+    scope: str,
 ) -> dict[str, Method]:
     """Every method by its row name."""
     direct = openai.OpenAI(base_url=vllm, api_key="none", max_retries=0, timeout=900)
     proxy = openai.OpenAI(base_url=optillm, api_key="none", max_retries=0, timeout=900)
     server = openai.OpenAI(base_url=ttc, api_key=KEY, max_retries=0, timeout=900)
-    user = lambda q: [{"role": "user", "content": q}]  # noqa: E731
+    user = lambda p: [{"role": "user", "content": prompt(p)}]  # noqa: E731
 
-    def greedy(q: str) -> tuple[str, str | None]:
-        r = direct.chat.completions.create(model="m", messages=user(q), temperature=0, max_tokens=max_tokens)
+    def greedy(p: Problem) -> tuple[str, str | None]:
+        r = direct.chat.completions.create(model="m", messages=user(p), temperature=0, max_tokens=max_tokens)
         return r.choices[0].message.content or "", None
 
-    def majority(q: str) -> tuple[str, str | None]:
+    def majority(p: Problem) -> tuple[str, str | None]:
         r = direct.chat.completions.create(
-            model="m", messages=user(q), n=n, temperature=TEMPERATURE, max_tokens=max_tokens
+            model="m", messages=user(p), n=n, temperature=temperature, max_tokens=max_tokens
         )
-        return vote([c.message.content or "" for c in r.choices]), None
+        return vote([c.message.content or "" for c in r.choices], scope), None
 
     def optillm_approach(approach: str) -> Method:
-        def run(q: str) -> tuple[str, str | None]:
-            r = proxy.chat.completions.create(model=f"{approach}-m", messages=user(q), max_tokens=max_tokens)
+        def run(p: Problem) -> tuple[str, str | None]:
+            r = proxy.chat.completions.create(model=f"{approach}-m", messages=user(p), max_tokens=max_tokens)
             return r.choices[0].message.content or "", None
 
         return run
 
     def ttc_agent(settings: dict[str, float | str], model: str = "ttc") -> Method:
-        def run(q: str) -> tuple[str, str | None]:
-            ttc = {**settings, "answer_scope": "first_result"}
-            r = server.chat.completions.create(model=model, messages=user(q), extra_body={"ttc": ttc})
+        def run(p: Problem) -> tuple[str, str | None]:
+            ttc = {**settings, "answer_scope": scope}
+            r = server.chat.completions.create(model=model, messages=user(p), extra_body={"ttc": ttc})
             return r.choices[0].message.content or "", (r.model_extra or {})["ttc"]["choice"]
 
         return run
@@ -199,30 +225,57 @@ def methods(
     return rows
 
 
-def run_all(rows: dict[str, Method], qs: list[Problem], metrics: str) -> dict[str, list[dict[str, Any]]]:
-    """Each method on each question, methods taking turns (the order rotating per question)."""
+def read_calls(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The calls a run appended so far, by (method, question id); a line cut by a kill is skipped."""
+    calls = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                call = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            calls[call["method"], call["id"]] = call
+    return calls
+
+
+def run_all(rows: dict[str, Method], qs: list[Problem], metrics: str, log: Path) -> None:
+    """Each method on each question, methods taking turns (the order rotating per question),
+    every call appended to ``log`` as it ends; calls ``log`` already holds are not made again."""
     names = list(rows)
-    out: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    with Progress() as progress:
+    done = read_calls(log)
+    with Progress() as progress, log.open("a+") as out:
+        out.seek(0)
+        if (text := out.read()) and not text.endswith("\n"):
+            out.write("\n")  # end the line a kill cut, so the next call starts a line of its own
         task = progress.add_task("questions", total=len(qs))
         for i, p in enumerate(qs):
             for name in names[i % len(names) :] + names[: i % len(names)]:
+                if (name, p.id) in done:
+                    continue
                 gen0, prompt0 = vllm_tokens(metrics)
                 started = time.perf_counter()
                 try:
-                    text, choice, error = *rows[name](p.question), None
+                    text, choice, error = *rows[name](p), None
                 except (openai.APIError, RuntimeError, KeyError) as exc:  # counted wrong, and reported
                     text, choice, error = "", None, f"{type(exc).__name__}: {exc}"[:300]
                 seconds = time.perf_counter() - started
                 gen1, prompt1 = vllm_tokens(metrics)
                 answer = extract_answer(text, p.scope)
-                out[name].append({
-                    "id": p.id, "level": p.level, "answer": answer, "correct": answers_equal(answer, p.answer),
-                    "completion_tokens": gen1 - gen0, "prompt_tokens": prompt1 - prompt0,
-                    "seconds": round(seconds, 3), "choice": choice, "error": error,
-                })  # fmt: skip
+                call = {
+                    "method": name, "id": p.id, "level": p.level, "answer": answer,
+                    "correct": answers_equal(answer, p.answer), "completion_tokens": gen1 - gen0,
+                    "prompt_tokens": prompt1 - prompt0, "seconds": round(seconds, 3), "choice": choice, "error": error,
+                }  # fmt: skip
+                out.write(json.dumps(call) + "\n")
+                out.flush()
             progress.advance(task)
-    return out
+
+
+def answered(log: Path, names: list[str], qs: list[Problem]) -> dict[str, list[dict[str, Any]]]:
+    """Per method, its calls on the questions every method has answered (in question order)."""
+    calls = read_calls(log)
+    whole = [p.id for p in qs if all((name, p.id) in calls for name in names)]
+    return {name: [{k: v for k, v in calls[name, pid].items() if k != "method"} for pid in whole] for name in names}
 
 
 def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -292,25 +345,38 @@ def main() -> None:
     parser.add_argument(
         "--probes", type=Path, help="probe bundle for ttc-agent serve (default: the one shipped for --model)"
     )
+    parser.add_argument("--task", choices=sorted(TASKS), default="arithmetic", help="the questions asked")
     parser.add_argument("--per-level", type=int, default=6, help="questions per arithmetic level")
+    parser.add_argument("--questions", type=int, default=40, help="GSM8K test questions (--task gsm8k)")
     parser.add_argument("--seed", type=int, default=11, help="question seed")
     parser.add_argument("--n", type=int, default=8, help="samples for majority, self-consistency and bon")
-    parser.add_argument("--max-tokens", type=int, default=96, help="tokens per sample")
+    parser.add_argument("--max-tokens", type=int, help="tokens per sample (default: 96 for arithmetic, 512 for gsm8k)")
+    parser.add_argument("--temperature", type=float,
+                        help="majority's and its-hub's sampling temperature (default: 0.7 for arithmetic, 0.5 for gsm8k)")  # fmt: skip
     parser.add_argument("--prices", default="0,3e-4,1e-3", help="ttc-agent's lambda_tokens, comma-separated")
     parser.add_argument("--venv", type=Path, default=Path.home() / ".cache" / "ttc-agent" / "peers-venv",
                         help="the peers' virtual environment (built here if missing)")  # fmt: skip
     parser.add_argument("--resummarize", action="store_true",
-                        help="recompute the summary, table and doc block from the calls in benchmarks/results/peers.json")  # fmt: skip
+                        help="recompute the summary, table and doc block from the calls in the task's results")  # fmt: skip
     args = parser.parse_args()
     console = Console()
+    name, temperature, max_tokens = TASKS[args.task]
+    temperature = args.temperature if args.temperature is not None else temperature
+    max_tokens = args.max_tokens or max_tokens
+    qs = problems(args.per_level, args.seed) if args.task == "arithmetic" else load_gsm8k("test", args.questions)
+    scope = "first_result" if args.task == "arithmetic" else qs[0].scope
+    log = RESULTS / f"{name}-calls.jsonl"
     if args.resummarize:
-        data = json.loads((REPO / "benchmarks" / "results" / "peers.json").read_text())
-        data.update(summarize(data["calls"]))
-        _publish(console, data)
+        if log.is_file():  # a run under way or stopped: what every method has answered so far
+            names = list(dict.fromkeys(method for method, _ in read_calls(log)))
+            _publish(console, name, _data(args, name, temperature, max_tokens, answered(log, names, qs), args.venv))
+        else:
+            data = json.loads((RESULTS / f"{name}.json").read_text())
+            data.update(summarize(data["calls"]))
+            _publish(console, name, data)
         return
     venv = peers_venv(args.venv, console)
     prices = [float(p) for p in args.prices.split(",")]
-    qs = problems(args.per_level, args.seed)
     logs = Path("/tmp")
     with VLLMServer(args.model, served_name="m", log=logs / "peers-vllm.log") as vllm:
         procs, its_hub = [], None
@@ -324,42 +390,56 @@ def main() -> None:
             port = free_port()
             procs.append(start(
                 [sys.executable, "-m", "ttc_agent.cli", "serve", "--backend", vllm.v1, "--model", "m",
-                 "--tokenizer", args.model, "--port", str(port), "--max-tokens", str(args.max_tokens),
+                 "--tokenizer", args.model, "--port", str(port), "--max-tokens", str(max_tokens),
                  *(["--probes", str(args.probes)] if args.probes else [])],
                 f"http://127.0.0.1:{port}/health", logs / "peers-ttc-serve.log", {"TTC_AGENT_API_KEYS": KEY},
             ))  # fmt: skip
             ttc = f"http://127.0.0.1:{port}/v1"
-            its_hub = ItsHub(venv, vllm.v1, "m", args.n, args.max_tokens)
-            rows = methods(vllm.v1, optillm, ttc, its_hub, args.n, args.max_tokens, prices)
-            runs = run_all(rows, qs, vllm.url + "/metrics")
+            its_hub = ItsHub(venv, vllm.v1, "m", args.n, max_tokens, temperature, scope)
+            rows = methods(vllm.v1, optillm, ttc, its_hub, args.n, max_tokens, prices, temperature, scope)
+            run_all(rows, qs, vllm.url + "/metrics", log)
         finally:
             if its_hub is not None:
                 its_hub.close()
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
-    summary = summarize(runs)
-    spec = named_model(args.model)
-    data = {
+    _publish(console, name, _data(args, name, temperature, max_tokens, answered(log, list(rows), qs), venv))
+
+
+def _data(
+    args: argparse.Namespace,
+    name: str,
+    temperature: float,
+    max_tokens: int,
+    runs: dict[str, list[dict[str, Any]]],
+    venv: Path,
+) -> dict[str, Any]:
+    """The results file's content: the run's settings, the summary and every call."""
+    first = runs[next(iter(runs))]
+    if not first:
+        raise SystemExit(f"no question answered by every method yet in {RESULTS / name}-calls.jsonl")
+    return {
+        "task": args.task,
         "model": args.model,
-        "model_sha256": spec.sha256,
-        "questions": len(qs),
-        "levels": sorted({p.level for p in qs}),
+        "model_sha256": named_model(args.model).sha256,
+        "questions": len(first),
+        "levels": sorted({c["level"] for c in first}),
         "n": args.n,
-        "max_tokens": args.max_tokens,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
         "probes": str(args.probes or SHIPPED_BUNDLES[args.model].relative_to(REPO)),
         "peer_versions": _peer_versions(venv),
-        **summary,
+        **summarize(runs),
         "calls": runs,
     }
-    _publish(console, data)
 
 
-def _publish(console: Console, data: dict[str, Any]) -> None:
-    """Print the table, write benchmarks/results/peers.json and the doc block."""
+def _publish(console: Console, name: str, data: dict[str, Any]) -> None:
+    """Print the table, write benchmarks/results/NAME.json and its doc block."""
     _print(console, data["model"], data, data["questions"])
-    console.print(f"wrote {write_results('peers', data)}")
-    refresh("peers")
+    console.print(f"wrote {write_results(name, data)}")
+    refresh(name)
 
 
 def _peer_versions(venv: Path) -> dict[str, str]:
@@ -382,7 +462,8 @@ def _cells(name: str, row: dict[str, Any], against: dict[str, Any]) -> list[str]
 
 
 def _print(console: Console, model: str, summary: dict[str, Any], questions: int) -> None:
-    table = Table(title=f"ttc-agent against its peers: {questions} arithmetic questions on {model}")
+    what = "GSM8K test" if summary.get("task") == "gsm8k" else "arithmetic"
+    table = Table(title=f"ttc-agent against its peers: {questions} {what} questions on {model}")
     for col in ("method", "accuracy [95% CI]", "completion tokens", "seconds", "ttc-agent's tokens / seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for name, row in summary["rows"].items():
@@ -395,11 +476,19 @@ def _print(console: Console, model: str, summary: dict[str, Any], questions: int
 
 
 def _markdown(data: dict[str, Any]) -> str:
+    if data.get("task") == "gsm8k":
+        title = "### ttc-agent against its peers on word problems (`benchmarks/peers.py --task gsm8k`)"
+        asked = (
+            f"{data['questions']} GSM8K test questions (no fitting pool holds one), {data['max_tokens']} tokens a "
+            f"sample, majority and its-hub sampling at temperature {data['temperature']:g}"
+        )
+    else:
+        title = "### ttc-agent against its peers (`benchmarks/peers.py`)"
+        asked = f"{data['questions']} held-out arithmetic questions ({len(data['levels'])} levels graded for {data['model']})"
     lines = [
-        "### ttc-agent against its peers (`benchmarks/peers.py`)",
+        title,
         "",
-        f"{data['questions']} held-out arithmetic questions ({len(data['levels'])} levels graded for {data['model']}), "
-        f"one `vllm serve` (float32, 2 cores), each method's calls one at a time, the methods taking turns; "
+        f"{asked}, one `vllm serve` (float32, 2 cores), each method's calls one at a time, the methods taking turns; "
         f"tokens are vLLM's own counts of what each method generated (ratings and extra rounds included), "
         f"seconds the wall time per question. Peers: "
         + ", ".join(f"{k} {v}" for k, v in data["peer_versions"].items() if k.lower() != "torch")
@@ -428,7 +517,7 @@ def _markdown(data: dict[str, Any]) -> str:
 
 def doc_blocks(results: dict[str, Any]) -> dict[str, str]:
     """The docs' block of saved peer results."""
-    return {"peers": _markdown(results)}
+    return {"peers-gsm8k" if results.get("task") == "gsm8k" else "peers": _markdown(results)}
 
 
 if __name__ == "__main__":
