@@ -1,9 +1,9 @@
 """Out of distribution: does the decision notice prompts unlike its training prompts, and does the
 fallback keep it from being confidently wrong?
 
-Two bundles of the reference model, each fitted on one task's traces (text statistics, the
-training split of `ttc-agent train`): the shipped arithmetic bundle and one fitted here on the
-GSM8K traces. Each is asked about its own held-out questions and about every question of the
+Two bundles of the reference model, each fitted here on one task's traces (text statistics, the
+training split of `ttc-agent train`): one on the arithmetic traces (the bundle shipped before the
+pools, on its menu) and one on the GSM8K traces. Each is asked about its own held-out questions and about every question of the
 other task. Reported per direction: the share of prompts flagged out of distribution
 (`FeatureNovelty`, threshold at the 99th percentile of leave-one-out training scores), and the
 accuracy and tokens of the bundle's policy at lambda 0 with and without the fallback, against
@@ -81,23 +81,25 @@ def _counts(specs: list[str], picks: np.ndarray) -> dict[str, int]:
     return {specs[j]: int((picks == j).sum()) for j in sorted(set(picks.tolist()))}
 
 
-def gsm8k_bundle(specs: tuple[str, ...]) -> ProbeBundle:
+def fitted_on(task: str, specs: tuple[str, ...] | None = None) -> ProbeBundle:
     """A bundle fitted (as `ttc-agent train` fits, text statistics, a quarter held out) on the
-    GSM8K traces of the strategies both tasks traced, so each bundle can be replayed on the
-    other task's traces."""
-    meta = read_meta(TRACES["gsm8k"])
-    records = [r for r in read_traces(TRACES["gsm8k"]) if r["strategy"] in specs]
+    ``task``'s traces, of the strategies ``specs`` only (those both tasks traced, so each bundle
+    can be replayed on the other task's traces) or of the whole menu."""
+    if specs is None:
+        return train_from_traces(TRACES[task], "text_stats", None, 0.25).bundle
+    meta = read_meta(TRACES[task])
+    records = [r for r in read_traces(TRACES[task]) if r["strategy"] in specs]
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_trace_folder(
-            Path(tmp) / "gsm8k", {**meta, "menu": {**meta["menu"], "strategies": list(specs)}}, records
+            Path(tmp) / task, {**meta, "menu": {**meta["menu"], "strategies": list(specs)}}, records
         )
         return train_from_traces(folder, "text_stats", None, 0.25).bundle
 
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
-    shipped = ProbeBundle.load(REPO / "ttc_agent/data/probes-qwen2.5-coder-0.5b")
-    bundles = {"arithmetic": shipped, "gsm8k": gsm8k_bundle(shipped.specs)}
+    arithmetic = fitted_on("arithmetic")
+    bundles = {"arithmetic": arithmetic, "gsm8k": fitted_on("gsm8k", arithmetic.specs)}
     results = {}
     for fitted, bundle in bundles.items():
         for asked, folder in TRACES.items():
