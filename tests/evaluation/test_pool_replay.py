@@ -170,7 +170,9 @@ def test_train_fits_one_bundle_on_several_tasks_pools(tmp_path):
     assert list(bundle.stage2_) == [bundle.specs[2]] and bundle.specs[2].startswith("two_stage(k=2, more=2")
 
     other = tmp_path / "other.yaml"
-    other.write_text("defaults: {max_tokens: 32, temperature: 0.5}\nstrategies: [greedy, 'best_of_n(2, select=majority)']\n")
+    other.write_text(
+        "defaults: {max_tokens: 32, temperature: 0.5}\nstrategies: [greedy, 'best_of_n(2, select=majority)']\n"
+    )
     traces_c, _ = _replayed(tmp_path, "c", "c", other)
     mixed = CliRunner().invoke(app, ["train", "--traces", str(traces_a), "--traces", str(traces_c), "--feature",
                                      "text_stats", "--out", str(tmp_path / "mixed")])  # fmt: skip

@@ -65,6 +65,61 @@ def test_a_bundle_keeps_its_novelty_and_untrusts_the_accuracy_it_cannot_read(bun
     np.testing.assert_allclose(some.accuracy[1], prior.accuracy[1])
 
 
+def test_out_of_distribution_the_q90_tokens_rise_to_what_each_strategy_can_spend(bundle):
+    X = bundle.features.transform([[{"role": "user", "content": "What is 345 + 678?"}],
+                                   [{"role": "user", "content": WORD_PROBLEM}]])  # fmt: skip
+    pred = bundle.predict_features(X, np.array([20.0, 60.0]))
+    novel = bundle.novelty_.is_novel(X)
+    # greedy: one sample at the cap and the prompt; best-of-4: four samples in one round.
+    wary = bundle.untrusted(pred, novel, prompt_tokens=np.array([20.0, 60.0]), max_tokens=2000)
+    np.testing.assert_allclose(wary.tokens_q90[1], [2000 + 60, 4 * 2000 + 60])
+    np.testing.assert_allclose(wary.tokens_q90[0], pred.tokens_q90[0])  # in distribution: as predicted
+    np.testing.assert_allclose(wary.tokens, pred.tokens)  # the means stay predicted
+    assert (wary.seconds_q90[1] > pred.seconds_q90[1]).all()  # seconds are reserved in step
+    # Without a call's cap, each strategy's traced one (24); a prediction already above it stays.
+    traced = bundle.untrusted(pred, novel, prompt_tokens=np.array([20.0, 60.0]))
+    np.testing.assert_allclose(traced.tokens_q90[1], np.maximum(pred.tokens_q90[1], [24 + 60, 4 * 24 + 60]))
+
+
+def test_most_samples_reads_each_strategys_worst_case():
+    from ttc_agent.probes.bundle import most_samples
+
+    assert most_samples("greedy") == (1, 1)
+    assert most_samples("best_of_n(8, select=majority, temperature=0.5)") == (8, 1)
+    assert most_samples("adaptive_sc(max_n=16, batch=4, threshold=0.95)") == (16, 4)
+    assert most_samples("adaptive_sc(max_n=10, batch=4, threshold=0.95)") == (10, 3)
+    assert most_samples("deepconf(n=16, warmup=4, keep=0.9)") == (16, 2)
+    assert most_samples("two_stage(k=4, more=12)") == (16, 2)
+    assert most_samples("beam(width=2, expand=2, max_steps=6)") == (24, 6)
+
+
+def test_a_budgeted_call_out_of_distribution_reserves_enough_to_finish(bundle):
+    """In distribution a call reserves 1.5x its strategy's q90 tokens; a word problem the
+    arithmetic-fitted probes predict short would have been cut there. Out of distribution it
+    reserves what the strategy can spend, and its reply is not cut."""
+    from langgraph.graph import START, MessagesState, StateGraph
+
+    from ttc_agent.budgets import BudgetState, WorkflowBudget
+    from ttc_agent.nodes import TTCContext, TTCNode
+
+    class State(MessagesState, BudgetState):
+        pass
+
+    backend = ScriptedBackend(texts("Step one. " * 50 + "The answer is 72.", tokens=600))
+    graph = StateGraph(State, context_schema=TTCContext)
+    graph.add_node("solve", TTCNode(TTCEngine(backend, bundle)))
+    graph.add_edge(START, "solve")
+    settings = TTCContext(strategy="greedy", max_tokens_per_sample=800,
+                          budget=WorkflowBudget(max_tokens=20_000, expected_calls=1))  # fmt: skip
+    out = graph.compile().invoke({"messages": [HumanMessage(WORD_PROBLEM)]}, context=settings)
+    meta = out["messages"][-1].response_metadata["ttc"]
+    assert meta["ood"]["novel"] is True
+    greedy = next(c for c in meta["candidates"] if c["strategy"] == "greedy")
+    assert greedy["tokens_q90"] >= 800  # the whole cap, not the in-distribution spread
+    assert meta["budget"]["reservation"]["tokens"] >= 800
+    assert backend.calls[-1][1].max_tokens == 800 and meta["budget"]["charged"]["tokens"] > 600
+
+
 def test_the_engine_records_a_prompt_out_of_distribution_and_decides_on_the_prior(bundle):
     engine = TTCEngine(ScriptedBackend(texts("The answer is 120.", tokens=20)), bundle)
     model = TTCChatModel(engine=engine)

@@ -339,7 +339,7 @@ class TTCEngine:
         features = features_digest(X[0])
         ood = self.probes.novelty(X)
         if ood is not None and ood["novel"]:  # the accuracy probes extrapolate here: do not trust them
-            pred = self.probes.untrusted(pred)
+            pred = self.probes.untrusted(pred, prompt_tokens=np.array([prompt.tokens]), max_tokens=call.max_tokens)
         if budget is None:
             decision = self.policy.decide(pred, limits, allowed)[0]
             return Ticket(decision, features, prompt, self.cap_record(decision.spec, call.max_tokens), ood)

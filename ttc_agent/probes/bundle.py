@@ -80,6 +80,24 @@ def batch_size(spec: str) -> int:
     return 1
 
 
+def most_samples(spec: str) -> tuple[int, int]:
+    """The most samples a strategy spec may draw in all, and the most rounds (requests, each
+    paying the prompt) it may take: what it can spend whatever its prompt."""
+    if m := re.match(r"best_of_n\((\d+)", spec):
+        return int(m.group(1)), 1
+    if m := re.match(r"deepconf\(n=(\d+)", spec):
+        return int(m.group(1)), 2
+    if m := re.match(r"adaptive_sc\(max_n=(\d+), batch=(\d+)", spec):
+        most, batch = int(m.group(1)), int(m.group(2))
+        return most, -(-most // batch)
+    if m := re.match(r"two_stage\(k=(\d+), more=(\d+)", spec):
+        return int(m.group(1)) + int(m.group(2)), 2
+    if m := re.match(r"beam\(width=(\d+), expand=(\d+), max_steps=(\d+)", spec):
+        width, expand, steps = (int(g) for g in m.groups())
+        return width * expand * steps, steps
+    return 1, 1
+
+
 def _inside(root: Path, name: str) -> Path:
     """``root / name``, refusing a name that leads outside ``root`` (a crafted bundle.json)."""
     file = (root / name).resolve()
@@ -221,16 +239,37 @@ class ProbeBundle:
             "novel": score > self.novelty_.threshold_,
         }
 
-    def untrusted(self, pred: Predictions, where: np.ndarray | None = None) -> Predictions:
+    def untrusted(
+        self,
+        pred: Predictions,
+        where: np.ndarray | None = None,
+        *,
+        prompt_tokens: np.ndarray | None = None,
+        max_tokens: int | None = None,
+    ) -> Predictions:
         """``pred`` for prompts out of distribution: each strategy's accuracy is its mean over the
         training prompts (what the bundle knows without trusting what it reads in the prompt),
         so the policy picks the strategy that pays best on average at the call's prices; costs
         stay predicted from the prompt. ``where`` (one flag per query, e.g. `FeatureNovelty.
-        is_novel`) limits this to the flagged queries; by default every query."""
+        is_novel`) limits this to the flagged queries; by default every query.
+
+        With ``prompt_tokens`` (one count per query), the flagged queries' q90 tokens (what hard
+        checks and a workflow budget's reservation read) also rise to the most each strategy can
+        spend (`most_samples` samples at ``max_tokens``, or each strategy's traced cap, and the
+        prompt once a round): the token probes' spread, learnt in distribution, does not bound
+        a prompt unlike theirs, so a budgeted call reserves enough to finish or picks a
+        strategy whose worst case fits."""
+        flagged = np.ones(len(pred.accuracy), bool) if where is None else np.asarray(where, bool)
+        if prompt_tokens is not None:
+            caps = np.array(self.traced_max_tokens if max_tokens is None else [max_tokens] * len(self.specs), float)
+            samples, rounds = (np.array(x, dtype=float) for x in zip(*map(most_samples, self.specs), strict=True))
+            most = samples * caps + rounds * np.asarray(prompt_tokens, dtype=float).reshape(-1, 1)
+            pred = replace(
+                pred, tokens_q90=np.where(flagged[:, None], np.maximum(pred.tokens_q90, most), pred.tokens_q90)
+            )
         if self.calibration_ is None:
             return pred
         prior = np.broadcast_to(self.calibration_.accuracy.mean(axis=0), pred.accuracy.shape)
-        flagged = np.ones(len(pred.accuracy), bool) if where is None else np.asarray(where, bool)
         return replace(pred, accuracy=np.where(flagged[:, None], prior, pred.accuracy))
 
     def held_out(self, table: TraceTable) -> TraceTable:
