@@ -261,9 +261,7 @@ class ProbeBundle:
         strategy whose worst case fits."""
         flagged = np.ones(len(pred.accuracy), bool) if where is None else np.asarray(where, bool)
         if prompt_tokens is not None:
-            caps = np.array(self.traced_max_tokens if max_tokens is None else [max_tokens] * len(self.specs), float)
-            samples, rounds = (np.array(x, dtype=float) for x in zip(*map(most_samples, self.specs), strict=True))
-            most = samples * caps + rounds * np.asarray(prompt_tokens, dtype=float).reshape(-1, 1)
+            most = self.most_tokens(prompt_tokens, max_tokens)
             pred = replace(
                 pred, tokens_q90=np.where(flagged[:, None], np.maximum(pred.tokens_q90, most), pred.tokens_q90)
             )
@@ -276,6 +274,16 @@ class ProbeBundle:
         """The problems of ``table`` this bundle was not trained on."""
         trained = set(self.train_ids_)
         return table.subset([i for i, pid in enumerate(table.ids) if pid not in trained])
+
+    def most_tokens(self, prompt_tokens: np.ndarray, max_tokens: int | None = None) -> np.ndarray:
+        """The most each strategy can generate on each query (queries x strategies): total tokens
+        from `most_samples` at ``max_tokens`` (else each strategy's traced cap) with the prompt
+        paid once a round. A strategy that scores its candidates with a verifier
+        (`Strategy.uses_verifier`) may spend verifier tokens beyond this, and beam search
+        re-reads its partial solutions: for those it is a floor."""
+        caps = np.array(self.traced_max_tokens if max_tokens is None else [max_tokens] * len(self.specs), float)
+        samples, rounds = (np.array(x, dtype=float) for x in zip(*map(most_samples, self.specs), strict=True))
+        return np.asarray(samples * caps + rounds * np.asarray(prompt_tokens, dtype=float).reshape(-1, 1))
 
     def predict(
         self, prompts: Sequence[Prompt], prompt_tokens: Sequence[int] | np.ndarray, *, max_tokens: int | None = None
