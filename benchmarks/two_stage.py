@@ -186,8 +186,9 @@ def plot(results: dict, stem: Path) -> list[str]:
 def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
     """The README's figure. Top: GSM8K accuracy against tokens and against seconds, the priced
     two-stage strategy beside every static strategy and adaptive SC (measured latency). Bottom:
-    the peers benchmark's held-out arithmetic (benchmarks/results/peers.json, one vllm serve):
-    ttc-agent serve at its prices beside greedy, majority@8, its-hub and optillm."""
+    the peers benchmark (one vllm serve) on GSM8K test questions where it has run
+    (benchmarks/results/peers-gsm8k.json), else on held-out arithmetic (peers.json): ttc-agent
+    serve at its prices beside greedy, majority@8, its-hub and optillm."""
     plt = pyplot("the two-stage figures")
 
     m = res["measured"]
@@ -198,7 +199,7 @@ def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
         line = sorted(ours.values(), key=lambda v: v[unit])
         ax.errorbar([v[unit] for v in line], [v["accuracy"] for v in line], fmt="o-", color="C0", capsize=3,
                     yerr=[[v["accuracy"] - v["interval"][0] for v in line], [v["interval"][1] - v["accuracy"] for v in line]],
-                    label="ttc-agent serve, priced (lambda_tokens 0 to 1e-3)")  # fmt: skip
+                    label="ttc-agent serve, lambda_tokens " + ", ".join(k.split("=")[-1] for k in ours))  # fmt: skip
         others = [(k, v) for k, v in peers["rows"].items() if k not in ours]
         for i, (name, v) in enumerate(others):
             lo, hi = v["interval"]
@@ -206,7 +207,7 @@ def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
                         capsize=3, color=f"C{i + 1}", label=name)  # fmt: skip
         label = "completion tokens" if unit == "completion_tokens" else unit
         ax.set(xscale="log", xlabel=f"mean {label} per question (log)", ylabel="accuracy (95% bootstrap)",
-               title=f"arithmetic ({peers['questions']} held out), peers: accuracy vs {label}")  # fmt: skip
+               title=f"{peers_task(peers)}, peers: accuracy vs {label}")  # fmt: skip
         plain_log_axis(ax)
     grid[1][1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the data, never on it
     for ax, unit in zip(axes, ("tokens", "seconds"), strict=True):
@@ -224,10 +225,17 @@ def plot_readme(res: dict, peers: dict, stem: Path) -> list[str]:
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(
         "Qwen2.5-Coder-0.5B-Instruct on 2 CPU cores: GSM8K test pool replayed (stage-2 model fitted on the train pool); "
-        "arithmetic against the peers through one vllm serve",
+        f"{'GSM8K test questions' if peers.get('task') == 'gsm8k' else 'arithmetic'} against the peers through one vllm serve",
         fontsize=9,
     )
     return save_figure(fig, str(stem))
+
+
+def peers_task(peers: dict) -> str:
+    """What the peers benchmark asked, for a title."""
+    if peers.get("task") == "gsm8k":
+        return f"GSM8K test ({peers['questions']} questions)"
+    return f"arithmetic ({peers['questions']} held out)"
 
 
 def doc(results: dict, figures: list[str]) -> str:
@@ -296,7 +304,8 @@ def main() -> None:
                 print(f"  two_stage at {key:37s} acc {v['accuracy']:.3f} tokens {v['tokens']:7.0f} seconds {v['seconds']:6.1f} "
                       f"second round {v['second_round']:.2f}")  # fmt: skip
     figures = plot(results, REPO / "docs" / "img" / "two-stage")
-    figures += plot_readme(results["gsm8k"], saved_results("peers"), REPO / "docs" / "img" / "readme-gsm8k")
+    peers = saved_results("peers-gsm8k") or saved_results("peers")
+    figures += plot_readme(results["gsm8k"], peers, REPO / "docs" / "img" / "readme-gsm8k")
     write_results("two_stage", {"k": K, "more": MORE, "temperature": TEMPERATURE, "results": results,
                                 "figures": [str(Path(f).relative_to(REPO)) for f in figures]})  # fmt: skip
     refresh("two_stage")
