@@ -145,6 +145,25 @@ def test_bundle_fits_predicts_and_round_trips(tmp_path):
     assert np.allclose(again.predict(prompts, [40, 40]).accuracy, pred.accuracy)
 
 
+def test_a_bundle_saved_over_another_leaves_none_of_its_files(tmp_path):
+    """Saving a one-strategy bundle without novelty or calibration over a two-strategy one: the
+    older bundle's estimators, novelty and calibration are gone (load would have attached the
+    stale novelty to the new bundle); files not of a bundle's making stay."""
+    from ttc_agent.strategies.menu import Menu
+
+    ProbeBundle(MENU, FeatureSet([TextStats()])).fit(synthetic_traces()).save(tmp_path / "b")
+    assert {"novelty.npz", "calibration.npz", "s1-tokens.skops"} <= {f.name for f in (tmp_path / "b").iterdir()}
+    (tmp_path / "b" / "notes.txt").write_text("mine")
+    small = ProbeBundle(Menu(("greedy",), {"max_tokens": 64}), FeatureSet([TextStats()]))
+    small.fit([r for r in synthetic_traces() if r["strategy"] == "greedy"])
+    small.calibration_ = small.novelty_ = None
+    small.save(tmp_path / "b")
+    left = {f.name for f in (tmp_path / "b").iterdir()}
+    assert left == {"bundle.json", "notes.txt"} | {f"s0-{h}.skops" for h in small.models_["greedy"]}
+    loaded = ProbeBundle.load(tmp_path / "b")
+    assert loaded.novelty_ is None and loaded.calibration_ is None and loaded.specs == ("greedy",)
+
+
 def test_bundle_with_latency_model_predicts_seconds_from_tokens():
     rows = [
         {"prompt_tokens": 40, "n": n, "tokens_per_sample": t, "seconds": 0.05 + 0.07 * t * (1 + 0.1 * n)}

@@ -33,7 +33,7 @@ from ttc_agent.probes.features import FeatureSet
 from ttc_agent.probes.latency import LatencyModel
 from ttc_agent.probes.length_cap import length_cuts, under_cap
 from ttc_agent.probes.linear import LinearHeads
-from ttc_agent.probes.novelty import FeatureNovelty
+from ttc_agent.probes.novelty import NOVELTY_FILE, FeatureNovelty
 from ttc_agent.probes.predictions import Predictions
 from ttc_agent.probes.stage2 import Stage2Policy
 from ttc_agent.probes.table import TraceTable
@@ -61,6 +61,10 @@ _TRUSTED = [
 class ProbeMismatchError(TTCError):
     """A probe bundle does not match the menu, features or model it is used with, or its files
     are damaged or unsafe to load (types outside the trusted list, paths outside its folder)."""
+
+
+#: The files `ProbeBundle.save` writes besides bundle.json (estimators, stage-2 models, arrays).
+_BUNDLE_FILE = re.compile(r"s\d+-\w+\.skops|stage2-\d+\.skops|calibration\.npz|" + re.escape(NOVELTY_FILE))
 
 
 def batch_size(spec: str) -> int:
@@ -370,11 +374,19 @@ class ProbeBundle:
             "versions": {p: version(p) for p in ("ttc-agent", "scikit-learn", "skops", "numpy")},
         }
         (out / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
+        written = {f for names in files.values() for f in names.values()} | set(stage2.values())
         if self.calibration_ is not None:
             arrays = {k: getattr(self.calibration_, k) for k in Predictions.FIELDS}
             np.savez(out / "calibration.npz", **arrays)
+            written.add("calibration.npz")
         if self.novelty_ is not None:
             self.novelty_.save(out)
+            written.add(NOVELTY_FILE)
+        # A bundle saved over another leaves none of the other's files, which load() would read
+        # (its novelty or calibration) or which would sit unreferenced (its other strategies').
+        for stale in out.iterdir():
+            if _BUNDLE_FILE.fullmatch(stale.name) and stale.name not in written:
+                stale.unlink()
         return out
 
     @classmethod
