@@ -68,8 +68,6 @@ KEY = "bench-key"
 #: Per task: the results file, the samples' temperature (the one ttc-agent's menu samples at for
 #: word problems, where 0.7 hurts this model, docs/benchmarks.md "Temperatures") and token cap.
 TASKS = {"arithmetic": ("peers", 0.7, 96), "gsm8k": ("peers-gsm8k", 0.5, 512)}
-#: ttc-agent's adaptive self-consistency as the reference model's menu has it.
-ADAPTIVE_SC = "adaptive_sc(max_n=16, batch=4, threshold=0.95)"
 _COUNTER = re.compile(r"^vllm:(generation|prompt)_tokens_total(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", re.MULTILINE)
 
 #: A method answers a question with its reply text and what it chose (ttc-agent only).
@@ -111,6 +109,12 @@ def problems(per_level: int, seed: int) -> list[Problem]:
 def prompt(p: Problem) -> str:
     """The user message every method sends for ``p`` (its question and instruction)."""
     return p.messages()[-1]["content"]
+
+
+def menu_adaptive_sc(probes: Path) -> str:
+    """The adaptive self-consistency spec on the bundle's menu (forced as one of the rows)."""
+    specs = json.loads((probes / "bundle.json").read_text())["menu"]["strategies"]
+    return next(s for s in specs if s.startswith("adaptive_sc("))
 
 
 def vllm_tokens(metrics_url: str) -> tuple[float, float]:
@@ -178,6 +182,7 @@ def methods(
     prices: list[float],
     temperature: float,
     scope: str,
+    adaptive_sc: str,
 ) -> dict[str, Method]:
     """Every method by its row name."""
     direct = openai.OpenAI(base_url=vllm, api_key="none", max_retries=0, timeout=900)
@@ -219,7 +224,7 @@ def methods(
         "optillm self_consistency (5)": optillm_approach("self_consistency"),
     }
     # ttc-agent's own early-stopping sampler, forced, beside its-hub's on the same questions.
-    rows["ttc-agent serve, adaptive_sc forced"] = ttc_agent({}, f"ttc:{ADAPTIVE_SC}")
+    rows["ttc-agent serve, adaptive_sc forced"] = ttc_agent({}, f"ttc:{adaptive_sc}")
     for price in prices:
         rows[f"ttc-agent serve, lambda_tokens={price:g}"] = ttc_agent({"lambda_tokens": price})
     return rows
@@ -396,7 +401,8 @@ def main() -> None:
             ))  # fmt: skip
             ttc = f"http://127.0.0.1:{port}/v1"
             its_hub = ItsHub(venv, vllm.v1, "m", args.n, max_tokens, temperature, scope)
-            rows = methods(vllm.v1, optillm, ttc, its_hub, args.n, max_tokens, prices, temperature, scope)
+            rows = methods(vllm.v1, optillm, ttc, its_hub, args.n, max_tokens, prices, temperature, scope,
+                           menu_adaptive_sc(args.probes or SHIPPED_BUNDLES[args.model]))  # fmt: skip
             run_all(rows, qs, vllm.url + "/metrics", log)
         finally:
             if its_hub is not None:
