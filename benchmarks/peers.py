@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -230,8 +230,10 @@ def methods(
     return rows
 
 
-def read_calls(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """The calls a run appended so far, by (method, question id); a line cut by a kill is skipped."""
+def read_calls(path: Path, versions: Mapping[str, str] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+    """The calls a run appended so far, by (method, question id), the latest of each; a line cut
+    by a kill is skipped. With ``versions`` (method -> what it ran with, e.g. ttc-agent's probe
+    bundle), only the calls made with a method's current version."""
     calls = {}
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -240,14 +242,26 @@ def read_calls(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
             except json.JSONDecodeError:
                 continue
             calls[call["method"], call["id"]] = call
-    return calls
+    if versions is None:
+        return calls
+    return {k: c for k, c in calls.items() if c.get("version", "") == versions.get(k[0], "")}
 
 
-def run_all(rows: dict[str, Method], qs: list[Problem], metrics: str, log: Path) -> None:
+def bundle_version(probes: Path) -> str:
+    """A short digest of a probe bundle (its bundle.json names every file it holds)."""
+    return hashlib.sha256((probes / "bundle.json").read_bytes()).hexdigest()[:12]
+
+
+def run_all(
+    rows: dict[str, Method], qs: list[Problem], metrics: str, log: Path, versions: Mapping[str, str] | None = None
+) -> None:
     """Each method on each question, methods taking turns (the order rotating per question),
-    every call appended to ``log`` as it ends; calls ``log`` already holds are not made again."""
+    every call appended to ``log`` as it ends; calls ``log`` already holds are not made again,
+    unless made with another version of the method (``versions``: ttc-agent's rows are asked
+    again under a refitted bundle, the peers' calls kept)."""
     names = list(rows)
-    done = read_calls(log)
+    versions = versions or {}
+    done = read_calls(log, versions)
     with Progress() as progress, log.open("a+") as out:
         out.seek(0)
         if (text := out.read()) and not text.endswith("\n"):
@@ -270,15 +284,19 @@ def run_all(rows: dict[str, Method], qs: list[Problem], metrics: str, log: Path)
                     "method": name, "id": p.id, "level": p.level, "answer": answer,
                     "correct": answers_equal(answer, p.answer), "completion_tokens": gen1 - gen0,
                     "prompt_tokens": prompt1 - prompt0, "seconds": round(seconds, 3), "choice": choice, "error": error,
+                    "version": versions.get(name, ""),
                 }  # fmt: skip
                 out.write(json.dumps(call) + "\n")
                 out.flush()
             progress.advance(task)
 
 
-def answered(log: Path, names: list[str], qs: list[Problem]) -> dict[str, list[dict[str, Any]]]:
-    """Per method, its calls on the questions every method has answered (in question order)."""
-    calls = read_calls(log)
+def answered(
+    log: Path, names: list[str], qs: list[Problem], versions: Mapping[str, str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per method, its calls (at its current version) on the questions every method has answered
+    (in question order)."""
+    calls = read_calls(log, versions or {})
     whole = [p.id for p in qs if all((name, p.id) in calls for name in names)]
     return {name: [{k: v for k, v in calls[name, pid].items() if k != "method"} for pid in whole] for name in names}
 
@@ -368,13 +386,16 @@ def main() -> None:
     name, temperature, max_tokens = TASKS[args.task]
     temperature = args.temperature if args.temperature is not None else temperature
     max_tokens = args.max_tokens or max_tokens
+    probes = args.probes or SHIPPED_BUNDLES[args.model]
     qs = problems(args.per_level, args.seed) if args.task == "arithmetic" else load_gsm8k("test", args.questions)
     scope = "first_result" if args.task == "arithmetic" else qs[0].scope
     log = RESULTS / f"{name}-calls.jsonl"
     if args.resummarize:
         if log.is_file():  # a run under way or stopped: what every method has answered so far
             names = list(dict.fromkeys(method for method, _ in read_calls(log)))
-            _publish(console, name, _data(args, name, temperature, max_tokens, answered(log, names, qs), args.venv))
+            versions = {n: bundle_version(probes) for n in names if n.startswith("ttc-agent")}
+            runs = answered(log, names, qs, versions)
+            _publish(console, name, _data(args, name, temperature, max_tokens, runs, args.venv))
         else:
             data = json.loads((RESULTS / f"{name}.json").read_text())
             data.update(summarize(data["calls"]))
@@ -402,15 +423,16 @@ def main() -> None:
             ttc = f"http://127.0.0.1:{port}/v1"
             its_hub = ItsHub(venv, vllm.v1, "m", args.n, max_tokens, temperature, scope)
             rows = methods(vllm.v1, optillm, ttc, its_hub, args.n, max_tokens, prices, temperature, scope,
-                           menu_adaptive_sc(args.probes or SHIPPED_BUNDLES[args.model]))  # fmt: skip
-            run_all(rows, qs, vllm.url + "/metrics", log)
+                           menu_adaptive_sc(probes))  # fmt: skip
+            versions = {n: bundle_version(probes) for n in rows if n.startswith("ttc-agent")}
+            run_all(rows, qs, vllm.url + "/metrics", log, versions)
         finally:
             if its_hub is not None:
                 its_hub.close()
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
-    _publish(console, name, _data(args, name, temperature, max_tokens, answered(log, list(rows), qs), venv))
+    _publish(console, name, _data(args, name, temperature, max_tokens, answered(log, list(rows), qs, versions), venv))
 
 
 def _data(
@@ -435,6 +457,7 @@ def _data(
         "max_tokens": max_tokens,
         "temperature": temperature,
         "probes": str(args.probes or SHIPPED_BUNDLES[args.model].relative_to(REPO)),
+        "probes_version": bundle_version(args.probes or SHIPPED_BUNDLES[args.model]),
         "peer_versions": _peer_versions(venv),
         **summarize(runs),
         "calls": runs,

@@ -49,3 +49,25 @@ def test_a_stopped_run_resumes_where_it_stopped(tmp_path, monkeypatch):
     assert all(c["correct"] for calls in runs.values() for c in calls)
     assert all("method" not in c for calls in runs.values() for c in calls)
     assert len([json.loads(x) for x in log.read_text().splitlines() if x.endswith("}")]) == 2 * len(QS)
+
+
+def test_a_refitted_bundle_asks_ttc_agents_rows_again_and_keeps_the_peers(tmp_path, monkeypatch):
+    monkeypatch.setattr(peers, "vllm_tokens", lambda url: (0.0, 0.0))
+    asked: list[str] = []
+
+    def method(name):
+        def run(p):
+            asked.append(name)
+            return "The answer is 0.", None
+
+        return run
+
+    rows = {"peer": method("peer"), "ttc-agent serve": method("ttc-agent serve")}
+    log = tmp_path / "calls.jsonl"
+    peers.run_all(rows, QS, "", log, {"ttc-agent serve": "bundle-1"})
+    asked.clear()
+    peers.run_all(rows, QS, "", log, {"ttc-agent serve": "bundle-2"})
+    assert asked == ["ttc-agent serve"] * len(QS)
+    runs = peers.answered(log, list(rows), QS, {"ttc-agent serve": "bundle-2"})
+    assert [c["version"] for c in runs["ttc-agent serve"]] == ["bundle-2"] * len(QS)
+    assert peers.answered(log, list(rows), QS, {"ttc-agent serve": "bundle-3"})["peer"] == []
