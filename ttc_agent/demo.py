@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from ttc_agent.probes import ProbeBundle
 
 _DATA = Path(str(files("ttc_agent") / "data"))
-#: The probe bundles shipped in the package, by model name, each fitted on that model's
-#: arithmetic traces (docs/benchmarks.md gives the commands that reproduce them).
+#: The probe bundles shipped in the package, by model name: the reference model's fitted on its
+#: GSM8K train and arithmetic trace pools, the embedded model's on its arithmetic traces
+#: (docs/probes.md gives the commands that reproduce them).
 SHIPPED_BUNDLES: dict[str, Path] = {
     TEST_MODEL: _DATA / "probes",
     REFERENCE_MODEL: _DATA / f"probes-{REFERENCE_MODEL}",

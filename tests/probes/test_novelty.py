@@ -131,13 +131,25 @@ def test_the_engine_records_a_prompt_out_of_distribution_and_decides_on_the_prio
     assert [c["accuracy"] for c in inside["candidates"]] != pytest.approx(list(prior))
 
 
-def test_the_shipped_bundles_flag_word_problems():
+def test_the_shipped_bundles_flag_what_they_were_not_fitted_on():
+    """The embedded model's bundle is fitted on arithmetic: a word problem is out of its
+    distribution. The reference model's is fitted on GSM8K's and arithmetic's pools: both are in,
+    a request of neither kind is out."""
+    from ttc_agent.backends.models import REFERENCE_MODEL, TEST_MODEL
     from ttc_agent.demo import SHIPPED_BUNDLES
 
-    for name, folder in SHIPPED_BUNDLES.items():
-        shipped = ProbeBundle.load(folder)
-        X = shipped.features.transform([[{"role": "user", "content": WORD_PROBLEM}]])
-        assert shipped.novelty(X)["novel"], name
+    def novel(folder, text):
+        bundle = ProbeBundle.load(folder)
+        return bundle.novelty(bundle.features.transform([[{"role": "user", "content": text}]]))["novel"]
+
+    assert novel(SHIPPED_BUNDLES[TEST_MODEL], WORD_PROBLEM)
+    assert not novel(SHIPPED_BUNDLES[TEST_MODEL], "What is 12 + 7?")
+    reference = SHIPPED_BUNDLES[REFERENCE_MODEL]
+    assert not novel(
+        reference, WORD_PROBLEM + "\nSolve it step by step, then give the final answer as 'The answer is N.'"
+    )
+    assert not novel(reference, "What is 345 + 678?")
+    assert novel(reference, "Write a haiku about autumn leaves.")
 
 
 def test_serve_says_in_a_header_when_a_request_is_out_of_distribution(bundle):

@@ -162,8 +162,9 @@ def serve(
     (header X-TTC-Session, or the user field) share its budget across every replica using the
     same --store. Every option is also read from the environment (TTC_AGENT_ and the option's
     name, e.g. TTC_AGENT_PORT). A request's max_tokens is each sample's cap (up to --max-tokens); the shipped
-    bundles are fitted on arithmetic at 96 (reference model) or 64 (smollm2-135m) tokens a
-    sample, and a response says in its x-ttc-warning header when a request's cap is beyond that."""
+    bundles are fitted at 512 (reference model: GSM8K and arithmetic pools) or 64 (smollm2-135m:
+    arithmetic) tokens a sample, and a response says in its x-ttc-warning header when a
+    request's cap is beyond that."""
     with needs_extra("serve", "ttc-agent serve"):
         import uvicorn
 
