@@ -185,9 +185,9 @@ def methods(
     adaptive_sc: str,
 ) -> dict[str, Method]:
     """Every method by its row name."""
-    direct = openai.OpenAI(base_url=vllm, api_key="none", max_retries=0, timeout=900)
-    proxy = openai.OpenAI(base_url=optillm, api_key="none", max_retries=0, timeout=900)
-    server = openai.OpenAI(base_url=ttc, api_key=KEY, max_retries=0, timeout=900)
+    direct = openai.OpenAI(base_url=vllm, api_key="none", max_retries=0, timeout=1800)
+    proxy = openai.OpenAI(base_url=optillm, api_key="none", max_retries=0, timeout=1800)
+    server = openai.OpenAI(base_url=ttc, api_key=KEY, max_retries=0, timeout=1800)
     user = lambda p: [{"role": "user", "content": prompt(p)}]  # noqa: E731
 
     def greedy(p: Problem) -> tuple[str, str | None]:
@@ -417,6 +417,7 @@ def main() -> None:
             procs.append(start(
                 [sys.executable, "-m", "ttc_agent.cli", "serve", "--backend", vllm.v1, "--model", "m",
                  "--tokenizer", args.model, "--port", str(port), "--max-tokens", str(max_tokens),
+                 "--backend-timeout", "1800",
                  *(["--probes", str(args.probes)] if args.probes else [])],
                 f"http://127.0.0.1:{port}/health", logs / "peers-ttc-serve.log", {"TTC_AGENT_API_KEYS": KEY},
             ))  # fmt: skip

@@ -62,6 +62,8 @@ def test_bad_values_are_one_line_errors_before_any_model_loads(monkeypatch, tmp_
     assert store.exit_code == 1 and "--store must be memory, sqlite:PATH or a postgresql:// URL" in store.output
     tok = runner.invoke(app, ["serve", "--tokenizer", "smollm2-135m"])
     assert tok.exit_code == 1 and "--tokenizer is for server backends" in tok.output
+    timeout = runner.invoke(app, ["serve", "--backend-timeout", "600"])
+    assert timeout.exit_code == 1 and "--backend-timeout is for server backends" in timeout.output
     keys = runner.invoke(app, ["serve", "--api-keys-file", str(tmp_path / "missing.txt")])
     assert keys.exit_code == 1 and "cannot read --api-keys-file" in keys.output
     dtype = runner.invoke(app, ["run", "What is 2 + 2?", "--dtype", "bfloat16"])
@@ -158,3 +160,20 @@ def test_run_prints_json_on_the_embedded_model():
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["strategy"] == "greedy" and doc["cost"]["completion_tokens"] <= 8 and len(doc["candidates"]) == 1
+
+
+def test_serve_hands_its_backend_timeout_to_the_server_backend(monkeypatch):
+    """`serve --backend-timeout` reaches the OpenAI-compatible backend (a slow machine's rounds
+    of long samples outlast the default 60 s, and a timed-out request is retried)."""
+    import ttc_agent.cli.serve as serve_cli
+    from ttc_agent.errors import InvalidRequestError
+
+    seen = {}
+
+    def backend(*args, **options):
+        seen.update(options)
+        raise InvalidRequestError("stopped here")
+
+    monkeypatch.setattr(serve_cli, "cli_backend", backend)
+    result = CliRunner().invoke(app, ["serve", "--backend", "http://127.0.0.1:9/v1", "--backend-timeout", "900"])
+    assert result.exit_code == 1 and "stopped here" in result.output and seen == {"timeout": 900.0}

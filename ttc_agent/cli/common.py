@@ -178,7 +178,7 @@ ApiKeyOpt = Annotated[
 
 
 def cli_backend(
-    backend: str, model: str | None, api_key: str | None = None, dtype: Dtype | None = None, **options: str
+    backend: str, model: str | None, api_key: str | None = None, dtype: Dtype | None = None, **options: str | float
 ) -> Backend:
     from ttc_agent.backends import LOCAL_BACKENDS, load_backend
 

@@ -97,6 +97,15 @@ def serve(
     max_tokens: Annotated[
         int, typer.Option(envvar="TTC_AGENT_MAX_TOKENS", help="Largest max_tokens a request may ask for.")
     ] = 4096,
+    backend_timeout: Annotated[
+        float | None,
+        typer.Option(
+            envvar="TTC_AGENT_BACKEND_TIMEOUT",
+            help="Seconds a server backend may take to answer one generation request before it is retried (default: "
+            "60); a round of long samples on a slow machine needs more.",
+            show_default=False,
+        ),
+    ] = None,
     max_request_bytes: Annotated[
         int, typer.Option(envvar="TTC_AGENT_MAX_REQUEST_BYTES", help="Largest request body, in bytes.")
     ] = 1_000_000,
@@ -179,7 +188,12 @@ def serve(
         local = not backend.startswith(("http://", "https://"))
         if tokenizer is not None and local:
             raise InvalidRequestError(f"--tokenizer is for server backends, not {backend!r}")
-        chosen = cli_backend(backend, model, api_key, dtype, **({"tokenizer": tokenizer} if tokenizer else {}))
+        if backend_timeout is not None and local:
+            raise InvalidRequestError(f"--backend-timeout is for server backends, not {backend!r}")
+        options: dict[str, str | float] = {"tokenizer": tokenizer} if tokenizer else {}
+        if backend_timeout is not None:
+            options["timeout"] = backend_timeout
+        chosen = cli_backend(backend, model, api_key, dtype, **options)
         # A local model gets the bundle shipped for it; a server's model is known by --tokenizer
         # when that names a model a bundle is shipped for (else the embedded model's, unchecked).
         shipped_for = SHIPPED_BUNDLES.get(tokenizer or "")
