@@ -32,6 +32,7 @@ SOURCES = {
     "probes": "benchmarks.probes",
     "policy": "benchmarks.policy",
     "peers": "benchmarks.peers",
+    "peers-gsm8k": "benchmarks.peers",
     "reliability": "benchmarks.reliability",
     "serve": "benchmarks.serve",
     "two_stage": "benchmarks.two_stage",

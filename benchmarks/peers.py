@@ -68,6 +68,8 @@ KEY = "bench-key"
 #: Per task: the results file, the samples' temperature (the one ttc-agent's menu samples at for
 #: word problems, where 0.7 hurts this model, docs/benchmarks.md "Temperatures") and token cap.
 TASKS = {"arithmetic": ("peers", 0.7, 96), "gsm8k": ("peers-gsm8k", 0.5, 512)}
+#: The word problems the target is judged on (issue #33); a run resumed across sessions holds fewer.
+WORD_PROBLEMS = 40
 _COUNTER = re.compile(r"^vllm:(generation|prompt)_tokens_total(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", re.MULTILINE)
 
 #: A method answers a question with its reply text and what it chose (ttc-agent only).
@@ -535,11 +537,13 @@ def _markdown(data: dict[str, Any]) -> str:
         for name, row in data["rows"].items()
         if row.get("errors")
     ]
+    verdict = "met" if data["target_met"] else "missed"
+    if data.get("task") == "gsm8k" and data["questions"] < WORD_PROBLEMS:
+        verdict = f"not judged yet ({data['questions']} of the {WORD_PROBLEMS} questions it is judged on; would read {verdict})"
     lines += [
         "",
         f"Most accurate peer: {top}. Target (its accuracy or better with at most half its tokens and no more of its seconds): "
-        f"**{'met' if data['target_met'] else 'missed'}**"
-        + f"; {data['compared_row']} minus {top}, paired accuracy difference 95% CI "
+        f"**{verdict}**" + f"; {data['compared_row']} minus {top}, paired accuracy difference 95% CI "
         f"{data['accuracy_difference_interval']}.",
     ]
     return "\n".join(lines)
