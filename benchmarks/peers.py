@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +254,13 @@ def bundle_version(probes: Path) -> str:
     return hashlib.sha256((probes / "bundle.json").read_bytes()).hexdigest()[:12]
 
 
+def ttc_versions(names: Iterable[str], probes: Path) -> dict[str, str]:
+    """What each of ttc-agent's rows among ``names`` runs with: the bundle's digest (the peers'
+    rows have none)."""
+    version = bundle_version(probes)
+    return {n: version for n in names if n.startswith("ttc-agent")}
+
+
 def run_all(
     rows: dict[str, Method], qs: list[Problem], metrics: str, log: Path, versions: Mapping[str, str] | None = None
 ) -> None:
@@ -395,9 +402,8 @@ def main() -> None:
     if args.resummarize:
         if log.is_file():  # a run under way or stopped: what every method has answered so far
             names = list(dict.fromkeys(method for method, _ in read_calls(log)))
-            versions = {n: bundle_version(probes) for n in names if n.startswith("ttc-agent")}
-            runs = answered(log, names, qs, versions)
-            _publish(console, name, _data(args, name, temperature, max_tokens, runs, args.venv))
+            runs = answered(log, names, qs, ttc_versions(names, probes))
+            _publish(console, name, _data(args, name, temperature, max_tokens, probes, runs, args.venv))
         else:
             data = json.loads((RESULTS / f"{name}.json").read_text())
             data.update(summarize(data["calls"]))
@@ -427,7 +433,7 @@ def main() -> None:
             its_hub = ItsHub(venv, vllm.v1, "m", args.n, max_tokens, temperature, scope)
             rows = methods(vllm.v1, optillm, ttc, its_hub, args.n, max_tokens, prices, temperature, scope,
                            menu_adaptive_sc(probes))  # fmt: skip
-            versions = {n: bundle_version(probes) for n in rows if n.startswith("ttc-agent")}
+            versions = ttc_versions(rows, probes)
             run_all(rows, qs, vllm.url + "/metrics", log, versions)
         finally:
             if its_hub is not None:
@@ -435,7 +441,8 @@ def main() -> None:
             for proc in procs:
                 proc.terminate()
                 proc.wait(timeout=30)
-    _publish(console, name, _data(args, name, temperature, max_tokens, answered(log, list(rows), qs, versions), venv))
+    runs = answered(log, list(rows), qs, versions)
+    _publish(console, name, _data(args, name, temperature, max_tokens, probes, runs, venv))
 
 
 def _data(
@@ -443,6 +450,7 @@ def _data(
     name: str,
     temperature: float,
     max_tokens: int,
+    probes: Path,
     runs: dict[str, list[dict[str, Any]]],
     venv: Path,
 ) -> dict[str, Any]:
@@ -459,8 +467,8 @@ def _data(
         "n": args.n,
         "max_tokens": max_tokens,
         "temperature": temperature,
-        "probes": str(args.probes or SHIPPED_BUNDLES[args.model].relative_to(REPO)),
-        "probes_version": bundle_version(args.probes or SHIPPED_BUNDLES[args.model]),
+        "probes": str(args.probes or probes.relative_to(REPO)),
+        "probes_version": bundle_version(probes),
         "peer_versions": _peer_versions(venv),
         **summarize(runs),
         "calls": runs,
